@@ -1,0 +1,41 @@
+# Every target builds its own virtual environment first, so that a fresh
+# clone needs nothing but Python 3.10+ with venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: test demo docs lint bench clean
+
+$(VENV)/.installed-test: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+$(VENV)/.installed-docs: pyproject.toml $(VENV)/.installed-test
+	$(BIN)/python -m pip install --quiet -e ".[docs]"
+	touch $@
+
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-test
+	$(BIN)/python -m pip install --quiet -e ".[benchmarks]"
+	touch $@
+
+test: $(VENV)/.installed-test
+	MPLBACKEND=Agg $(BIN)/python -m pytest
+
+demo: $(VENV)/.installed-test
+	MPLBACKEND=Agg $(BIN)/python examples/plot_ridge_diabetes.py
+
+docs: $(VENV)/.installed-docs
+	MPLBACKEND=Agg $(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
+
+lint: $(VENV)/.installed-test
+	$(BIN)/python -m pip install --quiet ruff
+	$(BIN)/python -m ruff check skhypergrad tests examples benchmarks
+	$(BIN)/python -m ruff format --check skhypergrad tests examples benchmarks
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/bench_ridge.py
+
+clean:
+	rm -rf $(VENV) docs/_build docs/auto_examples docs/gen_modules

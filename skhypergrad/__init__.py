@@ -1,0 +1,22 @@
+"""skhypergrad: tune scikit-learn's continuous hyperparameters by gradient descent.
+
+:class:`HypergradSearchCV` is a drop-in for
+:class:`~sklearn.model_selection.GridSearchCV` that follows the derivative of
+the cross-validation loss (the hypergradient) inside each continuous range,
+and :func:`cross_val_hypergrad` gives that loss and derivative at one point.
+"""
+
+from ._cross_val import cross_val_hypergrad
+from ._models import DifferentiableModel, Fold, register_model
+from ._search import HypergradSearchCV, SearchState
+
+__all__ = [
+    "DifferentiableModel",
+    "Fold",
+    "HypergradSearchCV",
+    "SearchState",
+    "cross_val_hypergrad",
+    "register_model",
+]
+
+__version__ = "0.1.0.dev0"

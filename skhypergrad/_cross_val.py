@@ -1,0 +1,118 @@
+"""cross_val_hypergrad: the CV loss and its hypergradient at one point."""
+
+import numbers
+
+import numpy as np
+from sklearn.base import clone, is_classifier
+from sklearn.model_selection import check_cv
+from sklearn.utils import check_array
+from sklearn.utils._param_validation import HasMethods, validate_params
+from sklearn.utils._tags import get_tags
+from sklearn.utils.validation import _check_method_params, indexable
+
+from ._models import get_model
+from ._objective import CrossValObjective
+from ._space import split_pipeline
+
+__all__ = ["cross_val_hypergrad"]
+
+
+@validate_params(
+    {
+        "estimator": [HasMethods(["fit"])],
+        "X": ["array-like"],
+        "y": ["array-like"],
+        "params": [dict],
+        "cv": ["cv_object"],
+        "groups": ["array-like", None],
+        "fit_params": [dict, None],
+    },
+    prefer_skip_nested_validation=False,
+)
+def cross_val_hypergrad(estimator, X, y, *, params, cv=None, groups=None,
+                        fit_params=None):
+    """Mean validation loss over CV folds and its hypergradient at one point.
+
+    Parameters
+    ----------
+    estimator : estimator object
+        A supported scikit-learn estimator, or a pipeline whose last step is
+        one. Not modified.
+
+    X : array-like of shape (n_samples, n_features)
+        Training data. Not modified.
+
+    y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        Target values. Not modified.
+
+    params : dict of str -> float
+        Values of differentiable hyperparameters (``"alpha"``, or
+        ``"ridge__alpha"`` in a pipeline). The others keep the estimator's
+        values.
+
+    cv : int, cross-validation generator or an iterable, default=None
+        Cross-validation splitting strategy, as in
+        :func:`~sklearn.model_selection.cross_validate`.
+
+    groups : array-like of shape (n_samples,), default=None
+        Group labels for the samples, for group splitters.
+
+    fit_params : dict, default=None
+        Parameters passed to ``fit``: ``sample_weight`` for the model,
+        ``<step>__<param>`` for the preprocessing steps of a pipeline.
+
+    Returns
+    -------
+    loss : float
+        Mean over the folds of the model's validation loss: the mean squared
+        error for regressors (so ``loss`` equals minus the mean
+        ``neg_mean_squared_error`` score of
+        :func:`~sklearn.model_selection.cross_val_score`), the log-loss for
+        classifiers.
+
+    grads : dict of str -> float
+        The derivative of ``loss`` with respect to each entry of ``params``,
+        in that parameter's own units.
+
+    See Also
+    --------
+    HypergradSearchCV : Follows this gradient to tune the hyperparameters.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_diabetes
+    >>> from sklearn.linear_model import Ridge
+    >>> from skhypergrad import cross_val_hypergrad
+    >>> X, y = load_diabetes(return_X_y=True)
+    >>> loss, grads = cross_val_hypergrad(Ridge(), X, y, params={"alpha": 1.0})
+    >>> round(loss, 1), grads["alpha"] > 0
+    (3450.7, True)
+    """
+    X, y, groups = indexable(X, y, groups)
+    allow_nan = get_tags(estimator).input_tags.allow_nan
+    check_array(X, dtype=None, ensure_all_finite=not allow_nan, input_name="X")
+    check_array(y, ensure_2d=False, dtype=None, input_name="y")
+    fit_params = _check_method_params(X, params=fit_params or {})
+
+    _, final, prefix = split_pipeline(estimator)
+    model = get_model(final)
+    for name, value in params.items():
+        short = name[len(prefix):] if name.startswith(prefix) else None
+        if short not in model.hyperparameters:
+            raise ValueError(
+                f"{name!r} is not a differentiable hyperparameter of "
+                f"{type(final).__name__}. Differentiable: "
+                f"{sorted(prefix + h for h in model.hyperparameters)}."
+            )
+        if not isinstance(value, numbers.Real) or not np.isfinite(value):
+            raise ValueError(f"{name!r} must be a finite real number, got {value!r}.")
+    estimator = clone(estimator).set_params(**params)
+
+    cv = check_cv(cv, y, classifier=is_classifier(estimator))
+    splits = list(cv.split(X, y, groups))
+    objective = CrossValObjective(
+        estimator, X, y, splits, list(params), fit_params=fit_params,
+        error_score="raise",
+    )
+    loss, grads, _ = objective.evaluate({k: float(v) for k, v in params.items()})
+    return loss, grads

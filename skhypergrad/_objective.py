@@ -1,0 +1,251 @@
+"""The cross-validation loss of one model and its hypergradient.
+
+:class:`CrossValObjective` prepares each fold once (the preprocessing steps
+of a pipeline are fitted on the training part, the model's fold precomputes
+what does not depend on the hyperparameters) and then evaluates, for any
+values of the continuous hyperparameters,
+
+.. math::
+
+    \\mathcal{L}(\\lambda) = \\frac{1}{K} \\sum_{k=1}^{K}
+    \\ell\\left(w_k^*(\\lambda);\\, X_k^{\\text{val}}, y_k^{\\text{val}}\\right),
+    \\qquad \\nabla_\\lambda \\mathcal{L} = \\frac{1}{K} \\sum_{k=1}^{K}
+    \\nabla_\\lambda \\ell\\left(w_k^*(\\lambda)\\right),
+
+where :math:`w_k^*(\\lambda)` are the model's parameters trained on fold
+:math:`k`. It also scores the trained folds with scikit-learn scorers, so
+that the search reports what :class:`~sklearn.model_selection.GridSearchCV`
+would, without fitting the estimator a second time.
+"""
+
+import numbers
+import time
+import traceback
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.model_selection._validation import _score
+from sklearn.pipeline import Pipeline
+from sklearn.utils import _safe_indexing
+from sklearn.utils.validation import _check_method_params, _get_feature_names
+
+from ._models import get_model
+from ._space import split_pipeline
+
+__all__ = ["CrossValObjective", "FoldResult"]
+
+
+class FoldResult:
+    """What one fold gave at one point: loss, gradient, scores and times."""
+
+    __slots__ = ("loss", "grads", "fit_error", "fit_time", "scores")
+
+    def __init__(self, loss, grads, fit_error, fit_time):
+        self.loss = loss
+        self.grads = grads
+        self.fit_error = fit_error
+        self.fit_time = fit_time
+        self.scores = None
+
+
+class _PreparedFold:
+    """A fold's data, fitted preprocessing and model fold (or its error)."""
+
+    def __init__(self, train, test):
+        self.train = train
+        self.test = test
+        self.preprocessing = None
+        self.model_fold = None
+        self.error = None
+        self.feature_names = None
+
+
+class CrossValObjective:
+    """Mean validation loss over cross-validation folds, with its gradient.
+
+    Parameters
+    ----------
+    estimator : estimator instance
+        The estimator or pipeline, with every discrete hyperparameter set.
+    X, y : indexable
+        The data; never modified.
+    splits : list of (train, test) index arrays
+        The folds, split once for the whole search.
+    names : list of str
+        Full names of the continuous hyperparameters to differentiate.
+    fit_params : dict, default=None
+        Fit parameters routed to the estimator (``sample_weight`` for the
+        model, ``<step>__<param>`` for preprocessing steps).
+    error_score : 'raise' or float, default=np.nan
+        What a failed fold scores, as in GridSearchCV.
+    """
+
+    def __init__(self, estimator, X, y, splits, names, fit_params=None,
+                 error_score=np.nan):
+        self.estimator = estimator
+        self.X = X
+        self.y = y
+        self.splits = splits
+        self.names = list(names)
+        self.fit_params = fit_params or {}
+        self.error_score = error_score
+
+        self._preprocessing, self._final, self._prefix = split_pipeline(estimator)
+        self._model = get_model(self._final)
+        self._model.check_estimator(self._final)
+        self._preprocessing_params, self._sample_weight_key = self._route_fit_params()
+        self._folds = None
+
+    def _route_fit_params(self):
+        sample_weight_key = self._prefix + "sample_weight"
+        preprocessing = []
+        for key in self.fit_params:
+            if key == sample_weight_key:
+                continue
+            if self._prefix and not key.startswith(self._prefix) and "__" in key:
+                preprocessing.append(key)
+                continue
+            raise ValueError(
+                f"Fit parameter {key!r} cannot be passed to the differentiable "
+                f"{type(self._final).__name__}: HypergradSearchCV routes only "
+                f"{sample_weight_key!r} to the model, and '<step>__<param>' "
+                "to the preprocessing steps of a pipeline."
+            )
+        return preprocessing, sample_weight_key
+
+    def prepare(self):
+        """Fit the preprocessing and precompute every fold, once."""
+        self._folds = [self._prepare_fold(train, test) for train, test in self.splits]
+        return self
+
+    def _prepare_fold(self, train, test):
+        fold = _PreparedFold(train, test)
+        params = _check_method_params(self.X, params=self.fit_params, indices=train)
+        X_train, y_train = _safe_indexing(self.X, train), _safe_indexing(self.y, train)
+        X_test, y_test = _safe_indexing(self.X, test), _safe_indexing(self.y, test)
+        try:
+            if self._preprocessing is not None:
+                fold.preprocessing = clone(self._preprocessing)
+                X_train = fold.preprocessing.fit_transform(
+                    X_train,
+                    y_train,
+                    **{k: params[k] for k in self._preprocessing_params},
+                )
+                X_test = fold.preprocessing.transform(X_test)
+            fold.feature_names = _get_feature_names(X_train)
+            fold.model_fold = self._model.fold(
+                self._final,
+                np.asarray(X_train),
+                np.asarray(y_train),
+                np.asarray(X_test),
+                np.asarray(y_test),
+                sample_weight=params.get(self._sample_weight_key),
+            )
+        except Exception:
+            if self.error_score == "raise":
+                raise
+            fold.error = traceback.format_exc()
+        return fold
+
+    def evaluate(self, point):
+        """Train every fold at ``point`` and differentiate the validation loss.
+
+        Parameters
+        ----------
+        point : dict of str -> float
+            Values of the continuous hyperparameters, by full name.
+
+        Returns
+        -------
+        loss : float
+            Mean of the folds' validation losses; ``nan`` if any fold failed.
+        grads : dict of str -> float
+            Its derivative with respect to each hyperparameter of ``point``.
+        results : list of FoldResult
+        """
+        if self._folds is None:
+            self.prepare()
+        model_params = {name[len(self._prefix):]: v for name, v in point.items()}
+        results = [self._evaluate_fold(fold, model_params) for fold in self._folds]
+        failed = any(r.fit_error is not None for r in results)
+        loss = np.nan if failed else float(np.mean([r.loss for r in results]))
+        grads = {
+            name: np.nan if failed else float(np.mean([r.grads[key] for r in results]))
+            for name, key in zip(point, model_params)
+        }
+        return loss, grads, results
+
+    def _evaluate_fold(self, fold, model_params):
+        if fold.error is not None:
+            return FoldResult(np.nan, {}, fold.error, 0.0)
+        start = time.time()
+        try:
+            loss, grads = fold.model_fold.value_and_grad(model_params)
+            if not np.isfinite(loss):
+                raise FloatingPointError(
+                    f"The training diverged: the validation loss is {loss} at "
+                    f"{model_params}."
+                )
+        except Exception:
+            if self.error_score == "raise":
+                raise
+            return FoldResult(np.nan, {}, traceback.format_exc(), time.time() - start)
+        return FoldResult(loss, grads, None, time.time() - start)
+
+    def fitted_estimator(self, index):
+        """The estimator trained on fold ``index`` at the last evaluated point."""
+        fold = self._folds[index]
+        final = fold.model_fold.fitted_estimator()
+        if fold.feature_names is not None:
+            final.feature_names_in_ = fold.feature_names
+        if fold.preprocessing is None:
+            return final
+        name = self.estimator.steps[-1][0]
+        params = self.estimator.get_params(deep=False)
+        params["steps"] = [*fold.preprocessing.steps, (name, final)]
+        return Pipeline(**params)
+
+    def score(self, results, scorer, score_params=None, return_train_score=False):
+        """Score each fold of the last evaluated point, as GridSearchCV does.
+
+        Fills ``FoldResult.scores`` with a dict in the layout of
+        ``sklearn.model_selection._validation._fit_and_score``'s output.
+        """
+        score_params = score_params or {}
+        for index, (fold, result) in enumerate(zip(self._folds, results)):
+            out = {
+                "fit_error": result.fit_error,
+                "fit_time": result.fit_time,
+                "n_test_samples": len(fold.test),
+            }
+            if result.fit_error is not None:
+                error = _error_scores(scorer, self.error_score)
+                out.update(test_scores=error, score_time=0.0)
+                if return_train_score:
+                    out["train_scores"] = error
+            else:
+                estimator = self.fitted_estimator(index)
+                start = time.time()
+                out["test_scores"] = self._score_on(
+                    estimator, fold.test, scorer, score_params
+                )
+                out["score_time"] = time.time() - start
+                if return_train_score:
+                    out["train_scores"] = self._score_on(
+                        estimator, fold.train, scorer, score_params
+                    )
+            result.scores = out
+        return results
+
+    def _score_on(self, estimator, indices, scorer, score_params):
+        params = _check_method_params(self.X, params=score_params, indices=indices)
+        X = _safe_indexing(self.X, indices)
+        y = None if self.y is None else _safe_indexing(self.y, indices)
+        return _score(estimator, X, y, scorer, params, self.error_score)
+
+
+def _error_scores(scorer, error_score):
+    names = getattr(scorer, "_scorers", None)
+    if isinstance(names, dict) and isinstance(error_score, numbers.Number):
+        return {name: error_score for name in names}
+    return error_score

@@ -1,0 +1,105 @@
+"""The outer optimizer: a coarse pass over the box, then L-BFGS-B.
+
+The cross-validation loss of a model is often flat at one end of a
+hyperparameter range (a huge penalty predicts a constant) and can have
+several local minima. A gradient method started at one end would stop on the
+plateau, so the search first evaluates ``n_init`` points spread over the box
+(evenly on the search scale for one hyperparameter, a Latin hypercube for
+more) and then follows the hypergradient from the best of them with
+L-BFGS-B, which keeps every iterate inside the box.
+
+Everything here works in the unconstrained search space (see ``_space``);
+the objective is a plain callable ``z -> (value, gradient)``.
+"""
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.stats import qmc
+
+__all__ = ["StopSearch", "minimize_in_box"]
+
+
+class StopSearch(Exception):
+    """Raised by an objective to end the search; what was evaluated is kept."""
+
+
+def initial_points(lower, upper, n_init, random_state):
+    """Points spread over the box ``[lower, upper]``, the first pass's.
+
+    One dimension: ``n_init`` evenly spaced points, both ends included.
+    More: a Latin hypercube, so that each hyperparameter's range is covered
+    evenly too.
+    """
+    lower, upper = np.asarray(lower, float), np.asarray(upper, float)
+    if lower.size == 1:
+        grid = np.linspace(0, 1, n_init) if n_init > 1 else np.array([0.5])
+        unit = grid[:, None]
+    else:
+        unit = qmc.LatinHypercube(d=lower.size, seed=random_state).random(n_init)
+    return lower + unit * (upper - lower)
+
+
+def minimize_in_box(fun, lower, upper, *, n_init, n_iter, tol, random_state):
+    """Minimize ``fun`` over a box: a coarse pass, then L-BFGS-B from its best.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(z) -> (value, gradient)``. A non-finite value marks a failed
+        point; the line search then steps back. May raise
+        :class:`StopSearch` to end the search.
+    lower, upper : array-like of shape (n_dims,)
+        The box, in the search space.
+    n_init : int
+        Points of the coarse pass.
+    n_iter : int
+        Largest number of evaluations of the gradient phase.
+    tol : float
+        Relative decrease of the loss, and largest projected gradient
+        relative to the gradient at the start of the gradient phase, below
+        which the search stops.
+    random_state : RandomState instance
+        Draws the coarse points when there are several dimensions.
+    """
+    lower, upper = np.asarray(lower, float), np.asarray(upper, float)
+    evaluated = {}
+
+    def cached(z):
+        key = tuple(np.asarray(z, float))
+        if key not in evaluated:
+            value, grad = fun(np.asarray(z, float))
+            evaluated[key] = (float(value), np.asarray(grad, float))
+        return evaluated[key]
+
+    starts = initial_points(lower, upper, n_init, random_state)
+    values = np.array([cached(z)[0] for z in starts])
+    finite = np.isfinite(values)
+    if n_iter == 0 or not finite.any():
+        return
+    best = int(np.argmin(np.where(finite, values, np.inf)))
+    # L-BFGS-B's first step is the gradient itself when every variable is
+    # bounded, and its tolerances are absolute: scale the loss so that the
+    # first step moves half a cell of the coarse pass, whatever the units of
+    # the loss (a mean squared error of 3000 or a log-loss of 0.1).
+    cell = (upper - lower) / max(n_init - 1, 1)
+    grad_norm = np.linalg.norm(cached(starts[best])[1])
+    scale = grad_norm / (0.5 * np.linalg.norm(cell)) if grad_norm > 0 else 0.0
+    scale = scale or max(abs(values[best]), np.finfo(float).tiny)
+    worst = np.max(values[finite])
+
+    def scaled(z):
+        value, grad = cached(z)
+        if not np.isfinite(value):
+            # Above every finite value, with no slope: the line search
+            # backtracks towards the last good point.
+            return 2 * (abs(worst) + abs(values[best])) / scale, np.zeros_like(z)
+        return value / scale, grad / scale
+
+    minimize(
+        scaled,
+        starts[best],
+        jac=True,
+        method="L-BFGS-B",
+        bounds=list(zip(lower, upper)),
+        options={"maxiter": n_iter, "maxfun": n_iter, "ftol": tol, "gtol": tol},
+    )

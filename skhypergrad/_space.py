@@ -1,0 +1,244 @@
+"""The search space: which hyperparameters are searched continuously, and how.
+
+A ``param_grid`` entry is *continuous* when its estimator declares the
+hyperparameter differentiable and the entry describes a range: a tuple
+``(low, high)``, a list or array of two or more numbers (its range is
+``[min, max]``), or a frozen ``scipy.stats.uniform`` / ``loguniform``
+distribution (its support). Every other entry is enumerated exactly as
+:class:`~sklearn.model_selection.GridSearchCV` would.
+
+The outer optimizer works in an unconstrained space: a positive scale
+parameter (``alpha``, ``C``) is searched as its logarithm, so that equal
+steps are equal ratios and the value stays positive; a value in (0, 1)
+(``beta_1``) is searched as its logit, so that it never reaches 0 or 1.
+"""
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import expit, logit
+from sklearn.base import clone
+from sklearn.model_selection import ParameterGrid
+from sklearn.pipeline import Pipeline
+
+from ._models import get_model
+
+__all__ = ["ContinuousRange", "Subspace", "expand_param_grid", "split_pipeline"]
+
+_DISTRIBUTIONS = {"uniform", "loguniform", "reciprocal"}
+
+
+@dataclass(frozen=True)
+class ContinuousRange:
+    """A hyperparameter searched continuously over ``[low, high]``.
+
+    Parameters
+    ----------
+    name : str
+        The full parameter name, as given in ``param_grid``.
+    low, high : float
+        The range, in the parameter's own units.
+    scale : {"log", "logit", "linear"}
+        How the range is mapped to the unconstrained search space.
+    """
+
+    name: str
+    low: float
+    high: float
+    scale: str
+
+    def to_unconstrained(self, value):
+        value = np.asarray(value, dtype=float)
+        if self.scale == "log":
+            return np.log(value)
+        if self.scale == "logit":
+            return logit(value)
+        return value
+
+    def from_unconstrained(self, z):
+        if self.scale == "log":
+            return np.exp(z)
+        if self.scale == "logit":
+            return expit(z)
+        return np.asarray(z, dtype=float)
+
+    def derivative(self, z):
+        """d value / d z, to carry a hypergradient into the search space."""
+        value = self.from_unconstrained(z)
+        if self.scale == "log":
+            return value
+        if self.scale == "logit":
+            return value * (1 - value)
+        return np.ones_like(value)
+
+    @property
+    def bounds(self):
+        """The range in the unconstrained space."""
+        return tuple(float(b) for b in self.to_unconstrained([self.low, self.high]))
+
+
+@dataclass(frozen=True)
+class Subspace:
+    """One point of the discrete grid and the continuous ranges searched there."""
+
+    fixed: dict
+    ranges: tuple
+
+
+def split_pipeline(estimator):
+    """Return ``(preprocessing, final_estimator, prefix)``.
+
+    ``preprocessing`` is the pipeline of all steps but the last, or ``None``
+    for a bare estimator; ``prefix`` is what the final estimator's parameter
+    names carry in the pipeline (``"ridge__"``).
+    """
+    if not isinstance(estimator, Pipeline):
+        return None, estimator, ""
+    name, final = estimator.steps[-1]
+    if isinstance(final, Pipeline):
+        raise ValueError(
+            "HypergradSearchCV differentiates the last step of a Pipeline, and "
+            f"that step ({name!r}) is itself a Pipeline. Flatten the pipeline "
+            "so that its last step is the model."
+        )
+    preprocessing = estimator[:-1] if len(estimator.steps) > 1 else None
+    return preprocessing, final, f"{name}__"
+
+
+def _is_range_like(value):
+    if _is_distribution(value):
+        return True
+    if isinstance(value, tuple):
+        return True
+    if isinstance(value, (list, np.ndarray)):
+        return len(value) >= 2 and all(_is_number(v) for v in value)
+    return False
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_distribution(value):
+    return hasattr(value, "rvs") and hasattr(value, "support")
+
+
+def _parse_range(name, value, scale):
+    if _is_distribution(value):
+        dist_name = getattr(getattr(value, "dist", None), "name", type(value).__name__)
+        if dist_name not in _DISTRIBUTIONS:
+            raise ValueError(
+                f"Parameter {name!r}: only frozen scipy.stats uniform and "
+                f"loguniform distributions define a search range, got {dist_name}."
+            )
+        low, high = (float(b) for b in value.support())
+    else:
+        values = list(value)
+        if isinstance(value, tuple) and len(values) != 2:
+            raise ValueError(
+                f"Parameter {name!r}: a tuple range must be (low, high), got "
+                f"{value!r}."
+            )
+        if not all(_is_number(v) for v in values):
+            raise ValueError(
+                f"Parameter {name!r}: range bounds must be real numbers, got "
+                f"{value!r}."
+            )
+        low, high = float(min(values)), float(max(values))
+        if isinstance(value, tuple) and values[0] > values[1]:
+            raise ValueError(
+                f"Parameter {name!r}: the range {value!r} is reversed; pass "
+                "(low, high) with low < high."
+            )
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError(
+            f"Parameter {name!r}: range bounds must be finite, got "
+            f"[{low}, {high}]."
+        )
+    if not low < high:
+        raise ValueError(
+            f"Parameter {name!r}: the range [{low}, {high}] is empty; pass "
+            "low < high, or a one-element list to fix the value."
+        )
+    if scale == "log" and low <= 0:
+        raise ValueError(
+            f"Parameter {name!r} is searched on a log scale, so its range must "
+            f"be positive; got [{low}, {high}]. Use a positive lower bound "
+            "such as 1e-6."
+        )
+    if scale == "logit" and not (0 < low and high < 1):
+        raise ValueError(
+            f"Parameter {name!r} is a value in (0, 1) searched on a logit "
+            f"scale; its range must lie strictly inside (0, 1), got "
+            f"[{low}, {high}]."
+        )
+    return ContinuousRange(name, low, high, scale)
+
+
+def _differentiable(estimator, fixed):
+    """Map full parameter name -> scale for the model of ``estimator``."""
+    candidate = clone(estimator).set_params(**clone(fixed, safe=False))
+    _, final, prefix = split_pipeline(candidate)
+    model = get_model(final)
+    model.check_estimator(final)
+    return {prefix + name: scale for name, scale in model.hyperparameters.items()}
+
+
+def expand_param_grid(estimator, param_grid):
+    """Split ``param_grid`` into the subspaces to search, validating it all.
+
+    Every point of the discrete grid is checked (parameter names, supported
+    model, ranges) before any work starts.
+
+    Parameters
+    ----------
+    estimator : estimator instance
+    param_grid : dict or list of dicts
+
+    Returns
+    -------
+    subspaces : list of Subspace
+    """
+    if isinstance(param_grid, dict):
+        param_grid = [param_grid]
+    if not isinstance(param_grid, list) or not param_grid:
+        raise TypeError(
+            "param_grid must be a non-empty dict or list of dicts, got "
+            f"{param_grid!r}."
+        )
+    subspaces = []
+    for grid in param_grid:
+        if not isinstance(grid, dict):
+            raise TypeError(f"param_grid entries must be dicts, got {grid!r}.")
+        range_like = {k: v for k, v in grid.items() if _is_range_like(v)}
+        enumerated = {k: v for k, v in grid.items() if k not in range_like}
+        for fixed in ParameterGrid(enumerated or [{}]):
+            scales = _differentiable(estimator, fixed)
+            ranges = {
+                k: _parse_range(k, v, scales[k])
+                for k, v in range_like.items()
+                if k in scales
+            }
+            not_differentiable = {
+                k: _as_candidates(k, v) for k, v in range_like.items() if k not in scales
+            }
+            for extra in ParameterGrid(not_differentiable or [{}]):
+                point = {**fixed, **extra}
+                # Let scikit-learn name any unknown parameter, in its words.
+                clone(estimator).set_params(
+                    **clone(point, safe=False),
+                    **{r.name: r.low for r in ranges.values()},
+                )
+                subspaces.append(Subspace(point, tuple(ranges.values())))
+    return subspaces
+
+
+def _as_candidates(name, value):
+    if _is_distribution(value):
+        raise ValueError(
+            f"Parameter {name!r} is not a differentiable hyperparameter of the "
+            "model, so it cannot be given as a distribution; pass a list of "
+            "values to enumerate."
+        )
+    return list(value)
