@@ -21,7 +21,8 @@ $(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-test
 	touch $@
 
 test: $(VENV)/.installed-test
-	MPLBACKEND=Agg $(BIN)/python -m pytest
+	# SCIPY_ARRAY_API=1 as in scikit-learn's CI: its common checks need it.
+	SCIPY_ARRAY_API=1 MPLBACKEND=Agg $(BIN)/python -m pytest
 
 demo: $(VENV)/.installed-test
 	MPLBACKEND=Agg $(BIN)/python examples/plot_ridge_diabetes.py

@@ -23,6 +23,7 @@ import time
 import traceback
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.model_selection._validation import _score
 from sklearn.pipeline import Pipeline
@@ -135,9 +136,9 @@ class CrossValObjective:
             fold.feature_names = _get_feature_names(X_train)
             fold.model_fold = self._model.fold(
                 self._final,
-                np.asarray(X_train),
+                _dense(X_train),
                 np.asarray(y_train),
-                np.asarray(X_test),
+                _dense(X_test),
                 np.asarray(y_test),
                 sample_weight=params.get(self._sample_weight_key),
             )
@@ -242,6 +243,11 @@ class CrossValObjective:
         X = _safe_indexing(self.X, indices)
         y = None if self.y is None else _safe_indexing(self.y, indices)
         return _score(estimator, X, y, scorer, params, self.error_score)
+
+
+def _dense(X):
+    # autograd has no sparse matrices: the traced trainers see dense arrays.
+    return X.toarray() if sp.issparse(X) else np.asarray(X)
 
 
 def _error_scores(scorer, error_score):

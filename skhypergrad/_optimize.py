@@ -65,7 +65,9 @@ def minimize_in_box(fun, lower, upper, *, n_init, n_iter, tol, random_state):
     evaluated = {}
 
     def cached(z):
-        key = tuple(np.asarray(z, float))
+        # L-BFGS-B's line search comes back to points within rounding of
+        # those it has seen: those cost nothing.
+        key = tuple(np.round(np.asarray(z, float), 12))
         if key not in evaluated:
             value, grad = fun(np.asarray(z, float))
             evaluated[key] = (float(value), np.asarray(grad, float))
@@ -77,13 +79,23 @@ def minimize_in_box(fun, lower, upper, *, n_init, n_iter, tol, random_state):
     if n_iter == 0 or not finite.any():
         return
     best = int(np.argmin(np.where(finite, values, np.inf)))
+    if lower.size == 1 and n_init > 2:
+        # The coarse points are a grid: the minimum near the best of them
+        # lies between its neighbours, a bracket that keeps the line search
+        # from wandering onto the plateaus beyond.
+        lower = starts[max(best - 1, 0)]
+        upper = starts[min(best + 1, n_init - 1)]
+
     # L-BFGS-B's first step is the gradient itself when every variable is
     # bounded, and its tolerances are absolute: scale the loss so that the
-    # first step moves half a cell of the coarse pass, whatever the units of
-    # the loss (a mean squared error of 3000 or a log-loss of 0.1).
-    cell = (upper - lower) / max(n_init - 1, 1)
+    # first step moves half a cell of the coarse pass and the gradient
+    # tolerance is relative to the gradient there, whatever the units of the
+    # loss (a mean squared error of 3000 or a log-loss of 0.1).
+    half_cell = 0.5 * np.linalg.norm(upper - lower) / max(n_init - 1, 1)
+    if lower.size == 1 and n_init > 2:
+        half_cell = 0.25 * float(upper[0] - lower[0])
     grad_norm = np.linalg.norm(cached(starts[best])[1])
-    scale = grad_norm / (0.5 * np.linalg.norm(cell)) if grad_norm > 0 else 0.0
+    scale = grad_norm / half_cell if grad_norm > 0 else 0.0
     scale = scale or max(abs(values[best]), np.finfo(float).tiny)
     worst = np.max(values[finite])
 
@@ -101,5 +113,12 @@ def minimize_in_box(fun, lower, upper, *, n_init, n_iter, tol, random_state):
         jac=True,
         method="L-BFGS-B",
         bounds=list(zip(lower, upper)),
-        options={"maxiter": n_iter, "maxfun": n_iter, "ftol": tol, "gtol": tol},
+        options={
+            "maxiter": n_iter,
+            "maxfun": n_iter,
+            # Near a minimum the loss changes with the square of the
+            # gradient: stop on the gradient, not on a small decrease.
+            "ftol": tol**2,
+            "gtol": tol * half_cell,
+        },
     )

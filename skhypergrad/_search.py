@@ -13,6 +13,7 @@ from sklearn.model_selection._validation import (
     _insert_error_scores,
     _warn_or_raise_about_fit_failures,
 )
+from sklearn.pipeline import Pipeline
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils._tags import get_tags
@@ -261,11 +262,9 @@ class HypergradSearchCV(BaseSearchCV):
     >>> X, y = load_diabetes(return_X_y=True)
     >>> search = HypergradSearchCV(Ridge(), {"alpha": (1e-4, 1e2)},
     ...                            scoring="neg_mean_squared_error", cv=5)
-    >>> search.fit(X, y)
-    HypergradSearchCV(cv=5, estimator=Ridge(), param_grid={'alpha': (0.0001, 100.0)},
-                      scoring='neg_mean_squared_error')
-    >>> round(search.best_params_["alpha"], 3)
-    0.046
+    >>> search = search.fit(X, y)
+    >>> round(search.best_params_["alpha"], 4), round(float(-search.best_score_), 1)
+    (0.0005, 2993.0)
     """
 
     _parameter_constraints: dict = {
@@ -461,17 +460,25 @@ class HypergradSearchCV(BaseSearchCV):
         self.cv_results_ = results
         return self
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # The traced trainers compute with NumPy.
+        tags.array_api_support = False
+        return tags
+
     def _check_data(self, X, y):
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target "
                 "y is None."
             )
+        # A pipeline's first step may take strings or missing values; a bare
+        # model needs finite numbers.
         allow_nan = get_tags(self.estimator).input_tags.allow_nan
         check_array(
             X,
             accept_sparse=True,
-            dtype=None,
+            dtype=None if isinstance(self.estimator, Pipeline) else "numeric",
             ensure_all_finite=not allow_nan,
             input_name="X",
         )

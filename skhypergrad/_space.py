@@ -58,10 +58,13 @@ class ContinuousRange:
 
     def from_unconstrained(self, z):
         if self.scale == "log":
-            return np.exp(z)
-        if self.scale == "logit":
-            return expit(z)
-        return np.asarray(z, dtype=float)
+            value = np.exp(z)
+        elif self.scale == "logit":
+            value = expit(z)
+        else:
+            value = np.asarray(z, dtype=float)
+        # exp(log(high)) may round above high.
+        return np.clip(value, self.low, self.high)
 
     def derivative(self, z):
         """d value / d z, to carry a hypergradient into the search space."""

@@ -1,0 +1,473 @@
+"""HypergradSearchCV's contract: GridSearchCV's interface and numbers."""
+
+import re
+
+import numpy as np
+import pytest
+from scipy.stats import loguniform, norm, uniform
+from sklearn.base import clone
+from sklearn.datasets import load_linnerud, make_regression
+from sklearn.exceptions import FitFailedWarning, NotFittedError
+from sklearn.linear_model import Lasso, Ridge
+from sklearn.model_selection import (
+    GridSearchCV,
+    GroupKFold,
+    KFold,
+    cross_val_score,
+)
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skhypergrad import HypergradSearchCV, SearchState, cross_val_hypergrad
+
+from ._numeric import central_difference
+
+CV = KFold(5, shuffle=True, random_state=0)
+MSE = "neg_mean_squared_error"
+
+
+def _grid_score_at(search, estimator, X, y, **kwargs):
+    """GridSearchCV's best_score_ at the search's best_params_."""
+    grid = GridSearchCV(
+        estimator,
+        {k: [v] for k, v in search.best_params_.items()},
+        scoring=search.scoring,
+        cv=search.cv,
+        refit=search.refit,
+        **kwargs,
+    ).fit(X, y)
+    return grid
+
+
+@pytest.mark.parametrize(
+    "estimator, param_grid",
+    [
+        (Ridge(), {"alpha": (1e-4, 1e4)}),
+        (
+            make_pipeline(StandardScaler(), Ridge()),
+            {"ridge__alpha": (1e-4, 1e4), "ridge__fit_intercept": [True, False]},
+        ),
+    ],
+)
+@pytest.mark.parametrize("scoring", [MSE, "r2", None])
+def test_best_score_matches_grid_search_at_best_params(
+    diabetes, estimator, param_grid, scoring
+):
+    X, y = diabetes
+    search = HypergradSearchCV(estimator, param_grid, scoring=scoring, cv=CV).fit(X, y)
+    grid = _grid_score_at(search, estimator, X, y)
+    np.testing.assert_allclose(search.best_score_, grid.best_score_, rtol=1e-8)
+    for k in range(CV.get_n_splits()):
+        key = f"split{k}_test_score"
+        np.testing.assert_allclose(
+            search.cv_results_[key][search.best_index_],
+            grid.cv_results_[key][0],
+            rtol=1e-8,
+        )
+
+
+def test_finds_at_least_the_fine_grid_optimum(diabetes):
+    X, y = diabetes
+    estimator = make_pipeline(StandardScaler(), Ridge())
+    search = HypergradSearchCV(
+        estimator, {"ridge__alpha": (1e-4, 1e4)}, scoring=MSE, cv=CV
+    ).fit(X, y)
+    grid = GridSearchCV(
+        estimator, {"ridge__alpha": np.logspace(-4, 4, 100)}, scoring=MSE, cv=CV
+    ).fit(X, y)
+    assert search.best_score_ >= grid.best_score_ - 1e-9 * abs(grid.best_score_)
+    assert len(search.cv_results_["params"]) < 30
+
+
+def test_cv_results_has_grid_search_keys_and_its_own(diabetes):
+    X, y = diabetes
+    param_grid = {"ridge__alpha": (1e-3, 1e3), "ridge__fit_intercept": [True, False]}
+    estimator = make_pipeline(StandardScaler(), Ridge())
+    search = HypergradSearchCV(
+        estimator, param_grid, cv=3, return_train_score=True, n_iter=4
+    ).fit(X, y)
+    grid = GridSearchCV(
+        estimator,
+        {"ridge__alpha": [1.0], "ridge__fit_intercept": [True, False]},
+        cv=3,
+        return_train_score=True,
+    ).fit(X, y)
+
+    results = search.cv_results_
+    assert set(grid.cv_results_) <= set(results)
+    own = set(results) - set(grid.cv_results_)
+    assert own == {"search_id", "outer_iter", "cv_loss", "hypergrad_ridge__alpha"}
+    n_points = len(results["params"])
+    for key, value in results.items():
+        assert len(value) == n_points, key
+    assert isinstance(results["param_ridge__alpha"], np.ma.MaskedArray)
+    assert set(results["search_id"]) == {0, 1}
+    assert np.all(np.isfinite(results["hypergrad_ridge__alpha"]))
+    # The differentiated loss is the validation MSE the scorer would report.
+    mse = [
+        -cross_val_score(
+            clone(estimator).set_params(**p), X, y, cv=3, scoring=MSE
+        ).mean()
+        for p in results["params"][:3]
+    ]
+    np.testing.assert_allclose(results["cv_loss"][:3], mse, rtol=1e-8)
+
+
+def test_fitted_attributes_and_delegation(diabetes):
+    X, y = diabetes
+    search = HypergradSearchCV(
+        make_pipeline(StandardScaler(), Ridge()), {"ridge__alpha": [1e-3, 10.0, 1e3]}
+    ).fit(X, y)
+    best_alpha = search.best_params_["ridge__alpha"]
+    assert type(best_alpha) is float
+    assert 1e-3 <= best_alpha <= 1e3
+    assert isinstance(search.best_estimator_, Pipeline)
+    reference = make_pipeline(StandardScaler(), Ridge(alpha=best_alpha)).fit(X, y)
+    np.testing.assert_allclose(search.predict(X), reference.predict(X))
+    np.testing.assert_allclose(search.score(X, y), reference.score(X, y))
+    np.testing.assert_allclose(search.transform(X[:5]) if hasattr(search, "transform") else 0, 0)
+    assert search.n_features_in_ == X.shape[1]
+    assert search.n_splits_ == 5
+    assert search.refit_time_ >= 0
+    assert search.multimetric_ is False
+    assert callable(search.scorer_)
+
+
+def test_feature_names_are_kept(diabetes):
+    pd = pytest.importorskip("pandas")
+    X, y = diabetes
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    search = HypergradSearchCV(Ridge(), {"alpha": (0.1, 10.0)}, n_iter=2).fit(frame, y)
+    np.testing.assert_array_equal(search.feature_names_in_, frame.columns)
+
+
+def test_refit_false_and_callable_refit(diabetes):
+    X, y = diabetes
+    search = HypergradSearchCV(Ridge(), {"alpha": (1e-2, 1e2)}, refit=False, n_iter=3)
+    search.fit(X, y)
+    assert not hasattr(search, "best_estimator_")
+    with pytest.raises(AttributeError) as error:
+        search.predict(X)
+    assert "refit=False" in str(error.value.__cause__)
+
+    search = HypergradSearchCV(
+        Ridge(), {"alpha": (1e-2, 1e2)}, refit=lambda results: 0, n_iter=3
+    ).fit(X, y)
+    assert search.best_index_ == 0
+    assert not hasattr(search, "best_score_")
+
+
+def test_multimetric_scoring(diabetes):
+    X, y = diabetes
+    scoring = {"mse": MSE, "r2": "r2"}
+    search = HypergradSearchCV(
+        Ridge(), {"alpha": (1e-3, 1e3)}, scoring=scoring, refit="mse", cv=CV
+    ).fit(X, y)
+    assert search.multimetric_
+    assert {"mean_test_mse", "mean_test_r2", "rank_test_mse"} <= set(search.cv_results_)
+    grid = GridSearchCV(
+        Ridge(),
+        {"alpha": [search.best_params_["alpha"]]},
+        scoring=scoring,
+        refit="mse",
+        cv=CV,
+    ).fit(X, y)
+    np.testing.assert_allclose(search.best_score_, grid.best_score_, rtol=1e-8)
+
+    with pytest.raises(ValueError, match="For multi-metric scoring"):
+        HypergradSearchCV(Ridge(), {"alpha": (1, 2)}, scoring=scoring).fit(X, y)
+
+
+def test_two_dimensional_target():
+    X, y = load_linnerud(return_X_y=True)
+    cv = KFold(4)
+    search = HypergradSearchCV(Ridge(), {"alpha": (1e-2, 1e4)}, scoring=MSE, cv=cv)
+    search.fit(X, y)
+    grid = _grid_score_at(search, Ridge(), X, y)
+    np.testing.assert_allclose(search.best_score_, grid.best_score_, rtol=1e-8)
+    assert search.predict(X).shape == y.shape
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        (1e-3, 1e3),
+        [1e-3, 1e3],
+        [1e3, 1.0, 1e-3],
+        np.array([1e-3, 1e3]),
+        loguniform(1e-3, 1e3),
+        uniform(1e-3, 1e3 - 1e-3),
+    ],
+    ids=["tuple", "list", "unsorted-list", "array", "loguniform", "uniform"],
+)
+def test_range_forms_define_the_same_range(diabetes, value):
+    X, y = diabetes
+    search = HypergradSearchCV(Ridge(), {"alpha": value}, n_iter=0, n_init=3).fit(X, y)
+    alphas = search.cv_results_["param_alpha"].astype(float)
+    np.testing.assert_allclose(alphas, [1e-3, 1.0, 1e3], rtol=1e-10)
+
+
+def test_discrete_values_are_enumerated_like_grid_search(diabetes):
+    X, y = diabetes
+    param_grid = [
+        {"alpha": [2.5], "fit_intercept": [True, False]},
+        {"alpha": (1e-2, 1e2), "fit_intercept": [False], "tol": (1e-4, 1e-3)},
+    ]
+    search = HypergradSearchCV(Ridge(), param_grid, n_iter=2, n_init=2).fit(X, y)
+    params = search.cv_results_["params"]
+    assert params[0] == {"alpha": 2.5, "fit_intercept": True}
+    assert params[1] == {"alpha": 2.5, "fit_intercept": False}
+    # tol is not differentiable: its two values are enumerated, and alpha is
+    # searched at each.
+    tols = {p["tol"] for p in params[2:]}
+    assert tols == {1e-4, 1e-3}
+    assert all(1e-2 <= p["alpha"] <= 1e2 for p in params[2:])
+    assert set(search.cv_results_["search_id"]) == {0, 1, 2, 3}
+    hypergrads = search.cv_results_["hypergrad_alpha"]
+    assert np.all(np.isnan(hypergrads[:2])) and np.all(np.isfinite(hypergrads[2:]))
+
+
+def test_folds_are_split_once(diabetes):
+    X, y = diabetes
+
+    class CountingKFold(KFold):
+        calls = 0
+
+        def split(self, X, y=None, groups=None):
+            CountingKFold.calls += 1
+            return super().split(X, y, groups)
+
+    # A shuffling splitter without a seed: new folds at each split call.
+    cv = CountingKFold(5, shuffle=True)
+    search = HypergradSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, cv=cv, scoring=MSE)
+    search.fit(X, y)
+    assert CountingKFold.calls == 1
+    # The same point, evaluated twice on the same folds, scores the same.
+    results = search.cv_results_
+    alphas = results["param_alpha"].astype(float)
+    _, first = np.unique(alphas, return_index=True)
+    assert len(first) == len(alphas) or np.ptp(
+        results["mean_test_score"][alphas == alphas[first[0]]]
+    ) == 0
+
+
+def test_groups_reach_the_splitter(diabetes):
+    X, y = diabetes
+    groups = np.arange(len(y)) % 4
+    search = HypergradSearchCV(Ridge(), {"alpha": (1e-2, 1e2)}, cv=GroupKFold(4), scoring=MSE)
+    search.fit(X, y, groups=groups)
+    grid = GridSearchCV(
+        Ridge(), {"alpha": [search.best_params_["alpha"]]}, cv=GroupKFold(4), scoring=MSE
+    ).fit(X, y, groups=groups)
+    np.testing.assert_allclose(search.best_score_, grid.best_score_, rtol=1e-8)
+
+
+def test_sample_weight_reaches_the_model(diabetes):
+    X, y = diabetes
+    weights = np.random.RandomState(0).uniform(0.1, 3, len(y))
+    estimator = make_pipeline(StandardScaler(), Ridge())
+    search = HypergradSearchCV(estimator, {"ridge__alpha": (1e-2, 1e2)}, cv=CV, scoring=MSE)
+    search.fit(X, y, ridge__sample_weight=weights)
+    grid = _grid_score_at(search, estimator, X, y)
+    grid.fit(X, y, ridge__sample_weight=weights)
+    np.testing.assert_allclose(search.best_score_, grid.best_score_, rtol=1e-8)
+
+
+def test_n_jobs_gives_the_same_results(diabetes):
+    X, y = diabetes
+    param_grid = {"alpha": (1e-3, 1e3), "fit_intercept": [True, False]}
+    one = HypergradSearchCV(Ridge(), param_grid, cv=CV).fit(X, y)
+    two = HypergradSearchCV(Ridge(), param_grid, cv=CV, n_jobs=2).fit(X, y)
+    np.testing.assert_array_equal(one.cv_results_["mean_test_score"], two.cv_results_["mean_test_score"])
+    assert one.best_params_ == two.best_params_
+
+
+def test_inputs_are_not_modified(diabetes):
+    X, y = diabetes
+    X, y = np.asfortranarray(X.copy()), y.copy()
+    X_before, y_before = X.copy(), y.copy()
+    weights = np.ones_like(y)
+    search = HypergradSearchCV(make_pipeline(StandardScaler(), Ridge()), {"ridge__alpha": (1e-2, 1e2)})
+    search.fit(X, y, ridge__sample_weight=weights)
+    cross_val_hypergrad(Ridge(), X, y, params={"alpha": 1.0})
+    np.testing.assert_array_equal(X, X_before)
+    np.testing.assert_array_equal(y, y_before)
+    np.testing.assert_array_equal(weights, np.ones_like(y))
+
+
+def test_a_failing_fold_follows_error_score(diabetes):
+    X, y = diabetes
+
+    class FailingScaler(StandardScaler):
+        def fit(self, X, y=None, sample_weight=None):
+            if len(X) == 353:  # the training part of the first two folds
+                raise ValueError("failing on purpose")
+            return super().fit(X, y, sample_weight)
+
+    estimator = Pipeline([("scale", FailingScaler()), ("ridge", Ridge())])
+    X_odd, y_odd = X[:443], y[:443]
+    search = HypergradSearchCV(estimator, {"ridge__alpha": (1e-2, 1e2)}, cv=KFold(5), error_score=-1.0, refit=False
+    )
+    with pytest.warns(FitFailedWarning, match="failing on purpose"):
+        search.fit(X_odd, y_odd)
+    assert np.all(search.cv_results_["split0_test_score"] == -1.0)
+    assert np.all(search.cv_results_["split1_test_score"] == -1.0)
+    assert np.all(search.cv_results_["split2_test_score"] != -1.0)
+
+    search.set_params(error_score="raise")
+    with pytest.raises(ValueError, match="failing on purpose"):
+        search.fit(X_odd, y_odd)
+
+
+def test_cross_val_hypergrad_matches_cross_val_score_and_finite_differences(diabetes):
+    X, y = diabetes
+    estimator = make_pipeline(StandardScaler(), Ridge())
+    alpha = 3.0
+    loss, grads = cross_val_hypergrad(estimator, X, y, params={"ridge__alpha": alpha}, cv=CV)
+    expected = -cross_val_score(
+        clone(estimator).set_params(ridge__alpha=alpha), X, y, cv=CV, scoring=MSE
+    ).mean()
+    np.testing.assert_allclose(loss, expected, rtol=1e-10)
+
+    def loss_at(a):
+        return cross_val_hypergrad(estimator, X, y, params={"ridge__alpha": a}, cv=CV)[0]
+
+    fd = central_difference(loss_at, alpha, step=1e-4)
+    np.testing.assert_allclose(grads["ridge__alpha"], fd, rtol=1e-6)
+
+
+def test_callback_stops_the_search_and_keeps_the_best(diabetes):
+    X, y = diabetes
+    states = []
+
+    def stop_after_three(state):
+        states.append(state)
+        return state.iteration == 2
+
+    search = HypergradSearchCV(
+        Ridge(), {"alpha": (1e-3, 1e3)}, callbacks=stop_after_three, cv=CV
+    ).fit(X, y)
+    assert len(search.cv_results_["params"]) == 3
+    assert all(isinstance(s, SearchState) for s in states)
+    assert states[-1].best_cv_loss == min(s.cv_loss for s in states)
+    assert hasattr(search, "best_estimator_")
+
+
+def test_verbose_prints_one_line_per_outer_iteration(diabetes, capsys):
+    X, y = diabetes
+    search = HypergradSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, verbose=1, cv=3).fit(X, y)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "iter" in line]
+    assert len(lines) == len(search.cv_results_["params"])
+    assert re.search(r"alpha=\S+; cv_loss=\S+, \|hypergrad\|=\S+", lines[0])
+
+    HypergradSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, verbose=2, cv=3, n_iter=0).fit(X, y)
+    assert "[CV 3/3]" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "param_grid, error, match",
+    [
+        ({"alpha": (1.0, 1.0)}, ValueError, r"range \[1.0, 1.0\] is empty"),
+        ({"alpha": (10.0, 1.0)}, ValueError, "is reversed"),
+        ({"alpha": (0.0, 1.0)}, ValueError, "log scale, so its range must be positive"),
+        ({"alpha": (-1.0, 1.0)}, ValueError, "log scale"),
+        ({"alpha": ("a", "b")}, ValueError, "must be real numbers"),
+        ({"alpha": (1.0, 2.0, 3.0)}, ValueError, "must be \\(low, high\\)"),
+        ({"alpha": (1.0, np.inf)}, ValueError, "must be finite"),
+        ({"alpha": norm(0, 1)}, ValueError, "only frozen scipy.stats uniform"),
+        ({"tol": loguniform(1e-4, 1e-2)}, ValueError, "cannot be given as a distribution"),
+        ({"alpha": (1.0, 2.0), "not_a_param": [1]}, ValueError, "Invalid parameter 'not_a_param'"),
+        ({"alpha": []}, ValueError, "need to be a non-empty sequence"),
+        ([], TypeError, "non-empty dict or list of dicts"),
+    ],
+)
+def test_bad_param_grid(diabetes, param_grid, error, match):
+    X, y = diabetes
+    with pytest.raises(error, match=match):
+        HypergradSearchCV(Ridge(), param_grid).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "estimator, match",
+    [
+        (Lasso(), "no differentiable model for Lasso. Supported estimators: .*Ridge"),
+        (make_pipeline(StandardScaler(), Lasso()), "no differentiable model for Lasso"),
+        (Ridge(positive=True), "positive=True"),
+        (make_pipeline(StandardScaler(), make_pipeline(Ridge())), "Flatten the pipeline"),
+    ],
+)
+def test_unsupported_estimators(diabetes, estimator, match):
+    X, y = diabetes
+    with pytest.raises(ValueError, match=match):
+        HypergradSearchCV(estimator, {}).fit(X, y)
+
+
+def _with_nan(array):
+    array = array.astype(float)
+    array[3] = np.nan
+    return array
+
+
+@pytest.mark.parametrize(
+    "make_data, match",
+    [
+        (lambda X, y: (_with_nan(X), y), "Input X contains NaN"),
+        (lambda X, y: (X, _with_nan(y)), "Input y contains NaN"),
+        (lambda X, y: (np.where(X > 0.1, np.inf, X), y), "Input X contains infinity"),
+        (lambda X, y: (X[:-1], y), "inconsistent numbers of samples"),
+        (lambda X, y: (X[:3], y[:3]), "Cannot have number of splits n_splits=5 greater"),
+        (lambda X, y: (X, None), "requires y to be passed"),
+    ],
+    ids=["nan-X", "nan-y", "inf-X", "lengths", "too-few-samples", "no-y"],
+)
+def test_bad_data(diabetes, make_data, match):
+    X, y = make_data(*diabetes)
+    with pytest.raises(ValueError, match=match):
+        HypergradSearchCV(Ridge(), {"alpha": (1, 2)}).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"n_init": 0}, "The 'n_init' parameter"),
+        ({"n_iter": -1}, "The 'n_iter' parameter"),
+        ({"tol": -1.0}, "The 'tol' parameter"),
+        ({"cv": "five"}, "The 'cv' parameter"),
+        ({"scoring": "not_a_scorer"}, "The 'scoring' parameter"),
+        ({"error_score": "ignore"}, "The 'error_score' parameter"),
+    ],
+)
+def test_bad_constructor_values(diabetes, params, match):
+    X, y = diabetes
+    with pytest.raises(ValueError, match=match):
+        HypergradSearchCV(Ridge(), {"alpha": (1, 2)}, **params).fit(X, y)
+
+
+def test_bad_fit_params_and_cross_val_hypergrad_params(diabetes):
+    X, y = diabetes
+    with pytest.raises(ValueError, match="routes only 'sample_weight'"):
+        HypergradSearchCV(Ridge(), {"alpha": (1, 2)}).fit(X, y, check_input=False)
+    with pytest.raises(ValueError, match="'fit_intercept' is not a differentiable"):
+        cross_val_hypergrad(Ridge(), X, y, params={"fit_intercept": 1.0})
+    with pytest.raises(ValueError, match="finite real number"):
+        cross_val_hypergrad(Ridge(), X, y, params={"alpha": np.nan})
+
+
+def test_unfitted_search_raises_not_fitted(diabetes):
+    X, _ = diabetes
+    with pytest.raises(NotFittedError):
+        HypergradSearchCV(Ridge(), {"alpha": (1, 2)}).predict(X)
+
+
+def test_nested_cross_validation(diabetes):
+    X, y = diabetes
+    search = HypergradSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, cv=3, scoring=MSE)
+    scores = cross_val_score(search, X, y, cv=3, scoring=MSE)
+    assert scores.shape == (3,) and np.all(np.isfinite(scores))
+
+
+def test_works_on_make_regression():
+    X, y = make_regression(300, 40, n_informative=10, noise=20, random_state=0)
+    search = HypergradSearchCV(Ridge(), {"alpha": (1e-4, 1e4)}, cv=CV, scoring=MSE).fit(X, y)
+    grid = GridSearchCV(Ridge(), {"alpha": np.logspace(-4, 4, 30)}, cv=CV, scoring=MSE).fit(X, y)
+    assert search.best_score_ >= grid.best_score_
