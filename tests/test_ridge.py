@@ -75,7 +75,7 @@ def test_traced_loss_passes_autograd_check_grads():
     X, y = make_regression(40, 5, noise=1.0, random_state=0)
     fold = RidgeModel().fold(Ridge(), X[:30], y[:30], X[30:], y[30:])
     args = (
-        fold._sigma,
+        fold._eigenvalues,
         fold._projected_val,
         fold._projected_target,
         fold._residual_offset,

@@ -3,15 +3,21 @@
 For a training fold with sample weights :math:`s_i`, scikit-learn's ``Ridge``
 minimizes :math:`\\sum_i s_i (y_i - x_i w - b)^2 + \\alpha \\|w\\|^2`. With
 ``fit_intercept`` the intercept is removed by centering on the weighted
-means, then the rows are scaled by :math:`\\sqrt{s_i}`. Writing the thin SVD
-of the centered, scaled design as :math:`U \\operatorname{diag}(\\sigma) V^T`,
+means, then the rows are scaled by :math:`\\sqrt{s_i}`, giving a design
+:math:`D` and target :math:`t`. With the eigendecomposition
+:math:`D^T D = V \\operatorname{diag}(e) V^T`,
 
 .. math::
 
-    w(\\alpha) = V \\operatorname{diag}\\left(\\frac{\\sigma}{\\sigma^2 + \\alpha}
-    \\right) U^T y_c .
+    w(\\alpha) = V \\operatorname{diag}\\left(\\frac{1}{e + \\alpha}\\right)
+    V^T D^T t ,
 
-The SVD, :math:`U^T y_c` and the validation design projected on :math:`V`
+and when there are fewer samples than features the same holds with the
+eigendecomposition :math:`D D^T = U \\operatorname{diag}(e) U^T` and the basis
+:math:`D^T U` in place of :math:`V` (scikit-learn's cholesky solver switches
+between the two forms the same way).
+
+The decomposition, the projected target and the projected validation design
 do not depend on :math:`\\alpha`: they are computed once per fold, and each
 outer iteration costs a product with an ``(n_val, rank)`` matrix. Only
 :func:`_validation_loss` is traced.
@@ -28,13 +34,14 @@ from sklearn.linear_model import Ridge
 from ._base import DifferentiableModel, Fold
 
 
-def _validation_loss(alpha, sigma, projected_val, projected_target, residual_offset):
+def _validation_loss(alpha, eigenvalues, projected_val, projected_target, residual_offset):
     """Validation mean squared error of ridge at ``alpha`` (traced).
 
-    ``projected_val @ diag(shrink) @ projected_target`` are the centered
-    validation predictions, ``residual_offset`` is ``y_mean - y_val``.
+    ``projected_val @ diag(1 / (eigenvalues + alpha)) @ projected_target``
+    are the centered validation predictions; ``residual_offset`` is
+    ``y_mean - y_val``.
     """
-    shrink = sigma / (sigma**2 + alpha)
+    shrink = 1.0 / (eigenvalues + alpha)
     predictions = anp.dot(projected_val, shrink[:, None] * projected_target)
     return anp.mean((predictions + residual_offset) ** 2)
 
@@ -57,19 +64,26 @@ class _RidgeFold(Fold):
         design = root_weights * (X_train - self._X_offset)
         target = root_weights * (y_train - self._y_offset)
 
-        U, self._sigma, Vt = np.linalg.svd(design, full_matrices=False)
-        self._V = Vt.T
-        self._projected_target = U.T @ target
-        self._projected_val = (X_val - self._X_offset) @ self._V
+        n_samples, n_features = design.shape
+        if n_features <= n_samples:
+            eigenvalues, self._basis = np.linalg.eigh(design.T @ design)
+            self._projected_target = self._basis.T @ (design.T @ target)
+        else:
+            eigenvalues, U = np.linalg.eigh(design @ design.T)
+            self._basis = design.T @ U
+            self._projected_target = U.T @ target
+        # Rounding can leave tiny negative eigenvalues of a PSD matrix.
+        self._eigenvalues = np.maximum(eigenvalues, 0.0)
+        self._projected_val = (X_val - self._X_offset) @ self._basis
         self._residual_offset = self._y_offset - y_val
-        self._n_features = X_train.shape[1]
+        self._n_features = n_features
         self._alpha = estimator.alpha
 
     def value_and_grad(self, params):
         self._alpha = params.get("alpha", self.estimator.alpha)
         loss, grad = value_and_grad(_validation_loss)(
             float(self._alpha),
-            self._sigma,
+            self._eigenvalues,
             self._projected_val,
             self._projected_target,
             self._residual_offset,
@@ -78,8 +92,8 @@ class _RidgeFold(Fold):
         return float(loss), grads
 
     def fitted_estimator(self):
-        shrink = self._sigma / (self._sigma**2 + self._alpha)
-        coef = (self._V @ (shrink[:, None] * self._projected_target)).T
+        shrink = 1.0 / (self._eigenvalues + self._alpha)
+        coef = (self._basis @ (shrink[:, None] * self._projected_target)).T
         intercept = self._y_offset - coef @ self._X_offset
         ridge = clone(self.estimator).set_params(alpha=self._alpha)
         if self._is_1d:
@@ -88,7 +102,7 @@ class _RidgeFold(Fold):
         ridge.intercept_ = intercept if self.estimator.fit_intercept else 0.0
         ridge.n_features_in_ = self._n_features
         ridge.n_iter_ = None
-        ridge.solver_ = "svd"
+        ridge.solver_ = "cholesky"
         return ridge
 
 
