@@ -52,9 +52,12 @@ class FoldResult:
 class _PreparedFold:
     """A fold's data, fitted preprocessing and model fold (or its error)."""
 
-    def __init__(self, train, test):
+    def __init__(self, train, test, X_test, y_test):
         self.train = train
         self.test = test
+        # Kept for scoring every point without indexing X again.
+        self.X_test = X_test
+        self.y_test = y_test
         self.preprocessing = None
         self.model_fold = None
         self.error = None
@@ -120,10 +123,10 @@ class CrossValObjective:
         return self
 
     def _prepare_fold(self, train, test):
-        fold = _PreparedFold(train, test)
-        params = _check_method_params(self.X, params=self.fit_params, indices=train)
         X_train, y_train = _safe_indexing(self.X, train), _safe_indexing(self.y, train)
         X_test, y_test = _safe_indexing(self.X, test), _safe_indexing(self.y, test)
+        fold = _PreparedFold(train, test, X_test, y_test)
+        params = _check_method_params(self.X, params=self.fit_params, indices=train)
         try:
             if self._preprocessing is not None:
                 fold.preprocessing = clone(self._preprocessing)
@@ -227,22 +230,23 @@ class CrossValObjective:
             else:
                 estimator = self.fitted_estimator(index)
                 start = time.time()
-                out["test_scores"] = self._score_on(
-                    estimator, fold.test, scorer, score_params
+                params = _check_method_params(self.X, score_params, fold.test)
+                out["test_scores"] = _score(
+                    estimator, fold.X_test, fold.y_test, scorer, params, self.error_score
                 )
                 out["score_time"] = time.time() - start
                 if return_train_score:
-                    out["train_scores"] = self._score_on(
-                        estimator, fold.train, scorer, score_params
+                    params = _check_method_params(self.X, score_params, fold.train)
+                    out["train_scores"] = _score(
+                        estimator,
+                        _safe_indexing(self.X, fold.train),
+                        _safe_indexing(self.y, fold.train),
+                        scorer,
+                        params,
+                        self.error_score,
                     )
             result.scores = out
         return results
-
-    def _score_on(self, estimator, indices, scorer, score_params):
-        params = _check_method_params(self.X, params=score_params, indices=indices)
-        X = _safe_indexing(self.X, indices)
-        y = None if self.y is None else _safe_indexing(self.y, indices)
-        return _score(estimator, X, y, scorer, params, self.error_score)
 
 
 def _dense(X):

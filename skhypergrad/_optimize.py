@@ -23,6 +23,10 @@ class StopSearch(Exception):
     """Raised by an objective to end the search; what was evaluated is kept."""
 
 
+class _BudgetSpent(Exception):
+    """The gradient phase has used its ``n_iter`` evaluations."""
+
+
 def initial_points(lower, upper, n_init, random_state):
     """Points spread over the box ``[lower, upper]``, the first pass's.
 
@@ -53,7 +57,7 @@ def minimize_in_box(fun, lower, upper, *, n_init, n_iter, tol, random_state):
     n_init : int
         Points of the coarse pass.
     n_iter : int
-        Largest number of evaluations of the gradient phase.
+        Largest number of new points the gradient phase evaluates.
     tol : float
         Relative decrease of the loss, and largest projected gradient
         relative to the gradient at the start of the gradient phase, below
@@ -69,6 +73,8 @@ def minimize_in_box(fun, lower, upper, *, n_init, n_iter, tol, random_state):
         # those it has seen: those cost nothing.
         key = tuple(np.round(np.asarray(z, float), 12))
         if key not in evaluated:
+            if len(evaluated) >= n_init + n_iter:
+                raise _BudgetSpent
             value, grad = fun(np.asarray(z, float))
             evaluated[key] = (float(value), np.asarray(grad, float))
         return evaluated[key]
@@ -79,6 +85,8 @@ def minimize_in_box(fun, lower, upper, *, n_init, n_iter, tol, random_state):
     if n_iter == 0 or not finite.any():
         return
     best = int(np.argmin(np.where(finite, values, np.inf)))
+    # A cell of the coarse pass: the spacing of its points along each axis.
+    half_cell = 0.5 * np.linalg.norm(upper - lower) / max(n_init - 1, 1)
     if lower.size == 1 and n_init > 2:
         # The coarse points are a grid: the minimum near the best of them
         # lies between its neighbours, a bracket that keeps the line search
@@ -88,12 +96,9 @@ def minimize_in_box(fun, lower, upper, *, n_init, n_iter, tol, random_state):
 
     # L-BFGS-B's first step is the gradient itself when every variable is
     # bounded, and its tolerances are absolute: scale the loss so that the
-    # first step moves half a cell of the coarse pass and the gradient
-    # tolerance is relative to the gradient there, whatever the units of the
-    # loss (a mean squared error of 3000 or a log-loss of 0.1).
-    half_cell = 0.5 * np.linalg.norm(upper - lower) / max(n_init - 1, 1)
-    if lower.size == 1 and n_init > 2:
-        half_cell = 0.25 * float(upper[0] - lower[0])
+    # first step moves half a cell and the gradient tolerance is relative to
+    # the gradient there, whatever the units of the loss (a mean squared
+    # error of 3000 or a log-loss of 0.1).
     grad_norm = np.linalg.norm(cached(starts[best])[1])
     scale = grad_norm / half_cell if grad_norm > 0 else 0.0
     scale = scale or max(abs(values[best]), np.finfo(float).tiny)
@@ -107,18 +112,20 @@ def minimize_in_box(fun, lower, upper, *, n_init, n_iter, tol, random_state):
             return 2 * (abs(worst) + abs(values[best])) / scale, np.zeros_like(z)
         return value / scale, grad / scale
 
-    minimize(
-        scaled,
-        starts[best],
-        jac=True,
-        method="L-BFGS-B",
-        bounds=list(zip(lower, upper)),
-        options={
-            "maxiter": n_iter,
-            "maxfun": n_iter,
-            # Near a minimum the loss changes with the square of the
-            # gradient: stop on the gradient, not on a small decrease.
-            "ftol": tol**2,
-            "gtol": tol * half_cell,
-        },
-    )
+    try:
+        minimize(
+            scaled,
+            starts[best],
+            jac=True,
+            method="L-BFGS-B",
+            bounds=list(zip(lower, upper)),
+            options={
+                "maxiter": n_iter,
+                # Near a minimum the loss changes with the square of the
+                # gradient: stop on the gradient, not on a small decrease.
+                "ftol": tol**2,
+                "gtol": tol * half_cell,
+            },
+        )
+    except _BudgetSpent:
+        pass

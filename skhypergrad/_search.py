@@ -3,6 +3,7 @@
 import numbers
 import time
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,6 +81,7 @@ class _Subsearch:
     subspace: object
     search_id: int
     seed: int
+    callback_ctx: object = None
     evaluations: list = field(default_factory=list)
 
 
@@ -359,6 +361,24 @@ class HypergradSearchCV(BaseSearchCV):
         splits = list(cv.split(X, y, **routed_params.splitter.split))
         self.n_splits_ = len(splits)
 
+        # scikit-learn's callbacks (1.9+): the search is a task, each point of
+        # the discrete grid a subtask, each outer iteration a subtask of it.
+        root_ctx = _begin(
+            self._init_callback_context(max_subtasks=1 + (self.refit is not False))
+            if hasattr(self, "_init_callback_context")
+            else None,
+            self,
+            X=X,
+            y=y,
+        )
+        search_ctx = _begin(
+            root_ctx and root_ctx.subcontext(
+                task_name="search",
+                max_subtasks=len(subspaces),
+                sequential_subtasks=False,
+            ),
+            self,
+        )
         rng = check_random_state(self.random_state)
         subsearches = [
             _Subsearch(
@@ -374,6 +394,11 @@ class HypergradSearchCV(BaseSearchCV):
                 subspace=s,
                 search_id=i,
                 seed=rng.randint(np.iinfo(np.int32).max),
+                callback_ctx=search_ctx and search_ctx.subcontext(
+                    task_name="continuous search",
+                    task_id=i,
+                    max_subtasks=self.n_init + self.n_iter if s.ranges else 1,
+                ),
             )
             for i, s in enumerate(subspaces)
         ]
@@ -386,6 +411,7 @@ class HypergradSearchCV(BaseSearchCV):
             )
 
         run = _SearchRunner(
+            owner=self,
             scorer=scorers,
             score_params=routed_params.scorer.score,
             return_train_score=self.return_train_score,
@@ -407,6 +433,7 @@ class HypergradSearchCV(BaseSearchCV):
         else:
             parallel = Parallel(n_jobs=self.n_jobs, pre_dispatch=self.pre_dispatch)
             subsearches = parallel(delayed(_run_and_return)(run, s) for s in subsearches)
+        _end(search_ctx, self)
 
         evaluations = [e for s in subsearches for e in s.evaluations]
         if interrupted:
@@ -450,14 +477,25 @@ class HypergradSearchCV(BaseSearchCV):
             self.best_estimator_ = clone(self.estimator).set_params(
                 **clone(self.best_params_, safe=False)
             )
-            start = time.time()
-            self.best_estimator_.fit(X, y, **routed_params.estimator.fit)
-            self.refit_time_ = time.time() - start
+            refit_ctx = root_ctx and root_ctx.subcontext(
+                task_name="refit-with-best-params"
+            )
+            with (
+                refit_ctx.propagate_callback_context(self.best_estimator_)
+                if refit_ctx
+                else nullcontext()
+            ):
+                _begin(refit_ctx, self, X=X, y=y)
+                start = time.time()
+                self.best_estimator_.fit(X, y, **routed_params.estimator.fit)
+                self.refit_time_ = time.time() - start
             if hasattr(self.best_estimator_, "feature_names_in_"):
                 self.feature_names_in_ = self.best_estimator_.feature_names_in_
+            _end(refit_ctx, self, X=X, y=y)
 
         self.scorer_ = getattr(scorers, "_scorers", scorers)
         self.cv_results_ = results
+        _end(root_ctx, self, X=X, y=y)
         return self
 
     def __sklearn_tags__(self):
@@ -505,6 +543,16 @@ def _more_results(evaluations, subspaces):
     return more_results
 
 
+def _begin(ctx, estimator, **kwargs):
+    """Open a scikit-learn callback task, if callbacks are in use."""
+    return None if ctx is None else ctx.call_on_fit_task_begin(estimator=estimator, **kwargs)
+
+
+def _end(ctx, estimator, **kwargs):
+    """Close a callback task; True when a callback asks to stop."""
+    return False if ctx is None else ctx.call_on_fit_task_end(estimator=estimator, **kwargs)
+
+
 def _as_list(callbacks):
     if callbacks is None:
         return []
@@ -520,6 +568,7 @@ def _run_and_return(run, subsearch):
 class _SearchRunner:
     """Runs one continuous search and records every evaluated point."""
 
+    owner: object
     scorer: object
     score_params: dict
     return_train_score: bool
@@ -532,10 +581,16 @@ class _SearchRunner:
     def __call__(self, subsearch):
         """Search; return True when a callback asked to stop everything."""
         ranges = subsearch.subspace.ranges
+        _begin(subsearch.callback_ctx, self.owner)
         objective = subsearch.objective.prepare()
         start = time.time()
 
         def evaluate(z):
+            iteration_ctx = _begin(
+                subsearch.callback_ctx
+                and subsearch.callback_ctx.subcontext(task_name="outer iteration"),
+                self.owner,
+            )
             point = {
                 r.name: float(r.from_unconstrained(zi)) for r, zi in zip(ranges, z)
             }
@@ -552,7 +607,9 @@ class _SearchRunner:
                 search_id=subsearch.search_id,
             )
             subsearch.evaluations.append(evaluation)
-            self._report(subsearch, evaluation, folds, time.time() - start)
+            stop = self._report(subsearch, evaluation, folds, time.time() - start)
+            if _end(iteration_ctx, self.owner) or stop:
+                raise StopSearch
             grad_z = np.array(
                 [grads[r.name] * r.derivative(zi) for r, zi in zip(ranges, z)]
             )
@@ -573,6 +630,8 @@ class _SearchRunner:
                 )
         except StopSearch:
             return True
+        finally:
+            _end(subsearch.callback_ctx, self.owner)
         return False
 
     def _report(self, subsearch, evaluation, folds, elapsed):
@@ -605,5 +664,6 @@ class _SearchRunner:
                 best_cv_loss=best.cv_loss,
                 elapsed=elapsed,
             )
-            if any([bool(callback(state)) for callback in self.callbacks]):
-                raise StopSearch
+            # Every callback sees every state, even when one asks to stop.
+            return any([bool(callback(state)) for callback in self.callbacks])
+        return False
