@@ -471,3 +471,24 @@ def test_works_on_make_regression():
     search = HypergradSearchCV(Ridge(), {"alpha": (1e-4, 1e4)}, cv=CV, scoring=MSE).fit(X, y)
     grid = GridSearchCV(Ridge(), {"alpha": np.logspace(-4, 4, 30)}, cv=CV, scoring=MSE).fit(X, y)
     assert search.best_score_ >= grid.best_score_
+
+
+def test_folds_are_prepared_once_per_search(diabetes, monkeypatch):
+    # The factorization of each training fold does not depend on alpha: it
+    # is computed once per fold and discrete point, not at each iteration.
+    from skhypergrad._models._ridge import RidgeModel
+
+    calls = []
+    original = RidgeModel.fold
+
+    def counting_fold(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(RidgeModel, "fold", counting_fold)
+    X, y = diabetes
+    search = HypergradSearchCV(
+        Ridge(), {"alpha": (1e-3, 1e3), "fit_intercept": [True, False]}, cv=CV
+    ).fit(X, y)
+    assert len(search.cv_results_["params"]) > 10
+    assert len(calls) == 2 * CV.get_n_splits()

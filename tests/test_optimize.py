@@ -1,0 +1,101 @@
+"""The outer optimizer, on functions whose minimum is known."""
+
+import numpy as np
+import pytest
+
+from skhypergrad._optimize import StopSearch, initial_points, minimize_in_box
+
+
+class Recorder:
+    """Wraps ``z -> (value, gradient)`` and records every call."""
+
+    def __init__(self, fun):
+        self.fun = fun
+        self.points = []
+
+    def __call__(self, z):
+        self.points.append(np.array(z))
+        return self.fun(z)
+
+    def best(self):
+        values = [self.fun(z)[0] for z in self.points]
+        return self.points[int(np.nanargmin(values))], np.nanmin(values)
+
+
+def plateau_then_bowl(z):
+    """Flat (value 1) far left, a bowl with its minimum 0 at z = 3."""
+    z = z[0]
+    value = 1 - np.exp(-((z - 3) ** 2) / 2)
+    grad = (z - 3) * np.exp(-((z - 3) ** 2) / 2)
+    return value, np.array([grad])
+
+
+def test_a_plateau_at_one_end_does_not_stop_the_search():
+    fun = Recorder(plateau_then_bowl)
+    minimize_in_box(fun, [-10.0], [5.0], n_init=5, n_iter=20, tol=1e-8, random_state=0)
+    z, value = fun.best()
+    np.testing.assert_allclose(z, [3.0], atol=1e-4)
+    assert value < 1e-8
+    # Started on the plateau alone, a gradient method would not move.
+    assert plateau_then_bowl(np.array([-10.0]))[1][0] == pytest.approx(0, abs=1e-15)
+
+
+@pytest.mark.parametrize("n_init, n_iter", [(1, 0), (3, 2), (5, 7)])
+def test_the_budget_is_exact(n_init, n_iter):
+    fun = Recorder(lambda z: (float(np.sum((z - 0.3) ** 2)), 2 * (z - 0.3)))
+    minimize_in_box(
+        fun, [-4.0, -4.0], [4.0, 4.0], n_init=n_init, n_iter=n_iter, tol=0.0, random_state=0
+    )
+    assert len(fun.points) <= n_init + n_iter
+    assert len(fun.points) >= n_init
+
+
+def test_quadratic_in_two_dimensions():
+    target = np.array([1.5, -0.5])
+
+    def quadratic(z):
+        scales = np.array([1.0, 10.0])
+        return float(np.sum(scales * (z - target) ** 2)), 2 * scales * (z - target)
+
+    fun = Recorder(quadratic)
+    minimize_in_box(fun, [-3, -3], [3, 3], n_init=5, n_iter=30, tol=1e-8, random_state=0)
+    z, _ = fun.best()
+    np.testing.assert_allclose(z, target, atol=1e-5)
+
+
+def test_minimum_on_the_boundary_stays_inside_the_box():
+    fun = Recorder(lambda z: (float(z[0]), np.array([1.0])))
+    minimize_in_box(fun, [-2.0], [2.0], n_init=5, n_iter=10, tol=1e-8, random_state=0)
+    points = np.concatenate(fun.points)
+    assert points.min() == -2.0 and points.max() <= 2.0
+
+
+def test_failed_points_make_the_search_step_back():
+    # The loss is undefined (training diverged) beyond z = 1.
+    def diverging(z):
+        if z[0] > 1:
+            return np.nan, np.array([np.nan])
+        return float((z[0] - 0.9) ** 2), np.array([2 * (z[0] - 0.9)])
+
+    fun = Recorder(diverging)
+    minimize_in_box(fun, [-3.0], [3.0], n_init=4, n_iter=20, tol=1e-10, random_state=0)
+    z, _ = fun.best()
+    np.testing.assert_allclose(z, [0.9], atol=1e-3)
+
+
+def test_stop_search_propagates():
+    def stop(z):
+        raise StopSearch
+
+    with pytest.raises(StopSearch):
+        minimize_in_box(stop, [0.0], [1.0], n_init=3, n_iter=3, tol=0, random_state=0)
+
+
+def test_initial_points_cover_each_axis():
+    points = initial_points([0, 10], [1, 20], 6, random_state=0)
+    assert points.shape == (6, 2)
+    # Latin hypercube: one point in each sixth of each axis.
+    for axis, (low, high) in enumerate([(0, 1), (10, 20)]):
+        bins = np.floor((points[:, axis] - low) / (high - low) * 6)
+        assert sorted(bins) == list(range(6))
+    np.testing.assert_allclose(initial_points([0], [1], 3, 0)[:, 0], [0, 0.5, 1])
