@@ -31,12 +31,14 @@ LOW, HIGH, N_POINTS = 1e-4, 1e4, 30
 
 def datasets(quick):
     yield "diabetes (442x10)", load_diabetes(return_X_y=True)
-    yield "make_regression (2000x200)", make_regression(
-        2000, 200, n_informative=50, noise=30, random_state=0
+    yield (
+        "make_regression (2000x200)",
+        make_regression(2000, 200, n_informative=50, noise=30, random_state=0),
     )
     if not quick:
-        yield "make_regression (10000x500)", make_regression(
-            10000, 500, n_informative=100, noise=30, random_state=0
+        yield (
+            "make_regression (10000x500)",
+            make_regression(10000, 500, n_informative=100, noise=30, random_state=0),
         )
 
 
@@ -58,7 +60,9 @@ def searches(splits):
             cv=splits,
             random_state=0,
         ),
-        f"RidgeCV(cv=5, {N_POINTS} alphas)": RidgeCV(alphas=grid, cv=splits, scoring=mse),
+        f"RidgeCV(cv=5, {N_POINTS} alphas)": RidgeCV(
+            alphas=grid, cv=splits, scoring=mse
+        ),
     }
 
 
@@ -81,7 +85,9 @@ def run(quick):
                 Ridge(alpha=alpha), X, y, cv=splits, scoring="neg_mean_squared_error"
             ).mean()
             n_points = (
-                len(search.cv_results_["params"]) if hasattr(search, "cv_results_") else N_POINTS
+                len(search.cv_results_["params"])
+                if hasattr(search, "cv_results_")
+                else N_POINTS
             )
             rows.append(
                 dict(
@@ -97,7 +103,10 @@ def run(quick):
 
 
 def print_table(rows):
-    print("| dataset | method | time (s) | time / HypergradSearchCV | points | alpha | CV MSE |")
+    print(
+        "| dataset | method | time (s) | time / HypergradSearchCV | points | alpha "
+        "| CV MSE |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|")
     for row in rows:
         reference = next(
@@ -107,8 +116,8 @@ def print_table(rows):
         )
         print(
             f"| {row['dataset']} | {row['method']} | {row['seconds']:.3f} | "
-            f"{row['seconds'] / reference:.1f}x | {row['points']} | {row['alpha']:.4g} | "
-            f"{row['cv_mse']:.6f} |"
+            f"{row['seconds'] / reference:.1f}x | {row['points']} | "
+            f"{row['alpha']:.4g} | {row['cv_mse']:.6f} |"
         )
 
 

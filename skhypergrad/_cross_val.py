@@ -29,8 +29,9 @@ __all__ = ["cross_val_hypergrad"]
     },
     prefer_skip_nested_validation=False,
 )
-def cross_val_hypergrad(estimator, X, y, *, params, cv=None, groups=None,
-                        fit_params=None):
+def cross_val_hypergrad(
+    estimator, X, y, *, params, cv=None, groups=None, fit_params=None
+):
     """Mean validation loss over CV folds and its hypergradient at one point.
 
     Parameters
@@ -97,7 +98,7 @@ def cross_val_hypergrad(estimator, X, y, *, params, cv=None, groups=None,
     _, final, prefix = split_pipeline(estimator)
     model = get_model(final)
     for name, value in params.items():
-        short = name[len(prefix):] if name.startswith(prefix) else None
+        short = name[len(prefix) :] if name.startswith(prefix) else None
         if short not in model.hyperparameters:
             raise ValueError(
                 f"{name!r} is not a differentiable hyperparameter of "
@@ -111,7 +112,12 @@ def cross_val_hypergrad(estimator, X, y, *, params, cv=None, groups=None,
     cv = check_cv(cv, y, classifier=is_classifier(estimator))
     splits = list(cv.split(X, y, groups))
     objective = CrossValObjective(
-        estimator, X, y, splits, list(params), fit_params=fit_params,
+        estimator,
+        X,
+        y,
+        splits,
+        list(params),
+        fit_params=fit_params,
         error_score="raise",
     )
     loss, grads, _ = objective.evaluate({k: float(v) for k, v in params.items()})

@@ -84,8 +84,9 @@ class CrossValObjective:
         What a failed fold scores, as in GridSearchCV.
     """
 
-    def __init__(self, estimator, X, y, splits, names, fit_params=None,
-                 error_score=np.nan):
+    def __init__(
+        self, estimator, X, y, splits, names, fit_params=None, error_score=np.nan
+    ):
         self.estimator = estimator
         self.X = X
         self.y = y
@@ -169,13 +170,13 @@ class CrossValObjective:
         """
         if self._folds is None:
             self.prepare()
-        model_params = {name[len(self._prefix):]: v for name, v in point.items()}
+        model_params = {name[len(self._prefix) :]: v for name, v in point.items()}
         results = [self._evaluate_fold(fold, model_params) for fold in self._folds]
         failed = any(r.fit_error is not None for r in results)
         loss = np.nan if failed else float(np.mean([r.loss for r in results]))
         grads = {
             name: np.nan if failed else float(np.mean([r.grads[key] for r in results]))
-            for name, key in zip(point, model_params)
+            for name, key in zip(point, model_params, strict=True)
         }
         return loss, grads, results
 
@@ -216,7 +217,7 @@ class CrossValObjective:
         ``sklearn.model_selection._validation._fit_and_score``'s output.
         """
         score_params = score_params or {}
-        for index, (fold, result) in enumerate(zip(self._folds, results)):
+        for index, (fold, result) in enumerate(zip(self._folds, results, strict=True)):
             out = {
                 "fit_error": result.fit_error,
                 "fit_time": result.fit_time,
@@ -232,7 +233,12 @@ class CrossValObjective:
                 start = time.time()
                 params = _check_method_params(self.X, score_params, fold.test)
                 out["test_scores"] = _score(
-                    estimator, fold.X_test, fold.y_test, scorer, params, self.error_score
+                    estimator,
+                    fold.X_test,
+                    fold.y_test,
+                    scorer,
+                    params,
+                    self.error_score,
                 )
                 out["score_time"] = time.time() - start
                 if return_train_score:

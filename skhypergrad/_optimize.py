@@ -118,7 +118,7 @@ def minimize_in_box(fun, lower, upper, *, n_init, n_iter, tol, random_state):
             starts[best],
             jac=True,
             method="L-BFGS-B",
-            bounds=list(zip(lower, upper)),
+            bounds=list(zip(lower, upper, strict=True)),
             options={
                 "maxiter": n_iter,
                 # Near a minimum the loss changes with the square of the

@@ -372,7 +372,8 @@ class HypergradSearchCV(BaseSearchCV):
             y=y,
         )
         search_ctx = _begin(
-            root_ctx and root_ctx.subcontext(
+            root_ctx
+            and root_ctx.subcontext(
                 task_name="search",
                 max_subtasks=len(subspaces),
                 sequential_subtasks=False,
@@ -394,7 +395,8 @@ class HypergradSearchCV(BaseSearchCV):
                 subspace=s,
                 search_id=i,
                 seed=rng.randint(np.iinfo(np.int32).max),
-                callback_ctx=search_ctx and search_ctx.subcontext(
+                callback_ctx=search_ctx
+                and search_ctx.subcontext(
                     task_name="continuous search",
                     task_id=i,
                     max_subtasks=self.n_init + self.n_iter if s.ranges else 1,
@@ -432,7 +434,9 @@ class HypergradSearchCV(BaseSearchCV):
                 interrupted = True
         else:
             parallel = Parallel(n_jobs=self.n_jobs, pre_dispatch=self.pre_dispatch)
-            subsearches = parallel(delayed(_run_and_return)(run, s) for s in subsearches)
+            subsearches = parallel(
+                delayed(_run_and_return)(run, s) for s in subsearches
+            )
         _end(search_ctx, self)
 
         evaluations = [e for s in subsearches for e in s.evaluations]
@@ -444,6 +448,7 @@ class HypergradSearchCV(BaseSearchCV):
                 "points; the best of them is kept"
                 + (" and refit." if self.refit else "."),
                 UserWarning,
+                stacklevel=2,
             )
         out = [fold for e in evaluations for fold in e.out]
         _warn_or_raise_about_fit_failures(out, self.error_score)
@@ -545,12 +550,20 @@ def _more_results(evaluations, subspaces):
 
 def _begin(ctx, estimator, **kwargs):
     """Open a scikit-learn callback task, if callbacks are in use."""
-    return None if ctx is None else ctx.call_on_fit_task_begin(estimator=estimator, **kwargs)
+    return (
+        None
+        if ctx is None
+        else ctx.call_on_fit_task_begin(estimator=estimator, **kwargs)
+    )
 
 
 def _end(ctx, estimator, **kwargs):
     """Close a callback task; True when a callback asks to stop."""
-    return False if ctx is None else ctx.call_on_fit_task_end(estimator=estimator, **kwargs)
+    return (
+        False
+        if ctx is None
+        else ctx.call_on_fit_task_end(estimator=estimator, **kwargs)
+    )
 
 
 def _as_list(callbacks):
@@ -592,7 +605,8 @@ class _SearchRunner:
                 self.owner,
             )
             point = {
-                r.name: float(r.from_unconstrained(zi)) for r, zi in zip(ranges, z)
+                r.name: float(r.from_unconstrained(zi))
+                for r, zi in zip(ranges, z, strict=True)
             }
             loss, grads, folds = objective.evaluate(point)
             objective.score(
@@ -611,7 +625,10 @@ class _SearchRunner:
             if _end(iteration_ctx, self.owner) or stop:
                 raise StopSearch
             grad_z = np.array(
-                [grads[r.name] * r.derivative(zi) for r, zi in zip(ranges, z)]
+                [
+                    grads[r.name] * r.derivative(zi)
+                    for r, zi in zip(ranges, z, strict=True)
+                ]
             )
             return loss, grad_z
 

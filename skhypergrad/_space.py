@@ -140,13 +140,11 @@ def _parse_range(name, value, scale):
         values = list(value)
         if isinstance(value, tuple) and len(values) != 2:
             raise ValueError(
-                f"Parameter {name!r}: a tuple range must be (low, high), got "
-                f"{value!r}."
+                f"Parameter {name!r}: a tuple range must be (low, high), got {value!r}."
             )
         if not all(_is_number(v) for v in values):
             raise ValueError(
-                f"Parameter {name!r}: range bounds must be real numbers, got "
-                f"{value!r}."
+                f"Parameter {name!r}: range bounds must be real numbers, got {value!r}."
             )
         low, high = float(min(values)), float(max(values))
         if isinstance(value, tuple) and values[0] > values[1]:
@@ -156,8 +154,7 @@ def _parse_range(name, value, scale):
             )
     if not (np.isfinite(low) and np.isfinite(high)):
         raise ValueError(
-            f"Parameter {name!r}: range bounds must be finite, got "
-            f"[{low}, {high}]."
+            f"Parameter {name!r}: range bounds must be finite, got [{low}, {high}]."
         )
     if not low < high:
         raise ValueError(
@@ -207,8 +204,7 @@ def expand_param_grid(estimator, param_grid):
         param_grid = [param_grid]
     if not isinstance(param_grid, list) or not param_grid:
         raise TypeError(
-            "param_grid must be a non-empty dict or list of dicts, got "
-            f"{param_grid!r}."
+            f"param_grid must be a non-empty dict or list of dicts, got {param_grid!r}."
         )
     subspaces = []
     for grid in param_grid:
@@ -224,7 +220,9 @@ def expand_param_grid(estimator, param_grid):
                 if k in scales
             }
             not_differentiable = {
-                k: _as_candidates(k, v) for k, v in range_like.items() if k not in scales
+                k: _as_candidates(k, v)
+                for k, v in range_like.items()
+                if k not in scales
             }
             for extra in ParameterGrid(not_differentiable or [{}]):
                 point = {**fixed, **extra}

@@ -44,7 +44,13 @@ def test_a_plateau_at_one_end_does_not_stop_the_search():
 def test_the_budget_is_exact(n_init, n_iter):
     fun = Recorder(lambda z: (float(np.sum((z - 0.3) ** 2)), 2 * (z - 0.3)))
     minimize_in_box(
-        fun, [-4.0, -4.0], [4.0, 4.0], n_init=n_init, n_iter=n_iter, tol=0.0, random_state=0
+        fun,
+        [-4.0, -4.0],
+        [4.0, 4.0],
+        n_init=n_init,
+        n_iter=n_iter,
+        tol=0.0,
+        random_state=0,
     )
     assert len(fun.points) <= n_init + n_iter
     assert len(fun.points) >= n_init
@@ -58,7 +64,9 @@ def test_quadratic_in_two_dimensions():
         return float(np.sum(scales * (z - target) ** 2)), 2 * scales * (z - target)
 
     fun = Recorder(quadratic)
-    minimize_in_box(fun, [-3, -3], [3, 3], n_init=5, n_iter=30, tol=1e-8, random_state=0)
+    minimize_in_box(
+        fun, [-3, -3], [3, 3], n_init=5, n_iter=30, tol=1e-8, random_state=0
+    )
     z, _ = fun.best()
     np.testing.assert_allclose(z, target, atol=1e-5)
 

@@ -97,7 +97,9 @@ def test_interrupting_at_the_first_point_keeps_it(diabetes):
     def interrupt(state):
         raise KeyboardInterrupt
 
-    search = HypergradSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, cv=CV, callbacks=interrupt)
+    search = HypergradSearchCV(
+        Ridge(), {"alpha": (1e-3, 1e3)}, cv=CV, callbacks=interrupt
+    )
     # The first point is recorded before callbacks run, so it is kept.
     with pytest.warns(UserWarning, match="interrupted after 1 evaluated points"):
         search.fit(X, y)

@@ -42,7 +42,9 @@ def test_fold_matches_sklearn_ridge(fit_intercept, alpha, shape, n_targets, weig
     )
 
     np.testing.assert_allclose(ours.coef_, reference.coef_, rtol=1e-8, atol=1e-10)
-    np.testing.assert_allclose(ours.intercept_, reference.intercept_, rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(
+        ours.intercept_, reference.intercept_, rtol=1e-8, atol=1e-9
+    )
     assert np.shape(ours.coef_) == np.shape(reference.coef_)
     assert np.shape(ours.intercept_) == np.shape(reference.intercept_)
     assert ours.alpha == alpha
@@ -57,7 +59,9 @@ def test_fold_matches_sklearn_ridge(fit_intercept, alpha, shape, n_targets, weig
 def test_hypergradient_matches_central_differences(fit_intercept, alpha):
     X, y = load_linnerud(return_X_y=True)
     X_train, y_train, X_val, y_val = _split(X, y, 14)
-    fold = RidgeModel().fold(Ridge(fit_intercept=fit_intercept), X_train, y_train, X_val, y_val)
+    fold = RidgeModel().fold(
+        Ridge(fit_intercept=fit_intercept), X_train, y_train, X_val, y_val
+    )
 
     loss, grads = fold.value_and_grad({"alpha": alpha})
 
@@ -89,7 +93,9 @@ def test_empty_params_uses_the_estimators_alpha():
     loss, grads = fold.value_and_grad({})
     assert grads == {}
     reference = Ridge(alpha=3.0).fit(X[:30], y[:30])
-    np.testing.assert_allclose(loss, mean_squared_error(y[30:], reference.predict(X[30:])))
+    np.testing.assert_allclose(
+        loss, mean_squared_error(y[30:], reference.predict(X[30:]))
+    )
 
 
 @pytest.mark.parametrize(

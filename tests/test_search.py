@@ -125,7 +125,9 @@ def test_fitted_attributes_and_delegation(diabetes):
     reference = make_pipeline(StandardScaler(), Ridge(alpha=best_alpha)).fit(X, y)
     np.testing.assert_allclose(search.predict(X), reference.predict(X))
     np.testing.assert_allclose(search.score(X, y), reference.score(X, y))
-    np.testing.assert_allclose(search.transform(X[:5]) if hasattr(search, "transform") else 0, 0)
+    np.testing.assert_allclose(
+        search.transform(X[:5]) if hasattr(search, "transform") else 0, 0
+    )
     assert search.n_features_in_ == X.shape[1]
     assert search.n_splits_ == 5
     assert search.refit_time_ >= 0
@@ -246,18 +248,24 @@ def test_folds_are_split_once(diabetes):
     results = search.cv_results_
     alphas = results["param_alpha"].astype(float)
     _, first = np.unique(alphas, return_index=True)
-    assert len(first) == len(alphas) or np.ptp(
-        results["mean_test_score"][alphas == alphas[first[0]]]
-    ) == 0
+    assert (
+        len(first) == len(alphas)
+        or np.ptp(results["mean_test_score"][alphas == alphas[first[0]]]) == 0
+    )
 
 
 def test_groups_reach_the_splitter(diabetes):
     X, y = diabetes
     groups = np.arange(len(y)) % 4
-    search = HypergradSearchCV(Ridge(), {"alpha": (1e-2, 1e2)}, cv=GroupKFold(4), scoring=MSE)
+    search = HypergradSearchCV(
+        Ridge(), {"alpha": (1e-2, 1e2)}, cv=GroupKFold(4), scoring=MSE
+    )
     search.fit(X, y, groups=groups)
     grid = GridSearchCV(
-        Ridge(), {"alpha": [search.best_params_["alpha"]]}, cv=GroupKFold(4), scoring=MSE
+        Ridge(),
+        {"alpha": [search.best_params_["alpha"]]},
+        cv=GroupKFold(4),
+        scoring=MSE,
     ).fit(X, y, groups=groups)
     np.testing.assert_allclose(search.best_score_, grid.best_score_, rtol=1e-8)
 
@@ -266,7 +274,9 @@ def test_sample_weight_reaches_the_model(diabetes):
     X, y = diabetes
     weights = np.random.RandomState(0).uniform(0.1, 3, len(y))
     estimator = make_pipeline(StandardScaler(), Ridge())
-    search = HypergradSearchCV(estimator, {"ridge__alpha": (1e-2, 1e2)}, cv=CV, scoring=MSE)
+    search = HypergradSearchCV(
+        estimator, {"ridge__alpha": (1e-2, 1e2)}, cv=CV, scoring=MSE
+    )
     search.fit(X, y, ridge__sample_weight=weights)
     grid = _grid_score_at(search, estimator, X, y)
     grid.fit(X, y, ridge__sample_weight=weights)
@@ -278,7 +288,9 @@ def test_n_jobs_gives_the_same_results(diabetes):
     param_grid = {"alpha": (1e-3, 1e3), "fit_intercept": [True, False]}
     one = HypergradSearchCV(Ridge(), param_grid, cv=CV).fit(X, y)
     two = HypergradSearchCV(Ridge(), param_grid, cv=CV, n_jobs=2).fit(X, y)
-    np.testing.assert_array_equal(one.cv_results_["mean_test_score"], two.cv_results_["mean_test_score"])
+    np.testing.assert_array_equal(
+        one.cv_results_["mean_test_score"], two.cv_results_["mean_test_score"]
+    )
     assert one.best_params_ == two.best_params_
 
 
@@ -287,7 +299,9 @@ def test_inputs_are_not_modified(diabetes):
     X, y = np.asfortranarray(X.copy()), y.copy()
     X_before, y_before = X.copy(), y.copy()
     weights = np.ones_like(y)
-    search = HypergradSearchCV(make_pipeline(StandardScaler(), Ridge()), {"ridge__alpha": (1e-2, 1e2)})
+    search = HypergradSearchCV(
+        make_pipeline(StandardScaler(), Ridge()), {"ridge__alpha": (1e-2, 1e2)}
+    )
     search.fit(X, y, ridge__sample_weight=weights)
     cross_val_hypergrad(Ridge(), X, y, params={"alpha": 1.0})
     np.testing.assert_array_equal(X, X_before)
@@ -306,7 +320,12 @@ def test_a_failing_fold_follows_error_score(diabetes):
 
     estimator = Pipeline([("scale", FailingScaler()), ("ridge", Ridge())])
     X_odd, y_odd = X[:443], y[:443]
-    search = HypergradSearchCV(estimator, {"ridge__alpha": (1e-2, 1e2)}, cv=KFold(5), error_score=-1.0, refit=False
+    search = HypergradSearchCV(
+        estimator,
+        {"ridge__alpha": (1e-2, 1e2)},
+        cv=KFold(5),
+        error_score=-1.0,
+        refit=False,
     )
     with pytest.warns(FitFailedWarning, match="failing on purpose"):
         search.fit(X_odd, y_odd)
@@ -323,14 +342,18 @@ def test_cross_val_hypergrad_matches_cross_val_score_and_finite_differences(diab
     X, y = diabetes
     estimator = make_pipeline(StandardScaler(), Ridge())
     alpha = 3.0
-    loss, grads = cross_val_hypergrad(estimator, X, y, params={"ridge__alpha": alpha}, cv=CV)
+    loss, grads = cross_val_hypergrad(
+        estimator, X, y, params={"ridge__alpha": alpha}, cv=CV
+    )
     expected = -cross_val_score(
         clone(estimator).set_params(ridge__alpha=alpha), X, y, cv=CV, scoring=MSE
     ).mean()
     np.testing.assert_allclose(loss, expected, rtol=1e-10)
 
     def loss_at(a):
-        return cross_val_hypergrad(estimator, X, y, params={"ridge__alpha": a}, cv=CV)[0]
+        return cross_val_hypergrad(estimator, X, y, params={"ridge__alpha": a}, cv=CV)[
+            0
+        ]
 
     fd = central_difference(loss_at, alpha, step=1e-4)
     np.testing.assert_allclose(grads["ridge__alpha"], fd, rtol=1e-6)
@@ -355,12 +378,16 @@ def test_callback_stops_the_search_and_keeps_the_best(diabetes):
 
 def test_verbose_prints_one_line_per_outer_iteration(diabetes, capsys):
     X, y = diabetes
-    search = HypergradSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, verbose=1, cv=3).fit(X, y)
+    search = HypergradSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, verbose=1, cv=3).fit(
+        X, y
+    )
     lines = [line for line in capsys.readouterr().out.splitlines() if "iter" in line]
     assert len(lines) == len(search.cv_results_["params"])
     assert re.search(r"alpha=\S+; cv_loss=\S+, \|hypergrad\|=\S+", lines[0])
 
-    HypergradSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, verbose=2, cv=3, n_iter=0).fit(X, y)
+    HypergradSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, verbose=2, cv=3, n_iter=0).fit(
+        X, y
+    )
     assert "[CV 3/3]" in capsys.readouterr().out
 
 
@@ -375,8 +402,16 @@ def test_verbose_prints_one_line_per_outer_iteration(diabetes, capsys):
         ({"alpha": (1.0, 2.0, 3.0)}, ValueError, "must be \\(low, high\\)"),
         ({"alpha": (1.0, np.inf)}, ValueError, "must be finite"),
         ({"alpha": norm(0, 1)}, ValueError, "only frozen scipy.stats uniform"),
-        ({"tol": loguniform(1e-4, 1e-2)}, ValueError, "cannot be given as a distribution"),
-        ({"alpha": (1.0, 2.0), "not_a_param": [1]}, ValueError, "Invalid parameter 'not_a_param'"),
+        (
+            {"tol": loguniform(1e-4, 1e-2)},
+            ValueError,
+            "cannot be given as a distribution",
+        ),
+        (
+            {"alpha": (1.0, 2.0), "not_a_param": [1]},
+            ValueError,
+            "Invalid parameter 'not_a_param'",
+        ),
         ({"alpha": []}, ValueError, "need to be a non-empty sequence"),
         ([], TypeError, "non-empty dict or list of dicts"),
     ],
@@ -393,7 +428,10 @@ def test_bad_param_grid(diabetes, param_grid, error, match):
         (Lasso(), "no differentiable model for Lasso. Supported estimators: .*Ridge"),
         (make_pipeline(StandardScaler(), Lasso()), "no differentiable model for Lasso"),
         (Ridge(positive=True), "positive=True"),
-        (make_pipeline(StandardScaler(), make_pipeline(Ridge())), "Flatten the pipeline"),
+        (
+            make_pipeline(StandardScaler(), make_pipeline(Ridge())),
+            "Flatten the pipeline",
+        ),
     ],
 )
 def test_unsupported_estimators(diabetes, estimator, match):
@@ -415,7 +453,10 @@ def _with_nan(array):
         (lambda X, y: (X, _with_nan(y)), "Input y contains NaN"),
         (lambda X, y: (np.where(X > 0.1, np.inf, X), y), "Input X contains infinity"),
         (lambda X, y: (X[:-1], y), "inconsistent numbers of samples"),
-        (lambda X, y: (X[:3], y[:3]), "Cannot have number of splits n_splits=5 greater"),
+        (
+            lambda X, y: (X[:3], y[:3]),
+            "Cannot have number of splits n_splits=5 greater",
+        ),
         (lambda X, y: (X, None), "requires y to be passed"),
     ],
     ids=["nan-X", "nan-y", "inf-X", "lengths", "too-few-samples", "no-y"],
@@ -468,8 +509,12 @@ def test_nested_cross_validation(diabetes):
 
 def test_works_on_make_regression():
     X, y = make_regression(300, 40, n_informative=10, noise=20, random_state=0)
-    search = HypergradSearchCV(Ridge(), {"alpha": (1e-4, 1e4)}, cv=CV, scoring=MSE).fit(X, y)
-    grid = GridSearchCV(Ridge(), {"alpha": np.logspace(-4, 4, 30)}, cv=CV, scoring=MSE).fit(X, y)
+    search = HypergradSearchCV(Ridge(), {"alpha": (1e-4, 1e4)}, cv=CV, scoring=MSE).fit(
+        X, y
+    )
+    grid = GridSearchCV(
+        Ridge(), {"alpha": np.logspace(-4, 4, 30)}, cv=CV, scoring=MSE
+    ).fit(X, y)
     assert search.best_score_ >= grid.best_score_
 
 

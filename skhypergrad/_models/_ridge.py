@@ -34,7 +34,9 @@ from sklearn.linear_model import Ridge
 from ._base import DifferentiableModel, Fold
 
 
-def _validation_loss(alpha, eigenvalues, projected_val, projected_target, residual_offset):
+def _validation_loss(
+    alpha, eigenvalues, projected_val, projected_target, residual_offset
+):
     """Validation mean squared error of ridge at ``alpha`` (traced).
 
     ``projected_val @ diag(1 / (eigenvalues + alpha)) @ projected_target``
