@@ -1,0 +1,613 @@
+"""The LogisticRegression model: parity with scikit-learn, exact hypergradients,
+and end to end through HypergradSearchCV and cross_val_hypergrad."""
+
+import warnings
+
+import numpy as np
+import pytest
+from autograd import grad, hessian
+from sklearn.base import clone
+from sklearn.datasets import (
+    load_breast_cancer,
+    load_digits,
+    load_iris,
+    make_classification,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+from sklearn.model_selection import (
+    GridSearchCV,
+    StratifiedKFold,
+    cross_val_score,
+    train_test_split,
+)
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skhypergrad import HypergradSearchCV, cross_val_hypergrad
+from skhypergrad._models import _logistic
+from skhypergrad._models._logistic import (
+    LogisticRegressionModel,
+    _autograd_solve,
+    _implicit_value_and_grad,
+    _train_objective,
+    _validation_loss,
+)
+
+from ._numeric import central_difference
+
+
+def _standardized(X):
+    return StandardScaler().fit_transform(X)
+
+
+def _dataset(name):
+    """Small, bundled, seeded classification problems, split in two."""
+    if name == "breast_cancer":
+        X, y = load_breast_cancer(return_X_y=True)
+    elif name == "iris":
+        X, y = load_iris(return_X_y=True)
+    elif name == "digits":
+        X, y = load_digits(n_class=4, return_X_y=True)
+        X, y = X[:300, ::4], y[:300]  # 16 pixels: keeps the reference fits fast
+    elif name == "binary":
+        X, y = make_classification(200, 8, n_informative=4, random_state=0)
+    elif name == "multiclass":
+        X, y = make_classification(
+            240, 6, n_informative=4, n_classes=3, n_clusters_per_class=1, random_state=0
+        )
+    elif name == "strings":
+        X, y = load_iris(return_X_y=True)
+        y = np.array(["setosa", "versicolor", "virginica"], dtype=object)[y]
+    elif name == "binary_strings":
+        X, y = make_classification(200, 8, n_informative=4, random_state=0)
+        y = np.array(["no", "yes"])[y]
+    X_train, X_val, y_train, y_val = train_test_split(
+        _standardized(X), y, test_size=0.3, stratify=y, random_state=0
+    )
+    return X_train, y_train, X_val, y_val
+
+
+def _sample_weight(n):
+    return np.random.RandomState(0).uniform(0.2, 3.0, n)
+
+
+def _reference(estimator, X, y, sample_weight=None):
+    """sklearn's own fit, solved far below its default tolerance.
+
+    lbfgs stops on its function-decrease test near 1e-7 relative accuracy, so
+    the tight reference is sklearn's newton-cholesky (the same objective);
+    liblinear is its own reference.
+    """
+    if estimator.solver != "liblinear":
+        estimator = estimator.set_params(solver="newton-cholesky")
+    return estimator.set_params(tol=1e-12, max_iter=1000).fit(
+        X, y, sample_weight=sample_weight
+    )
+
+
+PARITY_CASES = {
+    "binary": ("binary", {}, False),
+    "binary-no-intercept": ("binary", {"fit_intercept": False}, False),
+    "multiclass": ("multiclass", {}, False),
+    "multiclass-no-intercept": ("multiclass", {"fit_intercept": False}, False),
+    "iris": ("iris", {}, False),
+    "digits": ("digits", {}, False),
+    "balanced": ("breast_cancer", {"class_weight": "balanced"}, False),
+    "class-weight-dict": ("iris", {"class_weight": {0: 1.0, 1: 3.0, 2: 0.5}}, False),
+    "sample-weight": ("multiclass", {}, True),
+    "balanced-and-sample-weight": ("binary", {"class_weight": "balanced"}, True),
+    "strings": ("strings", {"class_weight": {"setosa": 2.0}}, False),
+    "binary-strings": ("binary_strings", {}, True),
+    "newton-cholesky": ("multiclass", {"solver": "newton-cholesky"}, False),
+    "liblinear": ("binary", {"solver": "liblinear", "intercept_scaling": 2.0}, True),
+    "liblinear-no-intercept": (
+        "binary",
+        {"solver": "liblinear", "fit_intercept": False},
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("C", [0.05, 1.0, 20.0])
+@pytest.mark.parametrize("case", PARITY_CASES)
+def test_fold_matches_sklearn_fit(case, C):
+    data, settings, weighted = PARITY_CASES[case]
+    X_train, y_train, X_val, y_val = _dataset(data)
+    sample_weight = _sample_weight(len(X_train)) if weighted else None
+    estimator = LogisticRegression(**settings)
+
+    fold = LogisticRegressionModel().fold(
+        estimator, X_train, y_train, X_val, y_val, sample_weight
+    )
+    loss, _ = fold.value_and_grad({"C": C})
+    ours = fold.fitted_estimator()
+    reference = _reference(
+        LogisticRegression(C=C, **settings), X_train, y_train, sample_weight
+    )
+
+    assert ours.C == C and estimator.C == 1.0
+    np.testing.assert_array_equal(ours.classes_, reference.classes_)
+    assert ours.coef_.shape == reference.coef_.shape
+    assert np.shape(ours.intercept_) == np.shape(reference.intercept_)
+    assert ours.n_features_in_ == reference.n_features_in_
+    assert ours.n_iter_.shape == reference.n_iter_.shape == (1,)
+    scale = np.abs(reference.coef_).max()
+    np.testing.assert_allclose(ours.coef_, reference.coef_, rtol=0, atol=1e-6 * scale)
+    np.testing.assert_allclose(
+        ours.intercept_, reference.intercept_, rtol=0, atol=1e-6 * max(scale, 1.0)
+    )
+    np.testing.assert_allclose(
+        ours.predict_proba(X_val), reference.predict_proba(X_val), atol=1e-7
+    )
+    np.testing.assert_array_equal(ours.predict(X_val), reference.predict(X_val))
+    # The differentiated loss is sklearn's log_loss of the fitted model.
+    np.testing.assert_allclose(
+        loss, log_loss(y_val, reference.predict_proba(X_val)), rtol=1e-7
+    )
+
+
+@pytest.mark.parametrize("case", ["binary", "iris", "balanced-and-sample-weight"])
+def test_fold_matches_sklearn_default_lbfgs_to_its_tolerance(case):
+    data, settings, weighted = PARITY_CASES[case]
+    X_train, y_train, X_val, y_val = _dataset(data)
+    sample_weight = _sample_weight(len(X_train)) if weighted else None
+    fold = LogisticRegressionModel().fold(
+        LogisticRegression(**settings), X_train, y_train, X_val, y_val, sample_weight
+    )
+    fold.value_and_grad({"C": 1.0})
+    reference = LogisticRegression(**settings).fit(X_train, y_train, sample_weight)
+    np.testing.assert_allclose(
+        fold.fitted_estimator().predict_proba(X_val),
+        reference.predict_proba(X_val),
+        atol=1e-3,
+    )
+
+
+def test_fitted_estimator_before_any_call_uses_the_estimators_C():
+    X_train, y_train, X_val, y_val = _dataset("binary")
+    fold = LogisticRegressionModel().fold(
+        LogisticRegression(C=0.3), X_train, y_train, X_val, y_val
+    )
+    ours = fold.fitted_estimator()
+    reference = _reference(LogisticRegression(C=0.3), X_train, y_train)
+    assert ours.C == 0.3
+    np.testing.assert_allclose(ours.coef_, reference.coef_, rtol=1e-7)
+
+
+def test_empty_params_gives_the_loss_only():
+    X_train, y_train, X_val, y_val = _dataset("iris")
+    fold = LogisticRegressionModel().fold(
+        LogisticRegression(C=2.0), X_train, y_train, X_val, y_val
+    )
+    loss, grads = fold.value_and_grad({})
+    assert grads == {}
+    expected = log_loss(y_val, fold.fitted_estimator().predict_proba(X_val))
+    np.testing.assert_allclose(loss, expected, rtol=1e-10)
+    assert fold.fitted_estimator().C == 2.0
+
+
+def test_log_loss_is_clipped_as_sklearns():
+    """Confidently wrong validation samples cost -log(eps), as in log_loss."""
+    rng = np.random.RandomState(0)
+    X_train = rng.normal(size=(60, 2))
+    y_train = (X_train[:, 0] > 0).astype(int)
+    X_val = np.array([[8.0, 0.0], [-8.0, 0.0], [0.3, 0.1], [-0.2, 0.5]])
+    y_val = np.array([0, 1, 1, 0])  # the first two are far on the wrong side
+    fold = LogisticRegressionModel().fold(
+        LogisticRegression(tol=1e-15), X_train, y_train, X_val, y_val
+    )
+    C = 100.0
+    loss, grads = fold.value_and_grad({"C": C})
+    proba = fold.fitted_estimator().predict_proba(X_val)
+    assert proba.min() < np.finfo(float).eps  # the clip is active
+    assert loss == pytest.approx(log_loss(y_val, proba), rel=1e-12)
+
+    def loss_at(log_C):
+        return fold.value_and_grad({"C": float(np.exp(log_C))})[0]
+
+    expected = central_difference(loss_at, np.log(C), 1e-4)
+    assert C * grads["C"] == pytest.approx(expected, rel=1e-5)
+
+
+GRADIENT_CASES = {
+    "binary": ("breast_cancer", {}, False),
+    "binary-no-intercept": ("binary", {"fit_intercept": False}, False),
+    "binary-weighted": ("binary", {"class_weight": "balanced"}, True),
+    "multiclass": ("iris", {}, False),
+    "multiclass-no-intercept": ("multiclass", {"fit_intercept": False}, False),
+    "multiclass-weighted": ("multiclass", {"class_weight": {0: 2.0}}, True),
+    "digits": ("digits", {}, False),
+    "liblinear": ("binary", {"solver": "liblinear", "intercept_scaling": 0.5}, False),
+}
+
+
+@pytest.mark.parametrize("conjugate_gradient", [False, True], ids=["direct", "cg"])
+@pytest.mark.parametrize("C", [0.01, 0.5, 30.0])
+@pytest.mark.parametrize("case", GRADIENT_CASES)
+def test_hypergradient_matches_central_differences(
+    case, C, conjugate_gradient, monkeypatch
+):
+    if conjugate_gradient:
+        # Jacobi-preconditioned CG instead of the Cholesky preconditioner.
+        monkeypatch.setattr(_logistic, "_MAX_DIRECT_PARAMS", 0)
+    data, settings, weighted = GRADIENT_CASES[case]
+    X_train, y_train, X_val, y_val = _dataset(data)
+    sample_weight = _sample_weight(len(X_train)) if weighted else None
+    # A tight inner tolerance, so that the finite differences are accurate.
+    estimator = LogisticRegression(tol=1e-15, max_iter=500, **settings)
+    fold = LogisticRegressionModel().fold(
+        estimator, X_train, y_train, X_val, y_val, sample_weight
+    )
+
+    def loss_at(log_C):
+        return fold.value_and_grad({"C": float(np.exp(log_C))})[0]
+
+    log_C = np.log(C)
+    loss, grads = fold.value_and_grad({"C": C})
+    assert loss == pytest.approx(loss_at(log_C), rel=1e-12)
+    expected = central_difference(loss_at, log_C, 1e-4)
+    # d loss / d log C = C * d loss / d C
+    assert C * grads["C"] == pytest.approx(expected, rel=1e-5, abs=1e-9)
+
+
+@pytest.mark.parametrize("data", ["breast_cancer", "iris"])
+def test_numpy_solver_matches_autograd_of_the_traced_objective(data):
+    """The hand-written gradient, Hessian and HVPs equal autograd's."""
+    X_train, y_train, X_val, y_val = _dataset(data)
+    fold = LogisticRegressionModel().fold(
+        LogisticRegression(), X_train, y_train, X_val, y_val
+    )
+    fold.value_and_grad({"C": 3.0})
+    objective, theta, args = fold._objective, fold._solution, fold._train_args
+    C = 3.0
+    l2 = 1.0 / (C * fold._weight_sum)
+
+    value, gradient, proba = objective.value_grad(theta, l2)
+    np.testing.assert_allclose(value, _train_objective(theta, C, *args), rtol=1e-12)
+    np.testing.assert_allclose(
+        gradient, grad(_train_objective)(theta, C, *args), atol=1e-14
+    )
+    exact = hessian(_train_objective)(theta, C, *args)
+    np.testing.assert_allclose(objective.hessian(l2, proba), exact, atol=1e-12)
+    direction = np.random.RandomState(0).normal(size=len(theta))
+    np.testing.assert_allclose(
+        objective.hessp(l2, proba)(direction), exact @ direction, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        objective.hessian_diagonal(l2, proba), np.diag(exact), atol=1e-14
+    )
+    # At the optimum, the traced objective's gradient vanishes.
+    assert np.max(np.abs(gradient)) <= fold._gtol
+
+
+@pytest.mark.parametrize("data", ["breast_cancer", "iris", "digits"])
+def test_adjoint_solve_matches_autograd_hessian_vector_products(data):
+    X_train, y_train, X_val, y_val = _dataset(data)
+    fold = LogisticRegressionModel().fold(
+        LogisticRegression(tol=1e-15), X_train, y_train, X_val, y_val
+    )
+    loss, grads = fold.value_and_grad({"C": 2.0})
+    theta, args = fold._solution, fold._train_args
+    reference = _implicit_value_and_grad(
+        _train_objective,
+        _validation_loss,
+        theta,
+        2.0,
+        args,
+        fold._val_args,
+        _autograd_solve(_train_objective, theta, 2.0, args),
+    )
+    np.testing.assert_allclose(reference[0], loss, rtol=1e-12)
+    np.testing.assert_allclose(reference[1], grads["C"], rtol=1e-7)
+
+
+def test_warm_start_uses_fewer_newton_iterations():
+    X_train, y_train, X_val, y_val = _dataset("digits")
+    model, estimator = LogisticRegressionModel(), LogisticRegression()
+    cold = model.fold(estimator, X_train, y_train, X_val, y_val)
+    cold.value_and_grad({"C": 2.2})
+    cold_iterations = cold.fitted_estimator().n_iter_[0]
+
+    warm = model.fold(estimator, X_train, y_train, X_val, y_val)
+    warm.value_and_grad({"C": 2.0})
+    warm.value_and_grad({"C": 2.2})
+    warm_iterations = warm.fitted_estimator().n_iter_[0]
+
+    assert cold_iterations >= 4
+    assert warm_iterations <= cold_iterations - 2
+    np.testing.assert_allclose(
+        warm.fitted_estimator().coef_, cold.fitted_estimator().coef_, atol=1e-6
+    )
+
+
+def test_warm_start_extrapolates_along_the_path():
+    """After two solves, the line through them is a closer start."""
+    X_train, y_train, X_val, y_val = _dataset("iris")
+    model, estimator = LogisticRegressionModel(), LogisticRegression()
+    previous_only = model.fold(estimator, X_train, y_train, X_val, y_val)
+    previous_only.value_and_grad({"C": 1.5})
+    previous_only.value_and_grad({"C": 1.8})
+
+    extrapolated = model.fold(estimator, X_train, y_train, X_val, y_val)
+    for C in (1.2, 1.5, 1.8):
+        extrapolated.value_and_grad({"C": C})
+    assert (
+        extrapolated.fitted_estimator().n_iter_[0]
+        < previous_only.fitted_estimator().n_iter_[0]
+    )
+
+
+def test_cholesky_preconditioner_is_reused_across_calls():
+    X, y = load_digits(n_class=5, return_X_y=True)  # 5 * 65 = 325 parameters
+    X_train, X_val, y_train, y_val = train_test_split(
+        _standardized(X), y, test_size=0.3, stratify=y, random_state=0
+    )
+    fold = LogisticRegressionModel().fold(
+        LogisticRegression(), X_train, y_train, X_val, y_val
+    )
+    assert fold._hessian_solver.refresh_after == 30
+    for C in np.geomspace(0.5, 2.0, 8):
+        fold.value_and_grad({"C": C})
+    assert fold._hessian_solver.n_factorizations <= 4
+
+
+def test_multinomial_intercepts_stay_centered():
+    """Shifting every intercept changes nothing; lbfgs and we keep them centered."""
+    X_train, y_train, X_val, y_val = _dataset("iris")
+    fold = LogisticRegressionModel().fold(
+        LogisticRegression(), X_train, y_train, X_val, y_val
+    )
+    for C in (0.1, 10.0, 1e3):
+        fold.value_and_grad({"C": C})
+        assert abs(fold.fitted_estimator().intercept_.sum()) < 1e-10
+
+
+def test_max_iter_too_small_warns():
+    X_train, y_train, X_val, y_val = _dataset("breast_cancer")
+    fold = LogisticRegressionModel().fold(
+        LogisticRegression(max_iter=1), X_train, y_train, X_val, y_val
+    )
+    with pytest.warns(ConvergenceWarning, match=r"max_iter=1 .*Increase .*max_iter"):
+        loss, grads = fold.value_and_grad({"C": 100.0})
+    assert np.isfinite(loss) and np.isfinite(grads["C"])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        LogisticRegressionModel().fold(
+            LogisticRegression(), X_train, y_train, X_val, y_val
+        ).value_and_grad({"C": 100.0})
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"penalty": "l2"},
+        {"l1_ratio": 0.0},
+        {"solver": "sag"},
+        {"solver": "saga"},
+        {"solver": "newton-cg"},
+        {"solver": "liblinear", "dual": True},
+        {"penalty": "l2", "solver": "liblinear"},
+    ],
+)
+def test_supported_settings_are_accepted(settings):
+    # Building the estimator and checking it warns about nothing; sklearn's
+    # FutureWarning for penalty= is raised by its fit, which we never call.
+    LogisticRegressionModel().check_estimator(LogisticRegression(**settings))
+
+
+@pytest.mark.parametrize(
+    "settings, match",
+    [
+        (
+            {"l1_ratio": 1.0},
+            r"l1_ratio=1.0\).*L1 .*Only the L2 penalty.*C\. Set l1_ratio=0",
+        ),
+        ({"l1_ratio": 0.5, "solver": "saga"}, r"l1_ratio=0.5\).*not differentiable"),
+        ({"penalty": "l1", "solver": "liblinear"}, r"penalty='l1'\).*L1"),
+        (
+            {"penalty": "elasticnet", "l1_ratio": 0.5, "solver": "saga"},
+            r"penalty='elasticnet'\).*tunable hyperparameter is C",
+        ),
+        ({"penalty": None}, r"penalty=None\) is not penalized.*no C.*leave penalty"),
+        ({"dual": True}, r"Solver lbfgs supports only dual=False"),
+    ],
+)
+def test_unsupported_settings_are_refused(settings, match):
+    with pytest.raises(ValueError, match=match):
+        LogisticRegressionModel().check_estimator(LogisticRegression(**settings))
+
+
+def _single_class_fold():
+    X_train, y_train, X_val, y_val = _dataset("binary")
+    return X_train[y_train == 1], y_train[y_train == 1], X_val, y_val
+
+
+def _unseen_label_fold():
+    X_train, y_train, X_val, y_val = _dataset("iris")
+    return X_train[y_train < 2], y_train[y_train < 2], X_val, y_val
+
+
+def _multiclass_fold():
+    return _dataset("iris")
+
+
+def _continuous_fold():
+    X_train, y_train, X_val, y_val = _dataset("binary")
+    return X_train, y_train + 0.5, X_val, y_val
+
+
+@pytest.mark.parametrize(
+    "make_fold, settings, match",
+    [
+        (
+            _single_class_fold,
+            {},
+            r"This solver needs samples of at least 2 classes in the data, but the "
+            r"data contains only one class: np.int64\(1\)",
+        ),
+        (_unseen_label_fold, {}, r"labels \[2\], absent from its training fold.*Strat"),
+        (_multiclass_fold, {"solver": "liblinear"}, r"'liblinear' solver does not"),
+        (_continuous_fold, {}, r"Unknown label type"),
+        (_multiclass_fold, {"l1_ratio": 1.0}, r"L1"),
+    ],
+)
+def test_bad_folds_are_refused(make_fold, settings, match):
+    with pytest.raises(ValueError, match=match):
+        LogisticRegressionModel().fold(LogisticRegression(**settings), *make_fold())
+
+
+@pytest.mark.parametrize("C", [0.0, -1.0, np.inf, np.nan])
+def test_C_must_be_finite_and_positive(C):
+    fold = LogisticRegressionModel().fold(LogisticRegression(), *_dataset("binary"))
+    with pytest.raises(ValueError, match=r"finite positive C.*got C="):
+        fold.value_and_grad({"C": C})
+
+
+def test_registered_for_logistic_regression():
+    from skhypergrad._models import get_model
+
+    assert isinstance(get_model(LogisticRegression()), LogisticRegressionModel)
+
+
+# --- End to end, through the search layer -----------------------------------
+
+# sklearn's lbfgs stops at tol=1e-4 up to 1% away from the optimum in
+# log-loss (breast_cancer at C~0.6: 1.4e-3 relative, iris at C~64: 8.8e-3),
+# while the search trains to the exact optimum. The comparisons with
+# GridSearchCV therefore give both sides the same tight tol.
+_TIGHT = {"tol": 1e-8, "max_iter": 1000}
+# For grids reaching large C, where lbfgs needs thousands of iterations: the
+# same objective and optimum, which is all the search uses.
+_TIGHT_NEWTON = {"tol": 1e-8, "solver": "newton-cholesky"}
+
+
+def _pipeline(**settings):
+    return make_pipeline(StandardScaler(), LogisticRegression(**settings))
+
+
+def _load(name):
+    loader = {"breast_cancer": load_breast_cancer, "iris": load_iris}[name]
+    return loader(return_X_y=True)
+
+
+@pytest.mark.parametrize("scoring", ["neg_log_loss", "accuracy"])
+@pytest.mark.parametrize("data", ["breast_cancer", "iris"])
+def test_search_best_score_matches_grid_search(data, scoring):
+    X, y = _load(data)
+    cv = StratifiedKFold(5, shuffle=True, random_state=0)
+    estimator = _pipeline(**_TIGHT)
+    search = HypergradSearchCV(
+        estimator, {"logisticregression__C": (1e-4, 1e4)}, scoring=scoring, cv=cv
+    ).fit(X, y)
+    best_C = search.best_params_["logisticregression__C"]
+    assert 1e-4 <= best_C <= 1e4
+
+    grid = GridSearchCV(
+        estimator, {"logisticregression__C": [best_C]}, scoring=scoring, cv=cv
+    ).fit(X, y)
+    assert search.best_score_ == pytest.approx(grid.best_score_, rel=1e-4)
+    np.testing.assert_allclose(
+        search.best_estimator_[-1].coef_, grid.best_estimator_[-1].coef_, rtol=1e-4
+    )
+
+
+def test_search_log_loss_optimum_beats_the_grid():
+    """The gradient search lands at least as low as a 30-point grid."""
+    X, y = _load("breast_cancer")
+    cv = StratifiedKFold(5, shuffle=True, random_state=0)
+    estimator = _pipeline(**_TIGHT_NEWTON)
+    grid_C = np.geomspace(1e-4, 1e4, 30)
+    search = HypergradSearchCV(
+        estimator,
+        {"logisticregression__C": (1e-4, 1e4)},
+        scoring="neg_log_loss",
+        cv=cv,
+    ).fit(X, y)
+    grid = GridSearchCV(
+        estimator, {"logisticregression__C": grid_C}, scoring="neg_log_loss", cv=cv
+    ).fit(X, y)
+    assert search.best_score_ >= grid.best_score_ - 1e-7
+
+
+@pytest.mark.parametrize("data, C", [("breast_cancer", 0.3), ("iris", 20.0)])
+def test_cross_val_hypergrad_matches_finite_differences_and_sklearn(data, C):
+    X, y = _load(data)
+    cv = StratifiedKFold(5, shuffle=True, random_state=0)
+    estimator = _pipeline(tol=1e-14, max_iter=1000)
+
+    def loss_at(log_C):
+        params = {"logisticregression__C": float(np.exp(log_C))}
+        return cross_val_hypergrad(estimator, X, y, params=params, cv=cv)[0]
+
+    loss, grads = cross_val_hypergrad(
+        estimator, X, y, params={"logisticregression__C": C}, cv=cv
+    )
+    expected = central_difference(loss_at, np.log(C), 1e-4)
+    assert C * grads["logisticregression__C"] == pytest.approx(expected, rel=1e-5)
+
+    scores = cross_val_score(
+        clone(estimator).set_params(logisticregression__C=C, **_prefixed(_TIGHT)),
+        X,
+        y,
+        cv=cv,
+        scoring="neg_log_loss",
+    )
+    assert loss == pytest.approx(-scores.mean(), rel=1e-6)
+
+
+def _prefixed(settings):
+    return {f"logisticregression__{key}": value for key, value in settings.items()}
+
+
+def test_old_penalty_spelling_searches_like_the_default():
+    X, y = _load("breast_cancer")
+    cv = StratifiedKFold(5, shuffle=True, random_state=0)
+    space = {"logisticregression__C": (1e-3, 1e3)}
+    default = HypergradSearchCV(_pipeline(), space, scoring="neg_log_loss", cv=cv)
+    default.fit(X, y)
+    old = HypergradSearchCV(
+        _pipeline(penalty="l2"), space, scoring="neg_log_loss", cv=cv
+    )
+    # The search itself never calls LogisticRegression.fit; the final refit
+    # does, and sklearn 1.8+ deprecates the penalty parameter there.
+    with pytest.warns(FutureWarning, match="'penalty' was deprecated"):
+        old.fit(X, y)
+    assert old.best_params_ == default.best_params_
+    assert old.best_score_ == default.best_score_
+
+
+@pytest.mark.parametrize("n_init", [1, 2, 3])
+def test_search_leaves_the_flat_end_of_the_range(n_init):
+    """At C=1e-8 the model predicts the class prior whatever the sample.
+
+    With n_init=2 the coarse pass evaluates only the two ends, and the flat
+    one (loss 0.66 against 0.74 at C=1e4) is where the gradient phase starts.
+    """
+    X, y = _load("breast_cancer")
+    cv = StratifiedKFold(5, shuffle=True, random_state=0)
+    estimator = _pipeline(**_TIGHT_NEWTON)
+    ends = [
+        cross_val_hypergrad(estimator, X, y, params={"logisticregression__C": C}, cv=cv)
+        for C in (1e-8, 1e4)
+    ]
+    assert ends[0][0] < ends[1][0]
+    assert abs(1e-8 * ends[0][1]["logisticregression__C"]) < 1e-4  # flat
+
+    search = HypergradSearchCV(
+        estimator,
+        {"logisticregression__C": (1e-8, 1e4)},
+        scoring="neg_log_loss",
+        cv=cv,
+        n_init=n_init,
+    ).fit(X, y)
+    grid = GridSearchCV(
+        estimator,
+        {"logisticregression__C": np.geomspace(1e-2, 1e2, 21)},
+        scoring="neg_log_loss",
+        cv=cv,
+    ).fit(X, y)
+    assert 1e-2 < search.best_params_["logisticregression__C"] < 1e2
+    assert search.best_score_ >= grid.best_score_ - 1e-6
