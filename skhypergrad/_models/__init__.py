@@ -1,6 +1,8 @@
 """Registry of differentiable models, keyed by scikit-learn estimator class."""
 
 from ._base import DifferentiableModel, Fold
+from ._logistic import LogisticRegressionModel
+from ._mlp import MLPClassifierModel, MLPRegressorModel
 from ._ridge import RidgeModel
 
 __all__ = ["DifferentiableModel", "Fold", "get_model", "register_model"]
@@ -52,3 +54,6 @@ def get_model(estimator):
 
 
 register_model(RidgeModel())
+register_model(MLPRegressorModel())
+register_model(MLPClassifierModel())
+register_model(LogisticRegressionModel())

@@ -1,0 +1,508 @@
+"""Layer-level primitives of scikit-learn's MLP training, with their derivatives.
+
+Tracing one minibatch step of an MLP op by op costs autograd about fifty
+nodes, and its per-node overhead then dominates the cost of a hypergradient.
+The functions here are one autograd primitive each, at the granularity of a
+layer or of an optimizer update. Their values are computed with the same
+floating-point operations, in the same order, as
+``sklearn.neural_network._multilayer_perceptron`` and
+``sklearn.neural_network._stochastic_optimizers`` (written out of place:
+``z = a @ W; z += b`` there is ``a @ W + b`` here, with the same rounding);
+their vector-Jacobian (reverse mode) and Jacobian-vector (forward mode)
+products are written out below and checked against finite differences by
+autograd's ``check_grads`` in the tests.
+
+All parameters of the network live in one flat vector ``params`` (the
+optimizer state: weights first, then the optimizer's moments); a
+:class:`Layer` says where one layer's coefficients and intercept are in it.
+"""
+
+from collections import namedtuple
+
+import numpy as np
+from autograd.extend import (
+    SparseObject,
+    defjvp_argnums,
+    defvjp_argnums,
+    primitive,
+    vspace,
+)
+from scipy.special import expit
+
+__all__ = [
+    "Layer",
+    "activation",
+    "adam_update",
+    "affine",
+    "hidden_delta",
+    "layer_gradient",
+    "output_activation",
+    "sgd_update",
+]
+
+Layer = namedtuple("Layer", ["coef", "shape", "intercept"])
+Layer.__doc__ = """Where a layer lives in the flat parameter vector.
+
+``params[coef].reshape(shape)`` is the coefficient matrix (fan_in, fan_out)
+and ``params[intercept]`` the intercept vector.
+"""
+
+
+def _coef(params, layer):
+    return params[layer.coef].reshape(layer.shape)
+
+
+def _scatter(params, parts):
+    """Gradient with respect to ``params`` that is zero outside ``parts``.
+
+    ``parts`` is a list of (slice, array). Returned as autograd's sparse
+    gradient (as autograd's own ``untake`` does for indexing), which the
+    backward pass adds into its accumulated gradient buffer in place instead
+    of allocating a full-size zero vector for each layer.
+    """
+
+    def mut_add(A):
+        for part, value in parts:
+            A[part] += value.ravel()
+        return A
+
+    return SparseObject(vspace(params), mut_add)
+
+
+# --------------------------------------------------------------------------
+# affine: a @ W + b
+# --------------------------------------------------------------------------
+
+
+@primitive
+def affine(a, params, layer):
+    """``a @ W + b`` for one layer (``_forward_pass``)."""
+    return a @ _coef(params, layer) + params[layer.intercept]
+
+
+def _affine_vjp(argnums, ans, args, kwargs):
+    a, params, layer = args
+
+    def vjp(g):
+        grads = []
+        for argnum in argnums:
+            if argnum == 0:
+                grads.append(g @ _coef(params, layer).T)
+            else:
+                grads.append(
+                    _scatter(
+                        params, [(layer.coef, a.T @ g), (layer.intercept, g.sum(0))]
+                    )
+                )
+        return grads
+
+    return vjp
+
+
+def _affine_jvp(argnums, gs, ans, args, kwargs):
+    a, params, layer = args
+    out = 0.0
+    for argnum, g in zip(argnums, gs, strict=True):
+        if argnum == 0:
+            out = out + g @ _coef(params, layer)
+        else:
+            out = out + (a @ _coef(g, layer) + g[layer.intercept])
+    return out
+
+
+defvjp_argnums(affine, _affine_vjp)
+defjvp_argnums(affine, _affine_jvp)
+
+
+# --------------------------------------------------------------------------
+# Activations
+# --------------------------------------------------------------------------
+
+
+def _derivative_from_output(ans, name):
+    """Derivative of the activation, as a function of its output."""
+    if name == "relu":
+        return ans > 0
+    if name == "tanh":
+        return 1 - ans**2
+    if name == "logistic":
+        return ans * (1 - ans)
+    return np.ones_like(ans)
+
+
+@primitive
+def activation(z, name):
+    """Hidden activation ``ACTIVATIONS[name]``, out of place."""
+    if name == "relu":
+        return np.maximum(z, 0)
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "logistic":
+        return expit(z)
+    return z
+
+
+def _activation_vjp(argnums, ans, args, kwargs):
+    derivative = _derivative_from_output(ans, args[1])
+    return lambda g: [g * derivative]
+
+
+defvjp_argnums(activation, _activation_vjp)
+defjvp_argnums(
+    activation,
+    lambda argnums, gs, ans, args, kwargs: (
+        gs[0] * _derivative_from_output(ans, args[1])
+    ),
+)
+
+
+@primitive
+def output_activation(z, name):
+    """Output activation: ``identity``, ``exp``, ``logistic`` or ``softmax``."""
+    if name == "softmax":
+        unnormalized = np.exp(z - z.max(axis=1)[:, np.newaxis])
+        return unnormalized / unnormalized.sum(axis=1)[:, np.newaxis]
+    if name == "logistic":
+        return expit(z)
+    if name == "exp":
+        return np.exp(z)
+    return z
+
+
+def _output_tangent(g, ans, name):
+    # Also the cotangent: these Jacobians are symmetric.
+    if name == "softmax":
+        return ans * (g - np.sum(g * ans, axis=1, keepdims=True))
+    if name == "logistic":
+        return g * ans * (1 - ans)
+    if name == "exp":
+        return g * ans
+    return g
+
+
+defvjp_argnums(
+    output_activation,
+    lambda argnums, ans, args, kwargs: lambda g: [_output_tangent(g, ans, args[1])],
+)
+defjvp_argnums(
+    output_activation,
+    lambda argnums, gs, ans, args, kwargs: _output_tangent(gs[0], ans, args[1]),
+)
+
+
+# --------------------------------------------------------------------------
+# Backpropagation
+# --------------------------------------------------------------------------
+
+
+def _times_derivative(delta, a, name):
+    """``delta`` times the activation's derivative, as ``DERIVATIVES`` does."""
+    if name == "relu":
+        # delta[Z == 0] = 0 of scikit-learn (a ReLU output is >= 0).
+        return delta * (a > 0)
+    if name == "tanh":
+        return delta * (1 - a**2)
+    if name == "logistic":
+        return delta * a * (1 - a)
+    return delta
+
+
+def _second_derivative_from_output(a, name):
+    """d/da of :func:`_derivative_from_output`."""
+    if name == "tanh":
+        return -2 * a
+    if name == "logistic":
+        return 1 - 2 * a
+    return np.zeros_like(a)
+
+
+@primitive
+def hidden_delta(delta, params, layer, a, name):
+    """Error of the layer below: ``(delta @ W.T) * f'(a)``.
+
+    ``a`` is the output of the hidden layer that feeds ``layer`` and ``name``
+    its activation.
+    """
+    return _times_derivative(delta @ _coef(params, layer).T, a, name)
+
+
+def _hidden_delta_vjp(argnums, ans, args, kwargs):
+    delta, params, layer, a, name = args
+    W = _coef(params, layer)
+
+    def vjp(g):
+        g_back = _times_derivative(g, a, name)  # cotangent of delta @ W.T
+        grads = []
+        for argnum in argnums:
+            if argnum == 0:
+                grads.append(g_back @ W)
+            elif argnum == 1:
+                grads.append(_scatter(params, [(layer.coef, g_back.T @ delta)]))
+            else:  # argnum == 3
+                back = delta @ W.T
+                grads.append(g * back * _second_derivative_from_output(a, name))
+        return grads
+
+    return vjp
+
+
+def _hidden_delta_jvp(argnums, gs, ans, args, kwargs):
+    delta, params, layer, a, name = args
+    W = _coef(params, layer)
+    out = 0.0
+    for argnum, g in zip(argnums, gs, strict=True):
+        if argnum == 0:
+            out = out + _times_derivative(g @ W.T, a, name)
+        elif argnum == 1:
+            out = out + _times_derivative(delta @ _coef(g, layer).T, a, name)
+        else:
+            back = delta @ W.T
+            out = out + back * _second_derivative_from_output(a, name) * g
+    return out
+
+
+defvjp_argnums(hidden_delta, _hidden_delta_vjp)
+defjvp_argnums(hidden_delta, _hidden_delta_jvp)
+
+
+@primitive
+def layer_gradient(a, delta, params, alpha, n_samples, layer):
+    """Raveled ``[(a.T @ delta + alpha * W) / n, delta.sum(0) / n]``.
+
+    The gradient of the regularized loss with respect to one layer's
+    coefficients and intercept, ``_compute_loss_grad``.
+    """
+    coef_grad = (a.T @ delta + alpha * _coef(params, layer)) / n_samples
+    intercept_grad = np.sum(delta, axis=0) / n_samples
+    return np.concatenate([coef_grad.ravel(), intercept_grad])
+
+
+def _split_gradient(g, layer):
+    n_coef = layer.shape[0] * layer.shape[1]
+    return g[:n_coef].reshape(layer.shape), g[n_coef:]
+
+
+def _layer_gradient_vjp(argnums, ans, args, kwargs):
+    a, delta, params, alpha, n_samples, layer = args
+
+    def vjp(g):
+        g_coef, g_intercept = _split_gradient(g, layer)
+        grads = []
+        for argnum in argnums:
+            if argnum == 0:
+                grads.append(delta @ g_coef.T / n_samples)
+            elif argnum == 1:
+                grads.append((a @ g_coef + g_intercept) / n_samples)
+            elif argnum == 2:
+                grads.append(
+                    _scatter(params, [(layer.coef, alpha * g_coef / n_samples)])
+                )
+            else:  # argnum == 3
+                grads.append(np.sum(g_coef * _coef(params, layer)) / n_samples)
+        return grads
+
+    return vjp
+
+
+def _layer_gradient_jvp(argnums, gs, ans, args, kwargs):
+    a, delta, params, alpha, n_samples, layer = args
+    coef = 0.0
+    intercept = 0.0
+    for argnum, g in zip(argnums, gs, strict=True):
+        if argnum == 0:
+            coef = coef + g.T @ delta
+        elif argnum == 1:
+            coef = coef + a.T @ g
+            intercept = intercept + np.sum(g, axis=0)
+        elif argnum == 2:
+            coef = coef + alpha * _coef(g, layer)
+        else:
+            coef = coef + g * _coef(params, layer)
+    coef = np.broadcast_to(coef / n_samples, layer.shape)
+    intercept = np.broadcast_to(intercept / n_samples, (layer.shape[1],))
+    return np.concatenate([coef.ravel(), intercept])
+
+
+defvjp_argnums(layer_gradient, _layer_gradient_vjp)
+defjvp_argnums(layer_gradient, _layer_gradient_jvp)
+
+
+# --------------------------------------------------------------------------
+# Optimizers: state = [weights, moments...]
+# --------------------------------------------------------------------------
+
+
+def _thirds(x):
+    n = len(x) // 3
+    return x[:n], x[n : 2 * n], x[2 * n :]
+
+
+def _halves(x):
+    n = len(x) // 2
+    return x[:n], x[n:]
+
+
+@primitive
+def adam_update(state, grad, rates, step, beta_1, beta_2, epsilon):
+    """One ``AdamOptimizer`` update of ``state = [weights, m, v]``.
+
+    ``rates[step]`` is the (negative) bias-corrected step size.
+    """
+    theta, m, v = _thirds(state)
+    m = beta_1 * m + (1 - beta_1) * grad
+    v = beta_2 * v + (1 - beta_2) * (grad**2)
+    update = rates[step] * m / (np.sqrt(v) + epsilon)
+    return np.concatenate([theta + update, m, v])
+
+
+def _adam_parts(ans, args):
+    state, grad, rates, step, beta_1, beta_2, epsilon = args
+    _, m_new, v_new = _thirds(ans)
+    root = np.sqrt(v_new)
+    denominator = root + epsilon
+    # sqrt'(v) where v > 0. v is exactly 0 only where every gradient so far
+    # was exactly 0 (a dead ReLU unit): it stays 0 under a perturbation of
+    # the hyperparameters, so its sensitivity is 0, not 0 * inf.
+    d_root = np.where(root > 0, 0.5 / np.where(root > 0, root, 1.0), 0.0)
+    return m_new, v_new, denominator, d_root
+
+
+def _adam_vjp(argnums, ans, args, kwargs):
+    state, grad, rates, step, beta_1, beta_2, epsilon = args
+    m_new, v_new, denominator, d_root = _adam_parts(ans, args)
+    rate = rates[step]
+
+    def vjp(g):
+        g_theta, g_m, g_v = _thirds(g)
+        g_update = g_theta
+        g_m = g_m + g_update * rate / denominator
+        g_v = g_v - g_update * rate * m_new / denominator**2 * d_root
+        _, m, v = _thirds(state)
+        grads = []
+        for argnum in argnums:
+            if argnum == 0:
+                grads.append(np.concatenate([g_theta, beta_1 * g_m, beta_2 * g_v]))
+            elif argnum == 1:
+                grads.append((1 - beta_1) * g_m + (1 - beta_2) * 2 * grad * g_v)
+            elif argnum == 2:
+                one_hot = np.arange(len(rates)) == step
+                grads.append(one_hot * np.sum(g_update * m_new / denominator))
+            elif argnum == 4:
+                grads.append(np.sum(g_m * (m - grad)))
+            elif argnum == 5:
+                grads.append(np.sum(g_v * (v - grad**2)))
+            else:
+                raise NotImplementedError(
+                    "adam_update is not differentiable in epsilon."
+                )
+        return grads
+
+    return vjp
+
+
+def _adam_jvp(argnums, gs, ans, args, kwargs):
+    state, grad, rates, step, beta_1, beta_2, epsilon = args
+    m_new, v_new, denominator, d_root = _adam_parts(ans, args)
+    _, m, v = _thirds(state)
+    d_theta = d_m = d_v = d_rate = 0.0
+    for argnum, g in zip(argnums, gs, strict=True):
+        if argnum == 0:
+            g_theta, g_m, g_v = _thirds(g)
+            d_theta = d_theta + g_theta
+            d_m = d_m + beta_1 * g_m
+            d_v = d_v + beta_2 * g_v
+        elif argnum == 1:
+            d_m = d_m + (1 - beta_1) * g
+            d_v = d_v + (1 - beta_2) * 2 * grad * g
+        elif argnum == 2:
+            d_rate = d_rate + g[step]
+        elif argnum == 4:
+            d_m = d_m + g * (m - grad)
+        elif argnum == 5:
+            d_v = d_v + g * (v - grad**2)
+        else:
+            raise NotImplementedError("adam_update is not differentiable in epsilon.")
+    rate = rates[step]
+    d_update = (
+        d_rate * m_new / denominator
+        + rate * d_m / denominator
+        - rate * m_new / denominator**2 * d_root * d_v
+    )
+    shape = m_new.shape
+    return np.concatenate(
+        [np.broadcast_to(d, shape) for d in (d_theta + d_update, d_m, d_v)]
+    )
+
+
+defvjp_argnums(adam_update, _adam_vjp)
+defjvp_argnums(adam_update, _adam_jvp)
+
+
+@primitive
+def sgd_update(state, grad, rate, momentum, nesterov):
+    """One ``SGDOptimizer`` update of ``state = [weights, velocity]``."""
+    theta, velocity = _halves(state)
+    velocity = momentum * velocity - rate * grad
+    update = momentum * velocity - rate * grad if nesterov else velocity
+    return np.concatenate([theta + update, velocity])
+
+
+def _sgd_vjp(argnums, ans, args, kwargs):
+    state, grad, rate, momentum, nesterov = args
+    _, velocity = _halves(state)
+    velocity_new = ans[len(grad) :]
+
+    def vjp(g):
+        g_theta, g_velocity = _halves(g)
+        # update = momentum * velocity_new - rate * grad (nesterov) or velocity_new
+        if nesterov:
+            g_velocity = g_velocity + momentum * g_theta
+            g_grad = -rate * (g_theta + g_velocity)
+            g_rate = -np.sum((g_theta + g_velocity) * grad)
+            g_momentum = np.sum(g_theta * velocity_new) + np.sum(g_velocity * velocity)
+        else:
+            g_velocity = g_velocity + g_theta
+            g_grad = -rate * g_velocity
+            g_rate = -np.sum(g_velocity * grad)
+            g_momentum = np.sum(g_velocity * velocity)
+        by_argnum = {
+            0: lambda: np.concatenate([g_theta, momentum * g_velocity]),
+            1: lambda: g_grad,
+            2: lambda: g_rate,
+            3: lambda: g_momentum,
+        }
+        return [by_argnum[argnum]() for argnum in argnums]
+
+    return vjp
+
+
+def _sgd_jvp(argnums, gs, ans, args, kwargs):
+    state, grad, rate, momentum, nesterov = args
+    _, velocity = _halves(state)
+    velocity_new = ans[len(grad) :]
+    d_theta = d_velocity = d_grad = d_rate = d_momentum = 0.0
+    for argnum, g in zip(argnums, gs, strict=True):
+        if argnum == 0:
+            g_theta, g_velocity = _halves(g)
+            d_theta = d_theta + g_theta
+            d_velocity = d_velocity + g_velocity
+        elif argnum == 1:
+            d_grad = d_grad + g
+        elif argnum == 2:
+            d_rate = d_rate + g
+        else:
+            d_momentum = d_momentum + g
+    d_scaled = d_rate * grad + rate * d_grad
+    d_velocity_new = d_momentum * velocity + momentum * d_velocity - d_scaled
+    if nesterov:
+        d_update = d_momentum * velocity_new + momentum * d_velocity_new - d_scaled
+    else:
+        d_update = d_velocity_new
+    shape = velocity.shape
+    return np.concatenate(
+        [np.broadcast_to(d, shape) for d in (d_theta + d_update, d_velocity_new)]
+    )
+
+
+defvjp_argnums(sgd_update, _sgd_vjp)
+defjvp_argnums(sgd_update, _sgd_jvp)

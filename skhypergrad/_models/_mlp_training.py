@@ -1,0 +1,644 @@
+"""Stochastic training of a multi-layer perceptron, as scikit-learn does it (traced).
+
+This module replays ``BaseMultilayerPerceptron._fit_stochastic`` of
+scikit-learn (solvers ``"sgd"`` and ``"adam"``) step for step, on a flat
+parameter vector, with :mod:`autograd.numpy` so that the trained weights can
+be differentiated with respect to the continuous hyperparameters ``alpha``,
+``learning_rate_init``, ``momentum``, ``beta_1`` and ``beta_2``. Everything
+random (initial weights, the early-stopping split, the batch order) does not
+depend on these hyperparameters; the caller draws it once, with scikit-learn's
+own random stream, and hands it over in a :class:`TrainingProblem`.
+
+One minibatch step, for a layer :math:`l` with weights :math:`W_l`, is
+
+.. math::
+
+    \\nabla_{W_l} = \\frac{A_{l-1}^T \\Delta_l + \\alpha W_l}{n_b},
+    \\qquad \\nabla_{b_l} = \\frac{\\mathbf{1}^T \\Delta_l}{n_b},
+
+followed by the optimizer's update (``SGDOptimizer`` or ``AdamOptimizer``),
+written with the same floating-point operations in the same order, so that
+the plain (untraced) run reproduces ``estimator.fit`` to the last bits in
+most cases.
+
+Stopping decisions (``tol`` with ``n_iter_no_change``, ``early_stopping``
+and its best snapshot, the divisions by 5 of ``learning_rate="adaptive"``)
+are taken by a plain forward run, :func:`train`, and recorded in a
+:class:`Trajectory`. The hypergradient is the exact derivative of the
+validation loss of the weights this fixed schedule produces:
+
+- :func:`hypergradient_reverse` checkpoints the optimizer state at the start
+  of every epoch during :func:`train` and sweeps the epochs backwards, each
+  epoch re-traced from its checkpoint (memory: one epoch's tape);
+- :func:`hypergradient_forward` pushes one tangent per hyperparameter through
+  the whole training with :func:`autograd.make_jvp` (memory independent of
+  the number of steps).
+
+The work of one step is done by the primitives of :mod:`._mlp_layers` (one
+autograd node per layer operation and per optimizer update, about a dozen a
+step); this module strings them into epochs (:func:`_run_epoch`, traced),
+takes the stopping decisions on plain values and sweeps back over the epochs.
+"""
+
+import math
+from itertools import pairwise
+
+import autograd.numpy as anp
+import numpy as np
+from autograd import make_jvp, make_vjp
+from autograd.extend import defjvp, defvjp, primitive
+from autograd.tracer import getval
+from scipy.special import xlogy
+
+from . import _mlp_layers as layers
+
+__all__ = [
+    "NetworkLayout",
+    "TrainingProblem",
+    "Trajectory",
+    "hypergradient_forward",
+    "hypergradient_reverse",
+    "predict",
+    "train",
+    "validation_loss",
+]
+
+HYPERPARAMETERS = ("alpha", "learning_rate_init", "momentum", "beta_1", "beta_2")
+
+# Checkpoints of the optimizer state kept in memory for the reverse sweep. Past
+# this budget only every k-th epoch is kept and the others are recomputed.
+_CHECKPOINT_BYTES = 256 * 2**20
+
+
+# --------------------------------------------------------------------------
+# Adam's step sizes
+# --------------------------------------------------------------------------
+
+
+def _adam_rates_formula(learning_rate_init, beta_1, beta_2, steps):
+    """Negative Adam step sizes, ``-lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)``."""
+    return -(learning_rate_init * anp.sqrt(1 - beta_2**steps) / (1 - beta_1**steps))
+
+
+@primitive
+def _adam_rates(learning_rate_init, beta_1, beta_2, steps):
+    """:func:`_adam_rates_formula`, with scikit-learn's scalar arithmetic.
+
+    numpy's vectorized ``power`` may differ from Python's scalar ``**`` in the
+    last bit, so the values are computed one step at a time as
+    ``AdamOptimizer`` does; the derivatives are those of the vectorized
+    formula.
+    """
+    lr, b1, b2 = float(learning_rate_init), float(beta_1), float(beta_2)
+    return np.array(
+        [-(lr * np.sqrt(1 - b2 ** int(t)) / (1 - b1 ** int(t))) for t in steps]
+    )
+
+
+def _adam_rates_vjp(argnum):
+    def vjpmaker(ans, learning_rate_init, beta_1, beta_2, steps):
+        args = [learning_rate_init, beta_1, beta_2, steps]
+        vjp, _ = make_vjp(_adam_rates_formula, argnum)(*args)
+        return vjp
+
+    return vjpmaker
+
+
+def _adam_rates_jvp(argnum):
+    def jvpmaker(g, ans, learning_rate_init, beta_1, beta_2, steps):
+        args = [learning_rate_init, beta_1, beta_2, steps]
+        return make_jvp(_adam_rates_formula, argnum)(*args)(g)[1]
+
+    return jvpmaker
+
+
+defvjp(_adam_rates, *(_adam_rates_vjp(i) for i in range(3)))
+defjvp(_adam_rates, *(_adam_rates_jvp(i) for i in range(3)))
+
+
+# --------------------------------------------------------------------------
+# The network
+# --------------------------------------------------------------------------
+
+
+class NetworkLayout:
+    """Shapes of the layers and their place in the flat parameter vector.
+
+    The vector holds, layer after layer, the coefficients (raveled in C
+    order) and then the intercept of that layer.
+
+    Parameters
+    ----------
+    layer_units : list of int
+        ``[n_features, *hidden_layer_sizes, n_outputs]``.
+    """
+
+    def __init__(self, layer_units):
+        self.layer_units = list(layer_units)
+        self.n_layers = len(self.layer_units)
+        self.layers = []
+        start = 0
+        for fan_in, fan_out in pairwise(self.layer_units):
+            stop = start + fan_in * fan_out
+            self.layers.append(
+                layers.Layer(
+                    slice(start, stop), (fan_in, fan_out), slice(stop, stop + fan_out)
+                )
+            )
+            start = stop + fan_out
+        self.n_params = start
+
+    def unpack(self, theta):
+        """Coefficient matrices and intercept vectors of ``theta`` (traced)."""
+        coefs = [anp.reshape(theta[layer.coef], layer.shape) for layer in self.layers]
+        intercepts = [theta[layer.intercept] for layer in self.layers]
+        return coefs, intercepts
+
+    def pack(self, coefs, intercepts):
+        """Inverse of :meth:`unpack`, on plain arrays."""
+        return np.concatenate(
+            [
+                part
+                for c, b in zip(coefs, intercepts, strict=True)
+                for part in (np.ravel(c), b)
+            ]
+        )
+
+
+def _forward(params, X, layout, activation):
+    """Hidden outputs and the last pre-activation (traced).
+
+    ``params`` starts with the weights (it may be the whole optimizer state).
+    """
+    hidden = [X]
+    for layer in layout.layers[:-1]:
+        hidden.append(
+            layers.activation(layers.affine(hidden[-1], params, layer), activation)
+        )
+    return hidden, layers.affine(hidden[-1], params, layout.layers[-1])
+
+
+def predict(theta, layout, X, activation, out_activation):
+    """Output of the network (``_forward_pass_fast``), on plain arrays."""
+    _, z = _forward(theta, X, layout, activation)
+    return layers.output_activation(z, out_activation)
+
+
+def _loss_gradient(params, hidden, output, y, sample_weight, alpha, problem):
+    """Gradient of the regularized minibatch loss, ``_backprop`` (traced)."""
+    n_samples = y.shape[0] if sample_weight is None else sample_weight.sum()
+    delta = output - y
+    if sample_weight is not None:
+        delta = delta * sample_weight[:, np.newaxis]
+    parts = []
+    all_layers = problem.layout.layers
+    for i in range(len(all_layers) - 1, -1, -1):
+        layer = all_layers[i]
+        parts.append(
+            layers.layer_gradient(hidden[i], delta, params, alpha, n_samples, layer)
+        )
+        if i > 0:
+            delta = layers.hidden_delta(
+                delta, params, layer, hidden[i], problem.activation
+            )
+    return anp.concatenate(parts[::-1])
+
+
+# --------------------------------------------------------------------------
+# Training loss values (plain numpy, for the stopping rules and loss_curve_)
+# --------------------------------------------------------------------------
+
+
+def _average(x, sample_weight):
+    """``np.average(x, weights=sample_weight, axis=0)``, faster when unweighted."""
+    if sample_weight is None:
+        return x.mean(axis=0)
+    return np.average(x, weights=sample_weight, axis=0)
+
+
+def _data_loss(kind, y, output, sample_weight):
+    """``LOSS_FUNCTIONS`` of ``sklearn.neural_network._base``, on plain arrays."""
+    if kind == "squared_error":
+        return 0.5 * _average((y - output) ** 2, sample_weight).mean()
+    if kind == "poisson":
+        return _average(xlogy(y, y / output) - y + output, sample_weight).sum()
+    eps = np.finfo(output.dtype).eps
+    output = np.clip(output, eps, 1 - eps)
+    if kind == "binary_log_loss":
+        return -_average(
+            xlogy(y, output) + xlogy(1 - y, 1 - output), sample_weight
+        ).sum()
+    return -_average(xlogy(y, output), sample_weight).sum()
+
+
+def _regularized_loss(problem, theta, output, y, sample_weight, alpha):
+    """The batch loss of ``_backprop``, L2 term included, on plain values."""
+    loss = _data_loss(problem.loss, y, output, sample_weight)
+    coefs = [theta[layer.coef] for layer in problem.layout.layers]
+    values = 0
+    for s in coefs:
+        s = s.ravel()
+        values += np.dot(s, s)
+    n_samples = y.shape[0] if sample_weight is None else sample_weight.sum()
+    return loss + (0.5 * alpha) * values / n_samples
+
+
+# --------------------------------------------------------------------------
+# One epoch (traced)
+# --------------------------------------------------------------------------
+
+
+class TrainingProblem:
+    """Everything about one training set that the hyperparameters don't change.
+
+    Parameters
+    ----------
+    layout : NetworkLayout
+    initial_theta : ndarray of shape (layout.n_params,)
+        The initial weights, drawn as ``_init_coef`` draws them.
+    X : ndarray of shape (n_samples, n_features)
+        Training samples, after the early-stopping split if any.
+    y : ndarray of shape (n_samples, n_outputs)
+        Encoded targets, float.
+    sample_weight : ndarray of shape (n_samples,) or None
+    batch_orders : callable
+        ``batch_orders(epoch)`` returns the sample order of that epoch.
+    batch_size : int
+        Already clipped to ``[1, n_samples]``.
+    activation : {"identity", "logistic", "tanh", "relu"}
+    out_activation : {"identity", "exp", "logistic", "softmax"}
+    loss : {"squared_error", "poisson", "binary_log_loss", "log_loss"}
+        The training loss (only its value is computed here: its gradient with
+        respect to the output pre-activation is always ``output - y``).
+    settings : dict
+        The estimator's discrete and fixed settings: ``solver``,
+        ``learning_rate``, ``power_t``, ``nesterovs_momentum``, ``epsilon``,
+        ``max_iter``, ``tol``, ``n_iter_no_change``.
+    validation_score : callable or None
+        With early stopping, ``validation_score(theta)`` returns the score
+        scikit-learn's ``_score`` gives on the held-out part; None otherwise.
+    """
+
+    def __init__(
+        self,
+        layout,
+        initial_theta,
+        X,
+        y,
+        sample_weight,
+        batch_orders,
+        batch_size,
+        activation,
+        out_activation,
+        loss,
+        settings,
+        validation_score=None,
+    ):
+        self.layout = layout
+        self.initial_theta = initial_theta
+        self.X = X
+        self.y = y
+        self.sample_weight = sample_weight
+        self.batch_orders = batch_orders
+        self.batch_size = batch_size
+        self.activation = activation
+        self.out_activation = out_activation
+        self.loss = loss
+        self.settings = settings
+        self.validation_score = validation_score
+        self.n_samples = X.shape[0]
+        self.batches = [
+            slice(start, min(start + batch_size, self.n_samples))
+            for start in range(0, self.n_samples, batch_size)
+        ]
+
+    @property
+    def solver(self):
+        return self.settings["solver"]
+
+    def initial_state(self):
+        """Weights, then the optimizer's moments (all zeros)."""
+        n_moments = 2 if self.solver == "adam" else 1
+        zeros = np.zeros(n_moments * self.layout.n_params)
+        return np.concatenate([self.initial_theta, zeros])
+
+
+def _sgd_rate(learning_rate_init, problem, epoch, divisions):
+    """``SGDOptimizer.learning_rate`` during ``epoch`` (traced in lr)."""
+    rate = learning_rate_init
+    if problem.settings["learning_rate"] == "invscaling" and epoch > 0:
+        time_step = epoch * problem.n_samples
+        rate = rate / (time_step + 1) ** problem.settings["power_t"]
+    for _ in range(divisions):
+        rate = rate / 5.0
+    return rate
+
+
+def _run_epoch(state, hp, problem, epoch, divisions, record=None):
+    """One pass over the training data, ``state -> state`` (traced).
+
+    Parameters
+    ----------
+    state : array of shape (k * n_params,)
+        Weights followed by the optimizer's moments (the velocity of SGD, or
+        the first and second moments of Adam).
+    hp : dict of str -> float or ArrayBox
+        The five continuous hyperparameters.
+    epoch : int
+        Index of the epoch, which fixes the batch order and Adam's step count.
+    divisions : int
+        How many times ``learning_rate="adaptive"`` divided the SGD learning
+        rate by 5 before this epoch.
+    record : list or None
+        If a list, the regularized batch losses times the batch sizes are
+        appended to it (plain values).
+    """
+    order = problem.batch_orders(epoch)
+    alpha = hp["alpha"]
+    if problem.solver == "adam":
+        epsilon = problem.settings["epsilon"]
+        first_step = epoch * len(problem.batches) + 1
+        steps = np.arange(first_step, first_step + len(problem.batches))
+        rates = _adam_rates(hp["learning_rate_init"], hp["beta_1"], hp["beta_2"], steps)
+    else:
+        rate = _sgd_rate(hp["learning_rate_init"], problem, epoch, divisions)
+        nesterov = problem.settings["nesterovs_momentum"]
+
+    for k, batch in enumerate(problem.batches):
+        idx = order[batch]
+        X_batch, y_batch = problem.X[idx], problem.y[idx]
+        weight_batch = None
+        if problem.sample_weight is not None:
+            weight_batch = problem.sample_weight[idx]
+        hidden, z = _forward(state, X_batch, problem.layout, problem.activation)
+        output = layers.output_activation(z, problem.out_activation)
+        if record is not None:
+            batch_loss = _regularized_loss(
+                problem,
+                getval(state),
+                getval(output),
+                y_batch,
+                weight_batch,
+                getval(alpha),
+            )
+            record.append(batch_loss * (batch.stop - batch.start))
+        grad = _loss_gradient(
+            state, hidden, output, y_batch, weight_batch, alpha, problem
+        )
+        if problem.solver == "adam":
+            state = layers.adam_update(
+                state, grad, rates, k, hp["beta_1"], hp["beta_2"], epsilon
+            )
+        else:
+            state = layers.sgd_update(state, grad, rate, hp["momentum"], nesterov)
+    return state
+
+
+# --------------------------------------------------------------------------
+# The forward run and its decisions
+# --------------------------------------------------------------------------
+
+
+class Trajectory:
+    """What a forward run did: the weights, the history and the decisions.
+
+    Attributes
+    ----------
+    theta : ndarray
+        The weights scikit-learn would keep (the best snapshot with early
+        stopping, else the last epoch's).
+    n_iter : int
+        Epochs run (``n_iter_``).
+    t : int
+        Training samples seen (``t_``).
+    snapshot : int
+        Epochs that produced ``theta`` (``n_iter`` without early stopping; 0
+        if the initial weights were kept).
+    divisions : list of int
+        For each epoch, the number of adaptive divisions by 5 before it.
+    loss_curve, validation_scores : list of float
+    best_loss, best_validation_score : float or None
+    no_improvement_count : int
+    diverged : bool
+        The weights became non-finite (training stopped there).
+    reached_max_iter : bool
+    checkpoints : dict of int -> ndarray
+        State at the start of the kept epochs (reverse mode only).
+    checkpoint_stride : int
+        Every how many epochs a checkpoint is kept.
+    """
+
+    def __init__(self, early_stopping, checkpoint_stride):
+        self.theta = None
+        self.n_iter = self.t = self.snapshot = 0
+        self.divisions = []
+        self.loss_curve = []
+        self.validation_scores = []
+        self.best_loss = None if early_stopping else np.inf
+        self.best_validation_score = -np.inf if early_stopping else None
+        self.no_improvement_count = 0
+        self.diverged = False
+        self.reached_max_iter = False
+        self.checkpoints = {}
+        self.checkpoint_stride = checkpoint_stride
+
+
+def train(problem, hp, keep_checkpoints=False):
+    """Train as ``_fit_stochastic`` does, on plain values, and record it.
+
+    Parameters
+    ----------
+    problem : TrainingProblem
+    hp : dict of str -> float
+    keep_checkpoints : bool, default=False
+        Keep the state at the start of each epoch (or every k-th one, within
+        a memory budget) for :func:`hypergradient_reverse`.
+
+    Returns
+    -------
+    trajectory : Trajectory
+    """
+    settings = problem.settings
+    max_iter = settings["max_iter"]
+    tol = settings["tol"]
+    early_stopping = problem.validation_score is not None
+    adaptive = problem.solver == "sgd" and settings["learning_rate"] == "adaptive"
+    sgd_rate = float(hp["learning_rate_init"])
+
+    stride = 1
+    if (
+        keep_checkpoints
+        and max_iter * problem.initial_state().nbytes > _CHECKPOINT_BYTES
+    ):
+        # Keep every k-th state; the reverse sweep recomputes the others, one
+        # segment of k epochs at a time.
+        stride = max(1, math.ceil(math.sqrt(max_iter)))
+    run = Trajectory(early_stopping, stride)
+
+    n_params = problem.layout.n_params
+    state = problem.initial_state()
+    best_theta, run.snapshot = problem.initial_theta, 0
+    divisions = 0
+    t = 0
+    for epoch in range(max_iter):
+        if keep_checkpoints and epoch % stride == 0:
+            run.checkpoints[epoch] = state
+        run.divisions.append(divisions)
+        batch_losses = []
+        state = _run_epoch(state, hp, problem, epoch, divisions, record=batch_losses)
+        theta = state[:n_params]
+        run.n_iter += 1
+        accumulated_loss = 0.0
+        for batch_loss in batch_losses:
+            accumulated_loss += batch_loss
+        loss = accumulated_loss / problem.n_samples
+        t += problem.n_samples
+        run.loss_curve.append(loss)
+
+        # _update_no_improvement_count
+        if early_stopping:
+            score = problem.validation_score(theta)
+            run.validation_scores.append(score)
+            if score < run.best_validation_score + tol:
+                run.no_improvement_count += 1
+            else:
+                run.no_improvement_count = 0
+            if score > run.best_validation_score:
+                run.best_validation_score = score
+                best_theta, run.snapshot = theta, epoch + 1
+        else:
+            if loss > run.best_loss - tol:
+                run.no_improvement_count += 1
+            else:
+                run.no_improvement_count = 0
+            if loss < run.best_loss:
+                run.best_loss = loss
+            best_theta, run.snapshot = theta, epoch + 1
+            if not np.isfinite(theta).all():
+                # Non-finite weights stay non-finite: scikit-learn would
+                # train on and then raise.
+                run.diverged = True
+                break
+
+        # iteration_ends, then trigger_stopping
+        if problem.solver == "sgd" and settings["learning_rate"] == "invscaling":
+            sgd_rate = float(hp["learning_rate_init"]) / (t + 1) ** settings["power_t"]
+        if run.no_improvement_count > settings["n_iter_no_change"]:
+            if not adaptive or sgd_rate <= 1e-6:
+                break
+            sgd_rate /= 5.0
+            divisions += 1
+            run.no_improvement_count = 0
+    else:
+        run.reached_max_iter = True
+
+    run.t = t
+    run.theta = best_theta
+    return run
+
+
+# --------------------------------------------------------------------------
+# Validation loss and hypergradients
+# --------------------------------------------------------------------------
+
+
+def validation_loss(theta, layout, X, y, activation, kind):
+    """Validation loss of the network ``theta`` (traced).
+
+    Parameters
+    ----------
+    theta : array of shape (layout.n_params,)
+    X : ndarray of shape (n_samples, n_features)
+    y : ndarray of shape (n_samples, n_outputs)
+        Targets, or 0/1 indicators for a classifier.
+    kind : {"squared_error", "poisson", "logistic", "softmax"}
+        Mean squared error, mean Poisson deviance, mean binary log-loss summed
+        over outputs, or mean multinomial log-loss. Log-losses are computed
+        from the logits (no clipping), so they are smooth.
+    """
+    _, z = _forward(theta, X, layout, activation)
+    if kind == "squared_error":
+        return anp.mean((z - y) ** 2)
+    if kind == "poisson":
+        # 2 (y log(y / mu) - y + mu) with mu = exp(z).
+        return 2 * anp.mean(xlogy(y, y) - y * z - y + anp.exp(z))
+    if kind == "logistic":
+        return anp.sum(anp.mean(anp.logaddexp(0, z) - y * z, axis=0))
+    shift = getval(z).max(axis=1)[:, np.newaxis]
+    log_normalizer = anp.log(anp.sum(anp.exp(z - shift), axis=1)) + shift[:, 0]
+    return anp.mean(log_normalizer - anp.sum(y * z, axis=1))
+
+
+def _with_tuned(hp, names, h):
+    """``hp`` with the entries ``names`` replaced by the items of ``h``."""
+    tuned = dict(hp)
+    for i, name in enumerate(names):
+        tuned[name] = h[i]
+    return tuned
+
+
+def _states(problem, run, hp, start, stop, first_state):
+    """States at the start of epochs ``start..stop-1``, recomputed plainly."""
+    states = [first_state]
+    for epoch in range(start, stop - 1):
+        states.append(_run_epoch(states[-1], hp, problem, epoch, run.divisions[epoch]))
+    return states
+
+
+def hypergradient_reverse(problem, run, hp, names, loss):
+    """Derivative of ``loss(run.theta)`` by a backward sweep over epochs.
+
+    Parameters
+    ----------
+    problem : TrainingProblem
+    run : Trajectory
+        From :func:`train` with ``keep_checkpoints=True``.
+    hp : dict of str -> float
+        The values ``run`` was trained with.
+    names : list of str
+        Hyperparameters to differentiate with respect to.
+    loss : callable
+        ``loss(theta)``, traced.
+
+    Returns
+    -------
+    grad : ndarray of shape (len(names),)
+    """
+    h = np.array([float(hp[name]) for name in names])
+    theta_bar = make_vjp(loss)(run.theta)[0](1.0)
+    n_moments = len(problem.initial_state()) - problem.layout.n_params
+    state_bar = np.concatenate([theta_bar, np.zeros(n_moments)])
+    h_bar = np.zeros_like(h)
+    stride = run.checkpoint_stride
+    for start in range(stride * ((run.snapshot - 1) // stride), -1, -stride):
+        stop = min(start + stride, run.snapshot)
+        states = _states(problem, run, hp, start, stop, run.checkpoints[start])
+        for epoch in range(stop - 1, start - 1, -1):
+
+            def step(state, h, epoch=epoch):
+                tuned = _with_tuned(hp, names, h)
+                return _run_epoch(state, tuned, problem, epoch, run.divisions[epoch])
+
+            vjp, _ = make_vjp(step, (0, 1))(states[epoch - start], h)
+            state_bar, h_bar_epoch = vjp(state_bar)
+            h_bar = h_bar + h_bar_epoch
+    return h_bar
+
+
+def hypergradient_forward(problem, run, hp, names, loss):
+    """Derivative of ``loss(run.theta)`` by forward mode, one pass per name.
+
+    Same parameters and return value as :func:`hypergradient_reverse`; ``run``
+    needs no checkpoints.
+    """
+    h = np.array([float(hp[name]) for name in names])
+
+    def trained_loss(h):
+        tuned = _with_tuned(hp, names, h)
+        state = problem.initial_state()
+        for epoch in range(run.snapshot):
+            state = _run_epoch(state, tuned, problem, epoch, run.divisions[epoch])
+        return loss(state[: problem.layout.n_params])
+
+    jvp = make_jvp(trained_loss)(h)
+    return np.array([jvp(direction)[1] for direction in np.eye(len(h))])

@@ -1,0 +1,696 @@
+"""The MLP models: scikit-learn's training replayed exactly, exact hypergradients."""
+
+import warnings
+
+import numpy as np
+import pytest
+from autograd.test_util import check_grads
+from sklearn.base import clone
+from sklearn.datasets import (
+    load_digits,
+    make_classification,
+    make_multilabel_classification,
+    make_regression,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import log_loss, mean_poisson_deviance, mean_squared_error
+from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skhypergrad import HypergradSearchCV, cross_val_hypergrad
+from skhypergrad._models import _mlp_layers as layers
+from skhypergrad._models import _mlp_training as training
+from skhypergrad._models._mlp import MLPClassifierModel, MLPRegressorModel
+
+from ._numeric import central_difference
+
+N_TRAIN = 150
+
+
+def _digits():
+    X, y = load_digits(return_X_y=True)
+    return X[:200] / 16, y[:200]
+
+
+def _binary():
+    return make_classification(200, 6, random_state=0)
+
+
+def _strings():
+    X, y = _digits()
+    return X, np.array(["cat", "dog", "emu"])[y % 3]
+
+
+def _multilabel():
+    return make_multilabel_classification(200, 8, n_classes=3, random_state=0)
+
+
+def _regression(n_targets=1):
+    X, y = make_regression(200, 8, noise=5.0, n_targets=n_targets, random_state=0)
+    return X, y / y.std(axis=0)
+
+
+def _regression_2d():
+    return _regression(2)
+
+
+def _counts():
+    X, _ = _regression()
+    rate = np.exp(X[:, :2] @ np.array([0.3, -0.2]))
+    return X, np.random.RandomState(0).poisson(rate).astype(float)
+
+
+DATA = {
+    "digits": (_digits, MLPClassifier),
+    "binary": (_binary, MLPClassifier),
+    "strings": (_strings, MLPClassifier),
+    "multilabel": (_multilabel, MLPClassifier),
+    "regression": (_regression, MLPRegressor),
+    "regression-2d": (_regression_2d, MLPRegressor),
+    "counts": (_counts, MLPRegressor),
+}
+MODELS = {MLPClassifier: MLPClassifierModel, MLPRegressor: MLPRegressorModel}
+
+
+def _problem(data, **settings):
+    make_data, estimator_class = DATA[data]
+    X, y = make_data()
+    params = {"hidden_layer_sizes": (8,), "max_iter": 25, "random_state": 0}
+    if data == "counts":
+        params["loss"] = "poisson"
+    params.update(settings)
+    estimator = estimator_class(**params)
+    split = (X[:N_TRAIN], y[:N_TRAIN], X[N_TRAIN:], y[N_TRAIN:])
+    return estimator, MODELS[estimator_class](), split
+
+
+def _fit_both(estimator, model, split, sample_weight=None, params=None):
+    """Our fold's fitted estimator and scikit-learn's, with their warnings."""
+    X_train, y_train, X_val, y_val = split
+    with warnings.catch_warnings(record=True) as ours_caught:
+        warnings.simplefilter("always")
+        fold = model.fold(estimator, X_train, y_train, X_val, y_val, sample_weight)
+        loss, _ = fold.value_and_grad(params or {})
+    with warnings.catch_warnings(record=True) as reference_caught:
+        warnings.simplefilter("always")
+        reference = clone(estimator).set_params(**(params or {}))
+        reference.fit(X_train, y_train, sample_weight=sample_weight)
+    categories = [
+        sorted(
+            {
+                type(w.message).__name__
+                for w in caught
+                if w.category is not RuntimeWarning
+            }
+        )
+        for caught in (ours_caught, reference_caught)
+    ]
+    return fold, loss, fold.fitted_estimator(), reference, categories
+
+
+PARITY_CASES = [
+    ("digits", {}),
+    ("digits", {"solver": "sgd"}),
+    ("digits", {"solver": "sgd", "nesterovs_momentum": False, "momentum": 0.5}),
+    ("digits", {"solver": "sgd", "momentum": 0.0}),
+    ("digits", {"batch_size": 17}),
+    ("digits", {"early_stopping": True, "n_iter_no_change": 3, "max_iter": 60}),
+    ("digits", {"tol": 1e-2, "n_iter_no_change": 2, "max_iter": 200}),
+    ("digits", {"activation": "tanh", "hidden_layer_sizes": (6, 5)}),
+    ("digits", {"activation": "logistic", "shuffle": False}),
+    ("digits", {"activation": "identity", "hidden_layer_sizes": ()}),
+    ("binary", {}),
+    (
+        "binary",
+        {"solver": "sgd", "learning_rate": "invscaling", "learning_rate_init": 0.5},
+    ),
+    ("binary", {"early_stopping": True, "validation_fraction": 0.2, "max_iter": 60}),
+    ("strings", {}),
+    ("strings", {"solver": "sgd", "early_stopping": True, "n_iter_no_change": 2}),
+    ("multilabel", {}),
+    ("multilabel", {"early_stopping": True, "solver": "sgd"}),
+    ("regression", {}),
+    ("regression", {"solver": "sgd", "learning_rate_init": 0.01}),
+    (
+        "regression",
+        {
+            "solver": "sgd",
+            "learning_rate": "adaptive",
+            "learning_rate_init": 0.01,
+            "tol": 1e-2,
+            "n_iter_no_change": 2,
+            "max_iter": 80,
+        },
+    ),
+    (
+        "regression",
+        {
+            "early_stopping": True,
+            "learning_rate_init": 0.03,
+            "n_iter_no_change": 3,
+            "max_iter": 100,
+        },
+    ),
+    ("regression", {"tol": 1e-2, "n_iter_no_change": 1, "max_iter": 300}),
+    ("regression", {"batch_size": 1000}),
+    ("regression-2d", {"activation": "tanh", "batch_size": 32}),
+    ("counts", {}),
+    ("counts", {"solver": "sgd", "learning_rate_init": 0.01}),
+]
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize(
+    "data, settings",
+    PARITY_CASES,
+    ids=[
+        f"{d}-{'-'.join(f'{k}={v}' for k, v in s.items()) or 'default'}"
+        for d, s in PARITY_CASES
+    ],
+)
+def test_training_replays_sklearn_fit(data, settings, weighted):
+    estimator, model, split = _problem(data, **settings)
+    weights = np.random.RandomState(1).uniform(0.5, 2, N_TRAIN) if weighted else None
+    fold, loss, ours, reference, warned = _fit_both(estimator, model, split, weights)
+
+    for mine, theirs in zip(
+        ours.coefs_ + ours.intercepts_,
+        reference.coefs_ + reference.intercepts_,
+        strict=True,
+    ):
+        assert mine.shape == theirs.shape
+        np.testing.assert_allclose(
+            mine, theirs, rtol=1e-6, atol=1e-6 * np.abs(theirs).max()
+        )
+    assert len(ours.coefs_) == len(reference.coefs_)
+    assert warned[0] == warned[1]  # ConvergenceWarning, batch-size UserWarning
+    for name in (
+        "n_iter_",
+        "t_",
+        "n_outputs_",
+        "n_layers_",
+        "out_activation_",
+        "n_features_in_",
+    ):
+        assert getattr(ours, name) == getattr(reference, name), name
+    np.testing.assert_allclose(ours.loss_curve_, reference.loss_curve_, rtol=1e-9)
+    assert ours.loss_ == pytest.approx(reference.loss_, rel=1e-9)
+    if estimator.early_stopping:
+        assert ours.best_loss_ is None and reference.best_loss_ is None
+        np.testing.assert_allclose(
+            ours.validation_scores_, reference.validation_scores_
+        )
+        assert ours.best_validation_score_ == reference.best_validation_score_
+    else:
+        assert ours.best_loss_ == pytest.approx(reference.best_loss_, rel=1e-9)
+        assert ours.validation_scores_ is None and ours.best_validation_score_ is None
+
+    X_val, y_val = split[2], split[3]
+    if isinstance(estimator, MLPClassifier):
+        np.testing.assert_array_equal(ours.classes_, reference.classes_)
+        np.testing.assert_array_equal(ours.predict(X_val), reference.predict(X_val))
+        proba = reference.predict_proba(X_val)
+        np.testing.assert_allclose(
+            ours.predict_proba(X_val), proba, rtol=1e-6, atol=1e-12
+        )
+        if data == "multilabel":
+            eps = np.finfo(float).eps
+            p = np.clip(proba, eps, 1 - eps)
+            expected = -np.mean(
+                np.sum(y_val * np.log(p) + (1 - y_val) * np.log(1 - p), 1)
+            )
+        else:
+            expected = log_loss(y_val, proba, labels=reference.classes_)
+    else:
+        prediction = reference.predict(X_val)
+        np.testing.assert_allclose(
+            ours.predict(X_val), prediction, rtol=1e-6, atol=1e-9
+        )
+        if data == "counts":
+            expected = mean_poisson_deviance(y_val, prediction)
+        else:
+            expected = mean_squared_error(y_val, prediction)
+    # The validation loss is that of scikit-learn's metric on the fitted
+    # model (up to the clipping of log_loss).
+    assert loss == pytest.approx(expected, rel=1e-7)
+
+
+def test_parity_cases_exercise_the_stopping_rules():
+    # The parity cases above must exercise what they claim: tol stopping
+    # before max_iter, divisions of the adaptive learning rate, and an
+    # early-stopping snapshot before the last epoch.
+    for data, settings in PARITY_CASES:
+        if "tol" in settings:
+            estimator, model, split = _problem(data, **settings)
+            fold, *_ = _fit_both(estimator, model, split)
+            assert fold._run.n_iter < settings["max_iter"], settings
+            if settings.get("learning_rate") == "adaptive":
+                assert fold._run.divisions[-1] > 0
+
+    estimator, model, split = _problem(
+        "regression",
+        early_stopping=True,
+        learning_rate_init=0.03,
+        n_iter_no_change=3,
+        max_iter=100,
+    )
+    fold, *_ = _fit_both(estimator, model, split)
+    assert 0 < fold._run.snapshot < fold._run.n_iter
+
+
+def test_random_state_instance_is_copied_like_clone():
+    estimator, model, split = _problem(
+        "digits", random_state=np.random.RandomState(3), max_iter=5
+    )
+    with pytest.warns(ConvergenceWarning):
+        fold = model.fold(estimator, *split)
+        fold.value_and_grad({})
+        again = model.fold(estimator, *split)
+        again.value_and_grad({})
+    with pytest.warns(ConvergenceWarning):
+        reference = clone(estimator).fit(split[0], split[1])
+    for ours in (fold.fitted_estimator(), again.fitted_estimator()):
+        np.testing.assert_allclose(ours.coefs_[0], reference.coefs_[0], rtol=1e-6)
+
+
+def test_fitted_estimator_has_the_searched_values():
+    estimator, model, split = _problem("digits", solver="sgd", max_iter=3)
+    fold = model.fold(estimator, *split)
+    params = {"alpha": 0.3, "learning_rate_init": 0.02, "momentum": 0.5}
+    with pytest.warns(ConvergenceWarning):
+        fold.value_and_grad(params)
+    fitted = fold.fitted_estimator()
+    assert {k: fitted.get_params()[k] for k in params} == params
+    assert fitted.get_params()["beta_1"] == estimator.beta_1
+    with pytest.warns(ConvergenceWarning):
+        reference = clone(estimator).set_params(**params).fit(split[0], split[1])
+    np.testing.assert_allclose(fitted.coefs_[1], reference.coefs_[1], rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# Hypergradients
+# ---------------------------------------------------------------------------
+
+LOGIT = {"momentum", "beta_1", "beta_2"}
+
+
+def _search_scale_derivative(fold, params, name, step=1e-4):
+    """Central difference of the loss in log (or logit) of ``name``."""
+    if name in LOGIT:
+        to_user = lambda s: 1 / (1 + np.exp(-s))  # noqa: E731
+        start = np.log(params[name] / (1 - params[name]))
+    else:
+        to_user, start = np.exp, np.log(params[name])
+    n_iter = []
+
+    def loss_at(s):
+        loss, _ = fold.value_and_grad({**params, name: float(to_user(s))})
+        n_iter.append((fold._run.n_iter, fold._run.snapshot))
+        return loss
+
+    fd = central_difference(loss_at, start, step)
+    # The stopping epoch and the snapshot are held fixed by the
+    # hypergradient: the difference quotient is only comparable if they did
+    # not change between the two points.
+    assert n_iter[0] == n_iter[1]
+    return fd
+
+
+GRADIENT_CASES = [
+    ("digits", {}),
+    ("binary", {}),
+    ("multilabel", {}),
+    ("regression", {}),
+    ("regression-2d", {"activation": "logistic", "hidden_layer_sizes": (6, 4)}),
+    ("counts", {}),
+    ("regression", {"early_stopping": True, "max_iter": 12, "n_iter_no_change": 3}),
+    ("digits", {"learning_rate": "invscaling", "sample_weight": True}),
+]
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+@pytest.mark.parametrize(
+    "data, settings",
+    GRADIENT_CASES,
+    ids=[f"{d}-{'-'.join(s) or 'default'}" for d, s in GRADIENT_CASES],
+)
+def test_hypergradient_matches_central_differences(data, settings, solver):
+    settings = dict(settings)
+    weighted = settings.pop("sample_weight", False)
+    estimator, model, split = _problem(
+        data,
+        solver=solver,
+        activation=settings.pop("activation", "tanh"),
+        max_iter=settings.pop("max_iter", 8),
+        batch_size=40,
+        **settings,
+    )
+    weights = np.random.RandomState(1).uniform(0.5, 2, N_TRAIN) if weighted else None
+    fold = model.fold(estimator, *split, sample_weight=weights)
+    if solver == "sgd":
+        params = {"alpha": 0.01, "learning_rate_init": 0.05, "momentum": 0.7}
+    else:
+        params = {
+            "alpha": 0.01,
+            "learning_rate_init": 0.01,
+            "beta_1": 0.8,
+            "beta_2": 0.95,
+        }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        loss, grads = fold.value_and_grad(params)
+        assert np.isfinite(loss)
+        for name, value in params.items():
+            scale = value * (1 - value) if name in LOGIT else value
+            fd = _search_scale_derivative(fold, params, name)
+            np.testing.assert_allclose(
+                scale * grads[name], fd, rtol=1e-5, atol=1e-9 * loss
+            )
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_forward_and_reverse_modes_agree(activation, solver, monkeypatch):
+    estimator, _, split = _problem(
+        "digits", solver=solver, activation=activation, max_iter=6, early_stopping=True
+    )
+    names = ("alpha", "learning_rate_init", "momentum" if solver == "sgd" else "beta_2")
+    params = {name: 0.5 * getattr(estimator, name) + 0.01 for name in names}
+    results = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for mode in ("reverse", "forward"):
+            results.append(
+                MLPClassifierModel(mode).fold(estimator, *split).value_and_grad(params)
+            )
+        # Keep only every k-th checkpoint, recompute the others.
+        monkeypatch.setattr(training, "_CHECKPOINT_BYTES", 1)
+        results.append(
+            MLPClassifierModel("reverse").fold(estimator, *split).value_and_grad(params)
+        )
+    (loss, reference), *others = results
+    assert any(reference.values())
+    for other_loss, other in others:
+        assert other_loss == loss
+        for name in names:
+            assert other[name] == pytest.approx(reference[name], rel=1e-9, abs=1e-12)
+
+
+def test_auto_mode_picks_forward_for_one_hyperparameter():
+    assert MLPRegressorModel()._mode(1) == "forward"
+    assert MLPRegressorModel()._mode(3) == "reverse"
+    assert MLPRegressorModel("forward")._mode(3) == "forward"
+
+
+def test_empty_params_gives_the_loss_only():
+    estimator, model, split = _problem("regression", max_iter=3)
+    fold = model.fold(estimator, *split)
+    with pytest.warns(ConvergenceWarning, match="max_iter"):
+        loss, grads = fold.value_and_grad({})
+    assert grads == {} and np.isfinite(loss)
+
+
+def test_divergence_gives_a_non_finite_loss_and_zero_gradient():
+    estimator, model, split = _problem(
+        "regression", solver="sgd", learning_rate_init=100.0, max_iter=20
+    )
+    fold = model.fold(estimator, *split)
+    params = {"alpha": 1e-4, "learning_rate_init": 100.0, "momentum": 0.9}
+    loss, grads = fold.value_and_grad(params)
+    assert not np.isfinite(loss)
+    assert grads == {"alpha": 0.0, "learning_rate_init": 0.0, "momentum": 0.0}
+    assert fold._run.n_iter < 20  # stopped at the first non-finite weights
+    # scikit-learn's fit fails on the same settings, and so does our model.
+    with pytest.raises(ValueError, match="non-finite parameter weights"):
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clone(estimator).set_params(**params).fit(split[0], split[1])
+    with pytest.raises(ValueError, match="non-finite parameter weights"):
+        fold.fitted_estimator()
+    # A reasonable point after a diverged one works again.
+    with pytest.warns(ConvergenceWarning):
+        loss, grads = fold.value_and_grad({**params, "learning_rate_init": 1e-3})
+    assert np.isfinite(loss) and all(np.isfinite(list(grads.values())))
+
+
+def test_divergence_with_early_stopping_keeps_the_best_snapshot():
+    # scikit-learn restores the best finite snapshot (here after the first
+    # epoch, before the weights blow up), so its fit succeeds; so does ours,
+    # and the hypergradient is that of the snapshot.
+    estimator, model, split = _problem(
+        "regression",
+        solver="sgd",
+        learning_rate_init=100.0,
+        max_iter=15,
+        early_stopping=True,
+    )
+    params = {"alpha": 1e-4, "learning_rate_init": 100.0}
+    with np.errstate(all="ignore"):
+        fold, loss, ours, reference, _ = _fit_both(
+            estimator, model, split, params=params
+        )
+    np.testing.assert_allclose(ours.coefs_[0], reference.coefs_[0], rtol=1e-6)
+    assert np.isinf(ours.validation_scores_[-1]) or np.isnan(
+        ours.validation_scores_[-1]
+    )
+    assert fold._run.snapshot == 1 and np.isfinite(loss)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        _, grads = fold.value_and_grad(params)
+    assert all(np.isfinite(list(grads.values())))
+
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "estimator, match",
+    [
+        (
+            MLPRegressor(solver="lbfgs", random_state=0),
+            "solver='lbfgs'.*Use solver='adam'",
+        ),
+        (MLPClassifier(random_state=None), "random_state=None.*integer random_state"),
+        (MLPRegressor(random_state=0, warm_start=True), "warm_start=True"),
+        (MLPClassifier(random_state=0, alpha=-1.0), "'alpha' parameter"),
+        (MLPRegressor(loss="absolute_error", random_state=0), "'loss' parameter"),
+    ],
+    ids=["lbfgs", "random_state-None", "warm_start", "negative-alpha", "bad-loss"],
+)
+def test_check_estimator_refuses(estimator, match):
+    with pytest.raises(ValueError, match=match):
+        MODELS[type(estimator)]().check_estimator(estimator)
+
+
+@pytest.mark.parametrize(
+    "data, settings, params, match",
+    [
+        (
+            "regression",
+            {},
+            {"gamma": 1.0},
+            "no continuous hyperparameter \\['gamma'\\]",
+        ),
+        ("regression", {}, {"momentum": 0.5}, "not used by solver='adam'"),
+        ("digits", {"solver": "sgd"}, {"beta_1": 0.5}, "not used by solver='sgd'"),
+    ],
+    ids=["unknown", "momentum-with-adam", "beta-with-sgd"],
+)
+def test_value_and_grad_refuses(data, settings, params, match):
+    estimator, model, split = _problem(data, max_iter=2, **settings)
+    fold = model.fold(estimator, *split)
+    with pytest.raises(ValueError, match=match):
+        fold.value_and_grad(params)
+
+
+def test_fold_errors():
+    estimator, model, (X_train, y_train, X_val, y_val) = _problem("digits")
+    with pytest.raises(ValueError, match="classes \\[9\\].*StratifiedKFold"):
+        model.fold(estimator, X_train, np.minimum(y_train, 8), X_val, y_val)
+    with pytest.raises(ValueError, match="validation set is too small"):
+        model.fold(
+            estimator.set_params(early_stopping=True),
+            X_train[:10],
+            y_train[:10],
+            X_val,
+            y_val,
+        )
+    with pytest.raises(ValueError, match="Call value_and_grad before fitted_estimator"):
+        model.fold(clone(estimator), X_train, y_train, X_val, y_val).fitted_estimator()
+    with pytest.raises(ValueError, match="mode must be"):
+        MLPClassifierModel(mode="backward")
+
+
+# ---------------------------------------------------------------------------
+# The primitives
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def layer_data():
+    rng = np.random.RandomState(0)
+    layout = training.NetworkLayout([4, 3, 2])
+    params = rng.normal(size=layout.n_params)
+    return rng, layout, params
+
+
+@pytest.mark.parametrize("name", ["identity", "relu", "tanh", "logistic"])
+def test_layer_primitives_pass_check_grads(layer_data, name):
+    rng, layout, params = layer_data
+    # check_grads draws its directions from numpy's global stream.
+    np.random.seed(0)  # noqa: NPY002
+    hidden, last = layout.layers
+    a = rng.uniform(0.1, 0.9, size=(5, 4))
+    delta = rng.normal(size=(5, 2))
+    h = rng.uniform(0.1, 0.9, size=(5, 3))  # a hidden output away from ReLU's kink
+    z = rng.normal(size=(5, 3)) + 0.5 * np.sign(rng.normal(size=(5, 3)))
+    modes = ["fwd", "rev"]
+    check_grads(layers.affine, (0, 1), modes, order=1)(a, params, hidden)
+    check_grads(layers.activation, 0, modes, order=1)(z, name)
+    check_grads(layers.hidden_delta, (0, 1, 3), modes, order=1)(
+        delta, params, last, h, name
+    )
+    check_grads(layers.layer_gradient, (0, 1, 2, 3), modes, order=1)(
+        h, delta, params, 0.3, 5.0, last
+    )
+
+
+@pytest.mark.parametrize("name", ["identity", "exp", "logistic", "softmax"])
+def test_output_activation_passes_check_grads(name):
+    np.random.seed(0)  # noqa: NPY002 (check_grads uses the global stream)
+    z = np.random.RandomState(1).normal(size=(5, 3))
+    check_grads(layers.output_activation, 0, ["fwd", "rev"], order=1)(z, name)
+
+
+def test_optimizer_primitives_pass_check_grads():
+    np.random.seed(0)  # noqa: NPY002 (check_grads uses the global stream)
+    rng = np.random.RandomState(0)
+    n = 7
+    # Values of order one: check_grads also accepts an absolute error of 1e-6.
+    state = np.concatenate([3 * rng.normal(size=2 * n), rng.uniform(0.1, 1, size=n)])
+    grad = 3 * rng.normal(size=n)
+    rates = -rng.uniform(1, 3, size=4)
+    modes = ["fwd", "rev"]
+    check_grads(layers.adam_update, (0, 1, 2, 4, 5), modes, order=1)(
+        state, grad, rates, 2, 0.8, 0.95, 1e-8
+    )
+    for nesterov in (True, False):
+        check_grads(layers.sgd_update, (0, 1, 2, 3), modes, order=1)(
+            state[: 2 * n], grad, 1.5, 0.7, nesterov
+        )
+    steps = np.arange(3, 9)
+    check_grads(training._adam_rates, (0, 1, 2), modes, order=1)(0.01, 0.8, 0.95, steps)
+
+
+def test_adam_dead_unit_has_zero_sensitivity():
+    # A weight whose gradient has always been exactly zero (a dead ReLU unit)
+    # has v = 0: its update and the derivatives through it are 0, not nan.
+    n = 3
+    state = np.zeros(3 * n)
+    grad = np.array([0.0, 1.0, -2.0])
+    rates = np.array([-0.1])
+    args = (state, grad, rates, 0, 0.9, 0.999, 1e-8)
+    from autograd import make_vjp
+
+    vjp, ans = make_vjp(layers.adam_update, (0, 1, 2, 4, 5))(*args)
+    assert ans[0] == 0.0
+    for g in vjp(np.ones(3 * n)):
+        assert np.all(np.isfinite(g))
+
+
+def test_adam_rates_are_sklearns_scalar_values():
+    steps = np.arange(1, 500)
+    rates = training._adam_rates(0.001, 0.9, 0.999, steps)
+    expected = [-(0.001 * np.sqrt(1 - 0.999**t) / (1 - 0.9**t)) for t in range(1, 500)]
+    np.testing.assert_array_equal(rates, expected)
+
+
+# ---------------------------------------------------------------------------
+# Through the search layer
+# ---------------------------------------------------------------------------
+
+
+def _digits_pipeline(max_iter=15, **settings):
+    mlp = MLPClassifier(
+        hidden_layer_sizes=(16,), random_state=0, max_iter=max_iter, **settings
+    )
+    return make_pipeline(StandardScaler(), mlp)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_search_best_score_matches_grid_search_at_best_params():
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:300], y[:300]
+    search = HypergradSearchCV(
+        _digits_pipeline(),
+        {
+            "mlpclassifier__alpha": (1e-6, 1e1),
+            "mlpclassifier__learning_rate_init": (1e-4, 1e-1),
+        },
+        cv=KFold(3),
+        n_init=4,
+        n_iter=4,
+        random_state=0,
+    ).fit(X, y)
+    assert search.best_score_ > 0.8
+    assert np.isfinite(search.cv_results_["hypergrad_mlpclassifier__alpha"]).any()
+
+    grid = GridSearchCV(
+        _digits_pipeline(),
+        {name: [value] for name, value in search.best_params_.items()},
+        cv=KFold(3),
+    ).fit(X, y)
+    assert search.best_score_ == pytest.approx(grid.best_score_, rel=1e-6)
+    # The refit best estimator is scikit-learn's own fit at best_params_.
+    np.testing.assert_allclose(
+        search.best_estimator_.predict_proba(X), grid.best_estimator_.predict_proba(X)
+    )
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_cross_val_hypergrad_matches_finite_differences_and_log_loss():
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:240], y[:240]
+    pipeline = _digits_pipeline(max_iter=6, activation="tanh", solver="sgd")
+    params = {
+        "mlpclassifier__alpha": 0.01,
+        "mlpclassifier__learning_rate_init": 0.02,
+        "mlpclassifier__momentum": 0.8,
+    }
+    loss, grads = cross_val_hypergrad(pipeline, X, y, params=params, cv=KFold(3))
+
+    scores = cross_val_score(
+        clone(pipeline).set_params(**params), X, y, cv=KFold(3), scoring="neg_log_loss"
+    )
+    assert loss == pytest.approx(-scores.mean(), rel=1e-7)
+    for name, value in params.items():
+        step = 1e-5 * min(value, 1 - value)
+
+        def loss_at(v, name=name):
+            return cross_val_hypergrad(
+                pipeline, X, y, params={**params, name: v}, cv=KFold(3)
+            )[0]
+
+        fd = central_difference(loss_at, value, step)
+        np.testing.assert_allclose(grads[name], fd, rtol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_cross_val_hypergrad_of_the_regressor_is_the_cv_mean_squared_error():
+    X, y = _regression()
+    regressor = MLPRegressor(hidden_layer_sizes=(8,), random_state=0, max_iter=10)
+    params = {"alpha": 0.1, "learning_rate_init": 0.01, "beta_1": 0.8}
+    loss, grads = cross_val_hypergrad(regressor, X, y, params=params, cv=3)
+    scores = cross_val_score(
+        clone(regressor).set_params(**params),
+        X,
+        y,
+        cv=3,
+        scoring="neg_mean_squared_error",
+    )
+    assert loss == pytest.approx(-scores.mean(), rel=1e-9)
+    assert set(grads) == set(params) and all(np.isfinite(list(grads.values())))
