@@ -27,8 +27,12 @@ test: $(VENV)/.installed-test
 demo: $(VENV)/.installed-test
 	MPLBACKEND=Agg $(BIN)/python examples/plot_ridge_diabetes.py
 
+# From scratch every time: the gallery would otherwise keep the figures of an
+# example whose file did not change, even when the package did.
 docs: $(VENV)/.installed-docs
+	rm -rf docs/_build/html docs/_build/doctrees docs/auto_examples docs/gen_modules
 	MPLBACKEND=Agg $(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
+	@echo "Open docs/_build/html/index.html"
 
 lint: $(VENV)/.installed-test
 	$(BIN)/python -m pip install --quiet ruff

@@ -1,7 +1,7 @@
 """
-=============================================
+=======================================================
 Tuning Ridge's alpha: HypergradSearchCV vs GridSearchCV
-=============================================
+=======================================================
 
 :class:`~skhypergrad.HypergradSearchCV` replaces
 :class:`~sklearn.model_selection.GridSearchCV` in a pipeline: instead of

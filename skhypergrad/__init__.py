@@ -8,14 +8,17 @@ and :func:`cross_val_hypergrad` gives that loss and derivative at one point.
 
 from ._cross_val import cross_val_hypergrad
 from ._models import DifferentiableModel, Fold, register_model
+from ._plot import SearchDisplay, plot_search
 from ._search import HypergradSearchCV, SearchState
 
 __all__ = [
     "DifferentiableModel",
     "Fold",
     "HypergradSearchCV",
+    "SearchDisplay",
     "SearchState",
     "cross_val_hypergrad",
+    "plot_search",
     "register_model",
 ]
 

@@ -1,0 +1,437 @@
+"""SearchDisplay and plot_search: what is drawn is what the search found."""
+
+import subprocess
+import sys
+
+import matplotlib
+import numpy as np
+import pytest
+from scipy.special import logit
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.datasets import load_diabetes
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skhypergrad import (
+    DifferentiableModel,
+    Fold,
+    HypergradSearchCV,
+    SearchDisplay,
+    cross_val_hypergrad,
+    plot_search,
+    register_model,
+)
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.contour import QuadContourSet  # noqa: E402
+
+CV = KFold(5, shuffle=True, random_state=0)
+MSE = "neg_mean_squared_error"
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+# A model with three continuous hyperparameters, one per search scale, whose
+# validation loss is a known function: the paths in the plane and the loss
+# grid can be checked exactly, in milliseconds.
+class ThreeKnobRegressor(RegressorMixin, BaseEstimator):
+    def __init__(self, a=1.0, b=0.0, c=0.5, shift=0.0):
+        self.a = a
+        self.b = b
+        self.c = c
+        self.shift = shift
+
+    def fit(self, X, y):
+        self.loss_ = three_knob_loss(self.a, self.b, self.c, self.shift)
+        return self
+
+    def score(self, X, y):
+        return -self.loss_
+
+
+def three_knob_loss(a, b, c, shift):
+    la = np.log(a)
+    return (la - 0.5) ** 2 + (b - 1.0) ** 2 + 0.5 * la * b + logit(c) ** 2 + shift
+
+
+class _ThreeKnobFold(Fold):
+    def __init__(self, estimator, y_val):
+        self.estimator = estimator
+        # Folds differ a little, as real ones do.
+        self.offset = 1e-3 * float(np.mean(y_val))
+        self.values = estimator.get_params()
+
+    def value_and_grad(self, params):
+        self.values = {**self.estimator.get_params(), **params}
+        a, b, c = self.values["a"], self.values["b"], self.values["c"]
+        loss = three_knob_loss(a, b, c, self.values["shift"]) + self.offset
+        grads = {
+            "a": (2 * (np.log(a) - 0.5) + 0.5 * b) / a,
+            "b": 2 * (b - 1.0) + 0.5 * np.log(a),
+            "c": 2 * logit(c) / (c * (1 - c)),
+        }
+        return float(loss), {k: float(grads[k]) for k in params}
+
+    def fitted_estimator(self):
+        fitted = clone(self.estimator).set_params(**{k: self.values[k] for k in "abc"})
+        fitted.loss_ = (
+            three_knob_loss(fitted.a, fitted.b, fitted.c, fitted.shift) + self.offset
+        )
+        return fitted
+
+
+class ThreeKnobModel(DifferentiableModel):
+    estimator_class = ThreeKnobRegressor
+    hyperparameters = {"a": "log", "b": "linear", "c": "logit"}
+    loss = "three-knob loss"
+
+    def fold(self, estimator, X_train, y_train, X_val, y_val, sample_weight=None):
+        return _ThreeKnobFold(estimator, y_val)
+
+
+@pytest.fixture(scope="module")
+def three_knob_model():
+    """ThreeKnobModel registered for this module's tests only."""
+    register_model(ThreeKnobModel())
+    yield
+    from skhypergrad._models import _REGISTRY
+
+    _REGISTRY.pop(ThreeKnobRegressor)
+
+
+THREE_KNOB_GRID = {"a": (1e-2, 1e2), "b": (-2.0, 3.0), "c": (0.05, 0.9)}
+
+
+@pytest.fixture(scope="module")
+def diabetes_search():
+    X, y = load_diabetes(return_X_y=True)
+    search = HypergradSearchCV(
+        make_pipeline(StandardScaler(), Ridge()),
+        {"ridge__alpha": (1e-4, 1e4), "ridge__fit_intercept": [True, False]},
+        scoring=MSE,
+        cv=CV,
+        n_iter=6,
+    ).fit(X, y)
+    return search, X, y
+
+
+@pytest.fixture(scope="module")
+def three_knob_search(three_knob_model):
+    X, y = load_diabetes(return_X_y=True)
+    search = HypergradSearchCV(
+        ThreeKnobRegressor(),
+        {**THREE_KNOB_GRID, "shift": [0.0, 1.0]},
+        cv=3,
+        n_init=6,
+        n_iter=8,
+        random_state=0,
+    ).fit(X, y)
+    return search, X, y
+
+
+def _rows(results, search_id):
+    rows = np.flatnonzero(results["search_id"] == search_id)
+    return rows[np.argsort(results["outer_iter"][rows])]
+
+
+def test_lines_are_the_cv_results_columns(diabetes_search):
+    search, _, _ = diabetes_search
+    results = search.cv_results_
+    display = plot_search(search)
+
+    assert isinstance(display, SearchDisplay)
+    search_ids = np.unique(results["search_id"])
+    assert len(display.lines_) == len(search_ids) == 2
+    assert len(display.path_lines_) == 2
+    alpha = results["param_ridge__alpha"].astype(float)
+    for k, sid in enumerate(search_ids):
+        rows = _rows(results, sid)
+        line = display.lines_[k]
+        np.testing.assert_array_equal(line.get_xdata(), results["outer_iter"][rows])
+        np.testing.assert_array_equal(line.get_ydata(), results["cv_loss"][rows])
+        # Right: the n_init=5 coarse points apart, the gradient phase from
+        # the best of them.
+        coarse, gradient = rows[:5], rows[5:]
+        markers = display.coarse_markers_[k]
+        np.testing.assert_array_equal(markers.get_xdata(), alpha[coarse])
+        np.testing.assert_array_equal(markers.get_ydata(), results["cv_loss"][coarse])
+        path = [coarse[np.argmin(results["cv_loss"][coarse])], *gradient]
+        np.testing.assert_array_equal(display.path_lines_[k].get_xdata(), alpha[path])
+        np.testing.assert_array_equal(
+            display.path_lines_[k].get_ydata(), results["cv_loss"][path]
+        )
+    np.testing.assert_array_equal(display.search_ids_, search_ids)
+    np.testing.assert_array_equal(display.path_search_ids_, search_ids)
+
+    best = search.best_index_
+    left, right = display.best_markers_
+    assert left.get_xdata()[0] == results["outer_iter"][best]
+    assert left.get_ydata()[0] == results["cv_loss"][best]
+    assert right.get_xdata()[0] == search.best_params_["ridge__alpha"]
+    assert right.get_ydata()[0] == results["cv_loss"][best]
+
+
+def test_axes_scales_labels_and_legend(diabetes_search):
+    search, _, _ = diabetes_search
+    display = SearchDisplay.from_estimator(search)
+
+    assert display.ax_.shape == (2,)
+    ax_iter, ax_path = display.ax_
+    assert display.figure_ is ax_iter.figure is ax_path.figure
+    assert ax_iter.get_xscale() == "linear"
+    assert ax_path.get_xscale() == "log"
+    assert ax_iter.get_xlabel() == "outer iteration"
+    assert ax_iter.get_ylabel() == "CV loss (mean squared error)"
+    assert ax_path.get_xlabel() == "ridge__alpha"
+    assert ax_path.get_ylabel() == "CV loss (mean squared error)"
+    legend = [t.get_text() for t in ax_path.get_legend().get_texts()]
+    assert legend == [
+        "ridge__fit_intercept=True",
+        "ridge__fit_intercept=False",
+        "coarse pass",
+        "best_params_",
+    ]
+    # The coarse pass of n_init=5 points ends between iterations 4 and 5.
+    np.testing.assert_array_equal(display.coarse_line_.get_xdata(), [4.5, 4.5])
+    assert display.grid_line_ is None and display.contour_ is None
+
+
+def test_loss_grid_one_hyperparameter_is_cross_val_hypergrad(diabetes_search):
+    search, X, y = diabetes_search
+    display = plot_search(search, X, y, loss_grid=4)
+
+    # Computed at the discrete point of the best search_id, over its range.
+    assert search.best_params_["ridge__fit_intercept"] is True
+    alphas = np.geomspace(1e-4, 1e4, 4)
+    np.testing.assert_allclose(display.grid_line_.get_xdata(), alphas)
+    expected = [
+        cross_val_hypergrad(search.estimator, X, y, params={"ridge__alpha": a}, cv=CV)[
+            0
+        ]
+        for a in alphas
+    ]
+    np.testing.assert_allclose(display.grid_line_.get_ydata(), expected, rtol=1e-10)
+    # Same folds, same function: the grid passes through the coarse points.
+    rows = _rows(search.cv_results_, 0)[:5]
+    np.testing.assert_allclose(
+        display.grid_line_.get_ydata()[[0, -1]],
+        search.cv_results_["cv_loss"][rows[[0, -1]]],
+        rtol=1e-10,
+    )
+    assert display.contour_ is None
+
+
+def test_loss_grid_at_another_search_id(diabetes_search):
+    search, X, y = diabetes_search
+    display = plot_search(search, X, y, loss_grid=3, search_id=1)
+    expected = cross_val_hypergrad(
+        make_pipeline(StandardScaler(), Ridge(fit_intercept=False)),
+        X,
+        y,
+        params={"ridge__alpha": 1.0},
+        cv=CV,
+    )[0]
+    assert display.grid_line_.get_ydata()[1] == pytest.approx(expected, rel=1e-10)
+    assert "ridge__fit_intercept=False" in display.grid_line_.get_label()
+
+
+def test_two_hyperparameters_path_in_the_plane_and_contour(three_knob_search):
+    search, X, y = three_knob_search
+    results = search.cv_results_
+    display = plot_search(search, X, y, params=["a", "b"], loss_grid=7)
+
+    assert len(display.lines_) == 2
+    for k, sid in enumerate(np.unique(results["search_id"])):
+        rows = _rows(results, sid)
+        points = np.c_[display.coarse_markers_[k].get_xydata()]
+        np.testing.assert_array_equal(
+            points, np.c_[results["param_a"][rows[:6]], results["param_b"][rows[:6]]]
+        )
+        path = display.path_lines_[k].get_xydata()
+        np.testing.assert_array_equal(
+            path[1:], np.c_[results["param_a"][rows[6:]], results["param_b"][rows[6:]]]
+        )
+        start = rows[np.argmin(results["cv_loss"][rows[:6]])]
+        np.testing.assert_array_equal(
+            path[0], [results["param_a"][start], results["param_b"][start]]
+        )
+    ax_path = display.ax_[1]
+    assert (ax_path.get_xscale(), ax_path.get_yscale()) == ("log", "linear")
+    assert (ax_path.get_xlabel(), ax_path.get_ylabel()) == ("a", "b")
+
+    assert display.grid_line_ is None
+    assert isinstance(display.contour_, QuadContourSet)
+    assert display.contour_.axes is ax_path
+    assert display.colorbar_ is not None
+    # The grid is the loss of the best search's discrete point, with c held
+    # at its best value, on the grid of the ranges.
+    a_values, b_values = display.grid_values
+    np.testing.assert_allclose(a_values, np.geomspace(1e-2, 1e2, 7))
+    np.testing.assert_allclose(b_values, np.linspace(-2.0, 3.0, 7))
+    best_c, shift = search.best_params_["c"], search.best_params_["shift"]
+    expected = three_knob_loss(a_values[:, None], b_values[None, :], best_c, shift)
+    offsets = np.mean([1e-3 * y[test].mean() for _, test in KFold(3).split(X)])
+    np.testing.assert_allclose(display.grid_loss, expected + offsets, rtol=1e-12)
+    best = search.best_index_
+    assert display.best_markers_[1].get_xdata()[0] == results["param_a"][best]
+    assert display.best_markers_[1].get_ydata()[0] == results["param_b"][best]
+
+
+def test_logit_scale_and_scale_override(three_knob_search, diabetes_search):
+    search, _, _ = three_knob_search
+    display = plot_search(search, params="c")
+    assert display.ax_[1].get_xscale() == "logit"
+    display = plot_search(search, params=["b", "a"])
+    assert (display.ax_[1].get_xscale(), display.ax_[1].get_yscale()) == (
+        "linear",
+        "log",
+    )
+
+    search, _, _ = diabetes_search
+    display = plot_search(search, scales={"ridge__alpha": "linear"})
+    assert display.ax_[1].get_xscale() == "linear"
+
+
+def test_given_axes_and_restyling(diabetes_search):
+    search, _, _ = diabetes_search
+    fig, axes = plt.subplots(2, 1)
+    display = plot_search(
+        search,
+        ax=axes,
+        line_kw={"color": "black", "linestyle": "--"},
+        path_kw={"marker": "s"},
+        best_kw={"color": "gold"},
+    )
+    assert display.figure_ is fig
+    assert list(display.ax_) == list(axes)
+    assert all(line.get_color() == "black" for line in display.lines_)
+    assert all(line.get_linestyle() == "--" for line in display.lines_)
+    assert all(line.get_marker() == "s" for line in display.path_lines_)
+    assert all(m.get_color() == "gold" for m in display.best_markers_)
+    # Restyled after the fact through the stored artists.
+    display.lines_[0].set_linewidth(4)
+    assert display.ax_[0].get_lines()[0].get_linewidth() == 4
+
+
+def test_display_from_its_data_alone(diabetes_search):
+    search, _, _ = diabetes_search
+    results = search.cv_results_
+    display = SearchDisplay(
+        cv_results=results, params=["ridge__alpha"], scales={"ridge__alpha": "log"}
+    ).plot()
+    # Without best_index, the lowest cv_loss is marked; without n_init, the
+    # path is every point in order, and no coarse pass is drawn.
+    best = np.argmin(results["cv_loss"])
+    assert display.best_markers_[0].get_ydata()[0] == results["cv_loss"][best]
+    assert display.coarse_line_ is None and display.coarse_markers_ == []
+    rows = _rows(results, 0)
+    np.testing.assert_array_equal(
+        display.path_lines_[0].get_xdata(),
+        results["param_ridge__alpha"][rows].astype(float),
+    )
+    assert display.ax_[0].get_ylabel() == "CV loss"
+    assert display.ax_[1].get_xscale() == "log"
+
+
+def test_a_list_of_dicts_draws_paths_of_the_searches_that_searched(diabetes_search):
+    X, y = load_diabetes(return_X_y=True)
+    search = HypergradSearchCV(
+        Ridge(),
+        [{"alpha": (1e-2, 1e2)}, {"alpha": [1.0], "fit_intercept": [False]}],
+        cv=3,
+        n_iter=2,
+    ).fit(X, y)
+    display = plot_search(search)
+    assert len(display.lines_) == 2
+    np.testing.assert_array_equal(display.path_search_ids_, [0])
+    with pytest.raises(ValueError, match="search 1 did not search 'alpha'"):
+        plot_search(search, X, y, loss_grid=3, search_id=1)
+
+
+def test_failed_grid_points_are_left_blank(diabetes_search, monkeypatch):
+    search, X, y = diabetes_search
+    import skhypergrad._plot
+
+    def failing(estimator, X, y, *, params, **kwargs):
+        if estimator.get_params()["ridge__alpha"] > 1e3:
+            raise FloatingPointError("The training diverged")
+        return cross_val_hypergrad(estimator, X, y, params=params, **kwargs)
+
+    monkeypatch.setattr(skhypergrad._plot, "cross_val_hypergrad", failing)
+    with pytest.warns(UserWarning, match="1 of 3 grid points.*diverged"):
+        display = plot_search(search, X, y, loss_grid=3)
+    ydata = display.grid_line_.get_ydata()
+    assert np.isfinite(ydata[:2]).all() and np.isnan(ydata[2])
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"params": "ridge__fit_intercept"}, ValueError, "was not searched contin"),
+        ({"params": ["ridge__alpha"] * 2}, ValueError, "one or two distinct"),
+        ({"loss_grid": 5}, ValueError, "pass the X and y"),
+        ({"loss_grid": 1, "X": 0, "y": 0}, ValueError, "integer of at least 2"),
+        ({"loss_grid": 3, "search_id": 7, "X": 0, "y": 0}, ValueError, "between 0"),
+        ({"ax": [None, None, None]}, ValueError, "sequence of two matplotlib Axes"),
+        ({"scales": {"ridge__alpha": "sqrt"}}, ValueError, "must be one of"),
+    ],
+)
+def test_bad_arguments(diabetes_search, kwargs, error, match):
+    search, _, _ = diabetes_search
+    with pytest.raises(error, match=match):
+        plot_search(search, **kwargs)
+
+
+def test_more_than_two_hyperparameters_must_be_chosen(three_knob_search):
+    search, _, _ = three_knob_search
+    with pytest.raises(ValueError, match=r"3 continuous hyperparameters.*one or two"):
+        plot_search(search)
+
+
+def test_not_a_fitted_hypergrad_search():
+    X, y = load_diabetes(return_X_y=True)
+    with pytest.raises(NotFittedError):
+        plot_search(HypergradSearchCV(Ridge(), {"alpha": (1.0, 2.0)}))
+    grid = GridSearchCV(Ridge(), {"alpha": [1.0, 2.0]}, cv=2).fit(X, y)
+    with pytest.raises(ValueError, match="no column 'search_id'.*GridSearchCV"):
+        SearchDisplay.from_estimator(grid)
+    search = HypergradSearchCV(Ridge(), {"alpha": [1.0]}, cv=2).fit(X, y)
+    with pytest.raises(ValueError, match="no continuous hyperparameter"):
+        plot_search(search)
+
+
+@pytest.mark.parametrize(
+    "draw, caller",
+    [
+        (lambda s: plot_search(s), "plot_search"),
+        (lambda s: SearchDisplay.from_estimator(s), "SearchDisplay.from_estimator"),
+        (
+            lambda s: SearchDisplay(
+                cv_results=s.cv_results_, params=["ridge__alpha"]
+            ).plot(),
+            "SearchDisplay.plot",
+        ),
+    ],
+)
+def test_missing_matplotlib_names_the_extra(diabetes_search, monkeypatch, draw, caller):
+    search, _, _ = diabetes_search
+    # A None entry makes `import matplotlib` raise ImportError.
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ImportError) as excinfo:
+        draw(search)
+    assert str(excinfo.value) == (
+        f"{caller} requires matplotlib: pip install skhypergrad[plot]"
+    )
+
+
+def test_importing_skhypergrad_does_not_import_matplotlib():
+    code = "import sys, skhypergrad; assert 'matplotlib' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
