@@ -97,8 +97,18 @@ class HypergradSearchCV(BaseSearchCV):
     evaluated point is scored with ``scoring`` exactly as GridSearchCV scores
     it, and the best one is refit on the whole data.
 
-    Supported estimators: :class:`~sklearn.linear_model.Ridge` (``alpha``),
-    alone or as the last step of a :class:`~sklearn.pipeline.Pipeline`.
+    Supported estimators, alone or as the last step of a
+    :class:`~sklearn.pipeline.Pipeline`, with their continuous
+    hyperparameters:
+
+    - :class:`~sklearn.linear_model.Ridge`: ``alpha``;
+    - :class:`~sklearn.linear_model.LogisticRegression` (L2 penalty):
+      ``C``;
+    - :class:`~sklearn.neural_network.MLPRegressor` and
+      :class:`~sklearn.neural_network.MLPClassifier` (``solver="sgd"`` or
+      ``"adam"``): ``alpha`` and ``learning_rate_init``, ``momentum`` for
+      sgd, ``beta_1`` and ``beta_2`` for adam.
+
     :func:`~skhypergrad.register_model` adds others.
 
     Parameters
@@ -250,7 +260,9 @@ class HypergradSearchCV(BaseSearchCV):
 
     where :math:`w_k^*(\\lambda)` are the parameters trained on fold
     :math:`k`. Its gradient is obtained by differentiating the training
-    with autograd: in closed form for ridge.
+    with autograd: in closed form for ridge, by implicit differentiation at
+    the optimum for logistic regression, and through the training loop, with
+    its stopping epochs held fixed, for multi-layer perceptrons.
 
     The search space is a box on the log scale (or logit scale for values in
     (0, 1)). A coarse pass of ``n_init`` points is followed by L-BFGS-B from
