@@ -34,10 +34,13 @@ docs: $(VENV)/.installed-docs
 	MPLBACKEND=Agg $(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
 	@echo "Open docs/_build/html/index.html"
 
-lint: $(VENV)/.installed-test
-	$(BIN)/python -m pip install --quiet ruff
-	$(BIN)/python -m ruff check skhypergrad tests examples benchmarks
-	$(BIN)/python -m ruff format --check skhypergrad tests examples benchmarks
+$(VENV)/.installed-lint: pyproject.toml $(VENV)/.installed-test
+	$(BIN)/python -m pip install --quiet -e ".[lint]"
+	touch $@
+
+lint: $(VENV)/.installed-lint
+	$(BIN)/python -m ruff check skhypergrad tests examples benchmarks docs
+	$(BIN)/python -m ruff format --check skhypergrad tests examples benchmarks docs
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/bench_ridge.py
