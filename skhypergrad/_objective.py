@@ -152,40 +152,50 @@ class CrossValObjective:
             fold.error = traceback.format_exc()
         return fold
 
-    def evaluate(self, point):
+    def evaluate(self, point, differentiate=True):
         """Train every fold at ``point`` and differentiate the validation loss.
 
         Parameters
         ----------
         point : dict of str -> float
             Values of the continuous hyperparameters, by full name.
+        differentiate : bool, default=True
+            Whether to compute the hypergradient too.
 
         Returns
         -------
         loss : float
             Mean of the folds' validation losses; ``nan`` if any fold failed.
         grads : dict of str -> float
-            Its derivative with respect to each hyperparameter of ``point``.
+            Its derivative with respect to each hyperparameter of ``point``;
+            empty when ``differentiate`` is False.
         results : list of FoldResult
         """
         if self._folds is None:
             self.prepare()
         model_params = {name[len(self._prefix) :]: v for name, v in point.items()}
-        results = [self._evaluate_fold(fold, model_params) for fold in self._folds]
+        results = [
+            self._evaluate_fold(fold, model_params, differentiate)
+            for fold in self._folds
+        ]
         failed = any(r.fit_error is not None for r in results)
         loss = np.nan if failed else float(np.mean([r.loss for r in results]))
         grads = {
             name: np.nan if failed else float(np.mean([r.grads[key] for r in results]))
             for name, key in zip(point, model_params, strict=True)
+            if differentiate
         }
         return loss, grads, results
 
-    def _evaluate_fold(self, fold, model_params):
+    def _evaluate_fold(self, fold, model_params, differentiate):
         if fold.error is not None:
             return FoldResult(np.nan, {}, fold.error, 0.0)
         start = time.time()
         try:
-            loss, grads = fold.model_fold.value_and_grad(model_params)
+            if differentiate:
+                loss, grads = fold.model_fold.value_and_grad(model_params)
+            else:
+                loss, grads = fold.model_fold.value(model_params), {}
             if not np.isfinite(loss):
                 raise FloatingPointError(
                     f"The training diverged: the validation loss is {loss} at "

@@ -3,13 +3,13 @@
 The cross-validation loss of a model is often flat at one end of a
 hyperparameter range (a huge penalty predicts a constant) and can have
 several local minima. A gradient method started at one end would stop on the
-plateau, so the search first evaluates ``n_init`` points spread over the box
-(evenly on the search scale for one hyperparameter, a Latin hypercube for
-more) and then follows the hypergradient from the best of them with
-L-BFGS-B, which keeps every iterate inside the box.
+plateau, so the search first evaluates the loss alone at ``n_init`` points
+spread over the box (evenly on the search scale for one hyperparameter, a
+Latin hypercube for more) and then follows the hypergradient from the best
+of them with L-BFGS-B, which keeps every iterate inside the box.
 
 Everything here works in the unconstrained search space (see ``_space``);
-the objective is a plain callable ``z -> (value, gradient)``.
+the objective is a plain callable ``(z, differentiate) -> (value, gradient)``.
 """
 
 import numpy as np
@@ -49,15 +49,17 @@ def minimize_in_box(fun, lower, upper, *, n_init, n_iter, tol, random_state):
     Parameters
     ----------
     fun : callable
-        ``fun(z) -> (value, gradient)``. A non-finite value marks a failed
-        point; the line search then steps back. May raise
+        ``fun(z, differentiate) -> (value, gradient)``, the gradient being
+        ``None`` when ``differentiate`` is False. A non-finite value marks a
+        failed point; the line search then steps back. May raise
         :class:`StopSearch` to end the search.
     lower, upper : array-like of shape (n_dims,)
         The box, in the search space.
     n_init : int
         Points of the coarse pass.
     n_iter : int
-        Largest number of new points the gradient phase evaluates.
+        Largest number of hypergradient evaluations (the first at the best
+        point of the coarse pass).
     tol : float
         Relative decrease of the loss, and largest projected gradient
         relative to the gradient at the start of the gradient phase, below
@@ -66,22 +68,23 @@ def minimize_in_box(fun, lower, upper, *, n_init, n_iter, tol, random_state):
         Draws the coarse points when there are several dimensions.
     """
     lower, upper = np.asarray(lower, float), np.asarray(upper, float)
-    evaluated = {}
+    starts = initial_points(lower, upper, n_init, random_state)
+    values = np.array([fun(z, False)[0] for z in starts])
+    finite = np.isfinite(values)
+
+    differentiated = {}
 
     def cached(z):
         # L-BFGS-B's line search comes back to points within rounding of
         # those it has seen: those cost nothing.
         key = tuple(np.round(np.asarray(z, float), 12))
-        if key not in evaluated:
-            if len(evaluated) >= n_init + n_iter:
+        if key not in differentiated:
+            if len(differentiated) >= n_iter:
                 raise _BudgetSpent
-            value, grad = fun(np.asarray(z, float))
-            evaluated[key] = (float(value), np.asarray(grad, float))
-        return evaluated[key]
+            value, grad = fun(np.asarray(z, float), True)
+            differentiated[key] = (float(value), np.asarray(grad, float))
+        return differentiated[key]
 
-    starts = initial_points(lower, upper, n_init, random_state)
-    values = np.array([cached(z)[0] for z in starts])
-    finite = np.isfinite(values)
     if n_iter == 0 or not finite.any():
         return
     best = int(np.argmin(np.where(finite, values, np.inf)))

@@ -610,7 +610,7 @@ class _SearchRunner:
         objective = subsearch.objective.prepare()
         start = time.time()
 
-        def evaluate(z):
+        def evaluate(z, differentiate):
             iteration_ctx = _begin(
                 subsearch.callback_ctx
                 and subsearch.callback_ctx.subcontext(task_name="outer iteration"),
@@ -620,7 +620,7 @@ class _SearchRunner:
                 r.name: float(r.from_unconstrained(zi))
                 for r, zi in zip(ranges, z, strict=True)
             }
-            loss, grads, folds = objective.evaluate(point)
+            loss, grads, folds = objective.evaluate(point, differentiate)
             objective.score(
                 folds, self.scorer, self.score_params, self.return_train_score
             )
@@ -636,6 +636,8 @@ class _SearchRunner:
             stop = self._report(subsearch, evaluation, folds, time.time() - start)
             if _end(iteration_ctx, self.owner) or stop:
                 raise StopSearch
+            if not differentiate:
+                return loss, None
             grad_z = np.array(
                 [
                     grads[r.name] * r.derivative(zi)
@@ -646,7 +648,7 @@ class _SearchRunner:
 
         try:
             if not ranges:
-                evaluate(np.zeros(0))
+                evaluate(np.zeros(0), False)
             else:
                 minimize_in_box(
                     evaluate,
@@ -665,16 +667,18 @@ class _SearchRunner:
 
     def _report(self, subsearch, evaluation, folds, elapsed):
         if self.verbose > 0:
-            values = ", ".join(
-                f"{k}={v:.4g}"
-                for k, v in evaluation.params.items()
-                if k in evaluation.hypergradient
+            names = [r.name for r in subsearch.subspace.ranges]
+            values = ", ".join(f"{k}={evaluation.params[k]:.4g}" for k in names)
+            gradient = evaluation.hypergradient
+            norm = (
+                f"{np.linalg.norm(list(gradient.values())):.3g}"
+                if gradient
+                else "- (coarse pass)"
             )
-            norm = np.linalg.norm(list(evaluation.hypergradient.values()) or [0.0])
             print(
                 f"[search {subsearch.search_id + 1}, iter {evaluation.iteration}] "
                 f"{values}; cv_loss={evaluation.cv_loss:.6g}, "
-                f"|hypergrad|={norm:.3g} ({elapsed:.2f}s)"
+                f"|hypergrad|={norm} ({elapsed:.2f}s)"
             )
         if self.verbose > 1:
             for k, fold in enumerate(folds):

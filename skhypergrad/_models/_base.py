@@ -4,7 +4,8 @@ A *model* tells the search how one scikit-learn estimator class is trained
 and differentiated. The search layer never holds model math: it splits the
 data, fits the preprocessing steps of a pipeline, asks the model for one
 :class:`Fold` per cross-validation split and then only calls
-:meth:`Fold.value_and_grad` and :meth:`Fold.fitted_estimator`.
+:meth:`Fold.value_and_grad` (or :meth:`Fold.value`) and
+:meth:`Fold.fitted_estimator`.
 
 Adding a model is one new module with a :class:`DifferentiableModel`
 subclass, plus one line in ``skhypergrad._models.__init__`` (or a call to
@@ -45,6 +46,24 @@ class Fold(ABC):
             Derivative of ``loss`` with respect to each key of ``params``, in
             the same units.
         """
+
+    def value(self, params):
+        """Train at ``params`` and return the validation loss alone.
+
+        The search's coarse pass needs no derivative. This default calls
+        :meth:`value_and_grad`; a model whose derivative costs more than its
+        loss overrides it.
+
+        Parameters
+        ----------
+        params : dict of str -> float
+            As in :meth:`value_and_grad`.
+
+        Returns
+        -------
+        loss : float
+        """
+        return self.value_and_grad(params)[0]
 
     @abstractmethod
     def fitted_estimator(self):

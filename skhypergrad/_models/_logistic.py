@@ -643,6 +643,11 @@ class _LogisticFold(Fold):
         self._C, self._n_iter, self._solution = C, n_iter, theta
         return theta, l2, proba
 
+    def value(self, params):
+        with _blas_threads_limited():
+            theta, _, _ = self._train(params.get("C", self.estimator.C))
+            return float(_validation_loss(theta, *self._val_args))
+
     def value_and_grad(self, params):
         with _blas_threads_limited():
             return self._value_and_grad(params)

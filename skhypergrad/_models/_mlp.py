@@ -209,28 +209,36 @@ class _MLPFold(Fold):
         hp.update({name: float(value) for name, value in params.items()})
         return hp
 
-    def value_and_grad(self, params):
+    def _train(self, params, keep_checkpoints):
+        """Train at ``params``; return the run and its validation loss."""
         hp = self._hyperparameters(params)
+        run = training.train(self._problem, hp, keep_checkpoints=keep_checkpoints)
+        self._hp, self._run = hp, run
+        if run.reached_max_iter:
+            warnings.warn(
+                "Stochastic Optimizer: Maximum iterations "
+                f"({self.estimator.max_iter}) reached and the optimization "
+                "hasn't converged yet. Increase max_iter to train to "
+                "convergence (the hypergradient is exact either way).",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        if run.diverged:
+            return run, float("nan")
+        return run, float(self._validation_loss(run.theta))
+
+    def value(self, params):
+        with np.errstate(all="ignore"):
+            return self._train(params, keep_checkpoints=False)[1]
+
+    def value_and_grad(self, params):
         names = list(params)
         mode = self.model._mode(len(names))
         with np.errstate(all="ignore"):
-            run = training.train(
-                self._problem, hp, keep_checkpoints=bool(names) and mode == "reverse"
+            run, loss = self._train(
+                params, keep_checkpoints=bool(names) and mode == "reverse"
             )
-            self._hp, self._run = hp, run
-            if run.reached_max_iter:
-                warnings.warn(
-                    "Stochastic Optimizer: Maximum iterations "
-                    f"({self.estimator.max_iter}) reached and the optimization "
-                    "hasn't converged yet. Increase max_iter to train to "
-                    "convergence (the hypergradient is exact either way).",
-                    ConvergenceWarning,
-                    stacklevel=2,
-                )
             zeros = {name: 0.0 for name in names}
-            if run.diverged:
-                return float("nan"), zeros
-            loss = float(self._validation_loss(run.theta))
             if not names or not np.isfinite(loss):
                 return loss, zeros
             hypergradient = (
@@ -238,7 +246,9 @@ class _MLPFold(Fold):
                 if mode == "reverse"
                 else training.hypergradient_forward
             )
-            grad = hypergradient(self._problem, run, hp, names, self._validation_loss)
+            grad = hypergradient(
+                self._problem, run, self._hp, names, self._validation_loss
+            )
             # Free the checkpoints; the weights stay for fitted_estimator.
             run.checkpoints = {}
         return loss, {name: float(g) for name, g in zip(names, grad, strict=True)}
