@@ -170,19 +170,20 @@ class HypergradSearchCV(BaseSearchCV):
     n_init : int, default=5
         Points of the coarse pass that starts each continuous search: evenly
         spread on the search scale for one hyperparameter, a Latin hypercube
-        for several. The gradient phase starts from the best of them, which
-        keeps the search off plateaus at the ends of the range.
+        for several. The coarse pass computes the CV loss alone; the gradient
+        phase starts from the best of its points, which keeps the search off
+        plateaus at the ends of the range.
 
     n_iter : int, default=20
-        Largest number of hypergradient evaluations after the coarse pass,
-        for each point of the discrete grid. ``0`` evaluates only the coarse
-        points.
+        Largest number of hypergradient evaluations after the coarse pass
+        (the first at its best point), for each point of the discrete grid.
+        ``0`` evaluates only the coarse points.
 
     tol : float, default=1e-6
-        The gradient phase stops when an outer step decreases the CV loss by
-        less than ``tol`` relatively, or when the projected hypergradient on
-        the search scale falls below ``tol`` times its value at the start of
-        the gradient phase.
+        The gradient phase stops when the projected hypergradient on the
+        search scale falls below ``tol`` times its value at the start of the
+        gradient phase, or when an outer step decreases the CV loss by less
+        than ``tol**2`` relatively.
 
     random_state : int, RandomState instance or None, default=None
         Draws the coarse points when several hyperparameters are searched.
@@ -203,7 +204,8 @@ class HypergradSearchCV(BaseSearchCV):
         - ``outer_iter``: the outer iteration within that search;
         - ``cv_loss``: the mean validation loss that was differentiated;
         - ``hypergrad_<name>``: its derivative with respect to each
-          continuous hyperparameter (``nan`` where not searched).
+          continuous hyperparameter (``nan`` in the coarse pass, which
+          computes the loss alone, and where not searched).
 
     best_estimator_ : estimator
         The user's estimator refit on the whole data with ``best_params_``.
@@ -265,8 +267,9 @@ class HypergradSearchCV(BaseSearchCV):
     its stopping epochs held fixed, for multi-layer perceptrons.
 
     The search space is a box on the log scale (or logit scale for values in
-    (0, 1)). A coarse pass of ``n_init`` points is followed by L-BFGS-B from
-    the best of them, limited to ``n_iter`` evaluations.
+    (0, 1)). A coarse pass of ``n_init`` points, where only the loss is
+    computed, is followed by L-BFGS-B from the best of them, limited to
+    ``n_iter`` hypergradient evaluations.
 
     Examples
     --------
