@@ -61,9 +61,9 @@ def minimize_in_box(fun, lower, upper, *, n_init, n_iter, tol, random_state):
         Largest number of hypergradient evaluations (the first at the best
         point of the coarse pass).
     tol : float
-        Relative decrease of the loss, and largest projected gradient
-        relative to the gradient at the start of the gradient phase, below
-        which the search stops.
+        The gradient phase stops when the projected gradient falls below
+        ``tol`` times its value at the start, or when a step decreases the
+        loss by less than ``tol**2`` relatively.
     random_state : RandomState instance
         Draws the coarse points when there are several dimensions.
     """
