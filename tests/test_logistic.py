@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
-from autograd import grad, hessian
+from autograd import grad, hessian, make_hvp
 from sklearn.base import clone
 from sklearn.datasets import (
     load_breast_cancer,
@@ -29,7 +29,7 @@ from skhypergrad import HypergradSearchCV, cross_val_hypergrad
 from skhypergrad._models import _logistic
 from skhypergrad._models._logistic import (
     LogisticRegressionModel,
-    _autograd_solve,
+    _conjugate_gradient,
     _implicit_value_and_grad,
     _train_objective,
     _validation_loss,
@@ -280,6 +280,12 @@ def test_numpy_solver_matches_autograd_of_the_traced_objective(data):
     )
     # At the optimum, the traced objective's gradient vanishes.
     assert np.max(np.abs(gradient)) <= fold._gtol
+
+
+def _autograd_solve(train_objective, theta, hyper, train_args):
+    """The generic adjoint solve: CG on autograd's Hessian-vector products."""
+    hvp, _ = make_hvp(train_objective)(theta, hyper, *train_args)
+    return lambda b: _conjugate_gradient(hvp, b, rtol=1e-12, max_iter=10 * len(b))[0]
 
 
 @pytest.mark.parametrize("data", ["breast_cancer", "iris", "digits"])

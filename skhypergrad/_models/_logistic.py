@@ -50,8 +50,8 @@ normalized training objective):
 autograd computes :math:`\\nabla_\\theta L_{val}` and the mixed derivative
 :math:`v^T \\partial_C \\nabla_\\theta f`. The adjoint system is solved by
 :class:`_HessianSolver` at :math:`\\theta^*`, whose Hessian-vector products
-are the same as autograd's (checked in the tests) at a fraction of the cost;
-:func:`_autograd_solve` is the generic solve from autograd's products.
+are the same as autograd's (the tests check the derivative against a solve
+by conjugate gradient on autograd's products) at a fraction of the cost.
 
 With a multinomial model and an intercept, adding a constant to all the
 intercepts changes nothing, so the Hessian is singular along that direction.
@@ -65,7 +65,7 @@ import warnings
 
 import autograd.numpy as anp
 import numpy as np
-from autograd import grad, make_hvp, value_and_grad
+from autograd import grad, value_and_grad
 from autograd.scipy.special import logsumexp
 from scipy.linalg import LinAlgError, cho_factor, cho_solve, eigh
 from scipy.special import expit
@@ -99,6 +99,8 @@ _GTOL_RELATIVE = 1e-9
 
 # Relative residual of the conjugate-gradient solve of the adjoint system.
 _ADJOINT_RTOL = 1e-10
+# Solutions kept per fold for warm starts.
+_WARM_STARTS = 32
 
 # The solves multiply (n_samples, n_features + 1) arrays by vectors or a few
 # columns: too little work to share between BLAS threads. One thread made a
@@ -173,7 +175,7 @@ def _implicit_value_and_grad(
         Remaining arguments of the two functions.
     solve : callable ``b -> v``
         Solves :math:`H v = b` with the Hessian of the training objective in
-        ``theta`` at ``(theta, hyper)``; see :func:`_autograd_solve`.
+        ``theta`` at ``(theta, hyper)``.
 
     Returns
     -------
@@ -187,19 +189,6 @@ def _implicit_value_and_grad(
         return anp.dot(adjoint, grad(train_objective)(theta, h, *train_args))
 
     return value, -grad(adjoint_dot_train_grad)(hyper)
-
-
-def _autograd_solve(train_objective, theta, hyper, train_args, rtol=_ADJOINT_RTOL):
-    """Solve with the Hessian by CG on autograd's Hessian-vector products.
-
-    The generic solve, and the reference for :class:`_HessianSolver`, which
-    uses hand-written products instead: autograd's cost 2x as much on digits
-    (multinomial, 650 parameters) and 20x on breast_cancer (31 parameters),
-    and come without a preconditioner (``benchmarks/bench_logistic.py
-    --timings`` measures both).
-    """
-    hvp, _ = make_hvp(train_objective)(theta, hyper, *train_args)
-    return lambda b: _conjugate_gradient(hvp, b, rtol=rtol, max_iter=10 * len(b))[0]
 
 
 # --- Not traced: the solver ------------------------------------------------
@@ -584,8 +573,7 @@ class _LogisticFold(Fold):
             np.max(np.abs(gradient_at_zero)), 1e-5
         )
         self._gtol = min(estimator.tol, self._default_gtol)
-        self._theta = np.zeros(self._objective.n_params)  # the warm start
-        self._history = []  # the last two (log C, solution)
+        self._history = []  # (log C, solution) of the recent solves
         self._C = None
         self._n_iter = 0
 
@@ -599,18 +587,22 @@ class _LogisticFold(Fold):
         C = float(C)
         max_iter = self.estimator.max_iter
         l2 = 1.0 / (C * self._weight_sum)
-        # Warm start from the last solution or, often closer, from the line
-        # through the last two solutions (as functions of log C).
+        # Warm start from the solution at the nearest C solved so far (the
+        # search comes back near the best point of its coarse pass after
+        # visiting the far end of the range) or, often closer, from the line
+        # through the two nearest solutions (as functions of log C).
+        nearest = sorted(self._history, key=lambda item: abs(item[0] - np.log(C)))
+        start = nearest[0][1] if nearest else np.zeros(self._objective.n_params)
         alternatives = ()
-        if len(self._history) == 2:
-            (log_C0, theta0), (log_C1, theta1) = self._history
+        if len(nearest) >= 2:
+            (log_C0, theta0), (log_C1, theta1) = nearest[1], nearest[0]
             if log_C1 != log_C0:
                 slope = (theta1 - theta0) / (log_C1 - log_C0)
                 alternatives = (theta1 + slope * (np.log(C) - log_C1),)
         theta, n_iter, grad_norm, proba = _newton_solve(
             self._objective,
             self._hessian_solver,
-            self._theta,
+            start,
             l2,
             max_iter=max_iter,
             gtol=self._gtol,
@@ -636,10 +628,9 @@ class _LogisticFold(Fold):
                 stacklevel=4,
             )
         if np.all(np.isfinite(theta)):
-            self._theta = theta
-            self._history = [*self._history[-1:], (np.log(C), theta)]
+            self._history = [*self._history[-(_WARM_STARTS - 1) :], (np.log(C), theta)]
         else:
-            self._theta, self._history = np.zeros_like(theta), []
+            self._history = []
         self._C, self._n_iter, self._solution = C, n_iter, theta
         return theta, l2, proba
 
