@@ -99,6 +99,8 @@ def run_logistic_cv(X, y, splits):
         options["use_legacy_attributes"] = False  # sklearn >= 1.9
     if "l1_ratios" in inspect.signature(LogisticRegressionCV).parameters:
         options["l1_ratios"] = (0.0,)
+    if "use_legacy_attributes" in inspect.signature(LogisticRegressionCV).parameters:
+        options["use_legacy_attributes"] = False
     model = LogisticRegressionCV(
         Cs=np.geomspace(LOW, HIGH, N_POINTS),
         cv=splits,
