@@ -438,20 +438,7 @@ class HypergradSearchCV(BaseSearchCV):
             verbose=self.verbose,
             callbacks=_as_list(self.callbacks),
         )
-        interrupted = False
-        if self.n_jobs in (None, 1):
-            # In process, a search cut short keeps every point evaluated.
-            try:
-                for subsearch in subsearches:
-                    if run(subsearch):
-                        break
-            except KeyboardInterrupt:
-                interrupted = True
-        else:
-            parallel = Parallel(n_jobs=self.n_jobs, pre_dispatch=self.pre_dispatch)
-            subsearches = parallel(
-                delayed(_run_and_return)(run, s) for s in subsearches
-            )
+        subsearches, interrupted = self._run_subsearches(run, subsearches)
         _end(search_ctx, self)
 
         evaluations = [e for s in subsearches for e in s.evaluations]
@@ -494,29 +481,49 @@ class HypergradSearchCV(BaseSearchCV):
             self.best_params_ = results["params"][self.best_index_]
 
         if self.refit:
-            self.best_estimator_ = clone(self.estimator).set_params(
-                **clone(self.best_params_, safe=False)
-            )
-            refit_ctx = root_ctx and root_ctx.subcontext(
-                task_name="refit-with-best-params"
-            )
-            with (
-                refit_ctx.propagate_callback_context(self.best_estimator_)
-                if refit_ctx
-                else nullcontext()
-            ):
-                _begin(refit_ctx, self, X=X, y=y)
-                start = time.time()
-                self.best_estimator_.fit(X, y, **routed_params.estimator.fit)
-                self.refit_time_ = time.time() - start
-            if hasattr(self.best_estimator_, "feature_names_in_"):
-                self.feature_names_in_ = self.best_estimator_.feature_names_in_
-            _end(refit_ctx, self, X=X, y=y)
+            self._refit(X, y, routed_params.estimator.fit, root_ctx)
 
         self.scorer_ = getattr(scorers, "_scorers", scorers)
         self.cv_results_ = results
         _end(root_ctx, self, X=X, y=y)
         return self
+
+    def _run_subsearches(self, run, subsearches):
+        """Run every continuous search; say whether it was interrupted."""
+        if self.n_jobs not in (None, 1):
+            parallel = Parallel(n_jobs=self.n_jobs, pre_dispatch=self.pre_dispatch)
+            return parallel(
+                delayed(_run_and_return)(run, s) for s in subsearches
+            ), False
+        # In process, a search cut short keeps every point evaluated.
+        try:
+            for subsearch in subsearches:
+                if run(subsearch):
+                    break
+        except KeyboardInterrupt:
+            return subsearches, True
+        return subsearches, False
+
+    def _refit(self, X, y, fit_params, root_ctx):
+        """Fit the user's estimator at best_params_ on all the data."""
+        # The parameters are cloned too: they may be estimators (a step of a
+        # pipeline searched over), as in BaseSearchCV.
+        self.best_estimator_ = clone(self.estimator).set_params(
+            **clone(self.best_params_, safe=False)
+        )
+        refit_ctx = root_ctx and root_ctx.subcontext(task_name="refit-with-best-params")
+        with (
+            refit_ctx.propagate_callback_context(self.best_estimator_)
+            if refit_ctx
+            else nullcontext()
+        ):
+            _begin(refit_ctx, self, X=X, y=y)
+            start = time.time()
+            self.best_estimator_.fit(X, y, **fit_params)
+            self.refit_time_ = time.time() - start
+        if hasattr(self.best_estimator_, "feature_names_in_"):
+            self.feature_names_in_ = self.best_estimator_.feature_names_in_
+        _end(refit_ctx, self, X=X, y=y)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
