@@ -12,7 +12,7 @@ from sklearn.datasets import (
     make_multilabel_classification,
     make_regression,
 )
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
 from sklearn.metrics import log_loss, mean_poisson_deviance, mean_squared_error
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.neural_network import MLPClassifier, MLPRegressor
@@ -694,3 +694,40 @@ def test_cross_val_hypergrad_of_the_regressor_is_the_cv_mean_squared_error():
     )
     assert loss == pytest.approx(-scores.mean(), rel=1e-9)
     assert set(grads) == set(params) and all(np.isfinite(list(grads.values())))
+
+
+def test_a_diverging_training_scores_error_score_and_the_search_steps_back():
+    X, y = make_regression(120, 5, noise=1.0, random_state=0)
+    estimator = make_pipeline(
+        StandardScaler(),
+        MLPRegressor(
+            hidden_layer_sizes=(8,),
+            solver="sgd",
+            max_iter=30,
+            random_state=0,
+        ),
+    )
+    # With relu and sgd, learning rates of 1 and more send the weights to
+    # inf/NaN.
+    search = HypergradSearchCV(
+        estimator,
+        {"mlpregressor__learning_rate_init": (1e-4, 1e2)},
+        scoring="neg_mean_squared_error",
+        cv=KFold(3),
+        n_init=4,
+        n_iter=6,
+        error_score=-1e12,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        with pytest.warns(FitFailedWarning, match="diverged"):
+            search.fit(X, y)
+    results = search.cv_results_
+    failed = ~np.isfinite(results["cv_loss"])
+    assert failed.any() and (~failed).any()
+    np.testing.assert_array_equal(results["mean_test_score"][failed], -1e12)
+    # The best point is one whose training did not diverge, and the gradient
+    # phase after a failed point evaluated finite ones again.
+    assert np.isfinite(results["cv_loss"][search.best_index_])
+    assert search.best_params_["mlpregressor__learning_rate_init"] < 1.0
+    assert np.isfinite(results["cv_loss"][results["outer_iter"] >= 4]).all()

@@ -546,3 +546,39 @@ def test_folds_are_prepared_once_per_search(diabetes, monkeypatch):
     ).fit(X, y)
     assert len(search.cv_results_["params"]) > 10
     assert len(calls) == 2 * CV.get_n_splits()
+
+
+def _neg_mae(estimator, X, y):
+    return -float(np.mean(np.abs(estimator.predict(X) - y)))
+
+
+def _two_metrics(estimator, X, y):
+    residuals = estimator.predict(X) - y
+    return {
+        "mae": -float(np.mean(np.abs(residuals))),
+        "mse": -float(np.mean(residuals**2)),
+    }
+
+
+@pytest.mark.parametrize(
+    "scoring, refit, key",
+    [(_neg_mae, True, "score"), (_two_metrics, "mse", "mse")],
+    ids=["callable", "callable-multimetric"],
+)
+def test_callable_scoring_and_iterable_cv(diabetes, scoring, refit, key):
+    X, y = diabetes
+    splits = list(CV.split(X))
+    search = HypergradSearchCV(
+        Ridge(), {"alpha": (1e-3, 1e3)}, scoring=scoring, refit=refit, cv=splits
+    ).fit(X, y)
+    assert search.multimetric_ is isinstance(refit, str)
+    grid = GridSearchCV(
+        Ridge(),
+        {"alpha": [search.best_params_["alpha"]]},
+        scoring=scoring,
+        refit=refit,
+        cv=splits,
+    ).fit(X, y)
+    np.testing.assert_allclose(search.best_score_, grid.best_score_, rtol=1e-8)
+    best = search.cv_results_[f"mean_test_{key}"][search.best_index_]
+    assert best == np.max(search.cv_results_[f"mean_test_{key}"])
