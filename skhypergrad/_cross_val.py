@@ -5,13 +5,11 @@ import numbers
 import numpy as np
 from sklearn.base import clone, is_classifier
 from sklearn.model_selection import check_cv
-from sklearn.utils import check_array
 from sklearn.utils._param_validation import HasMethods, validate_params
-from sklearn.utils._tags import get_tags
 from sklearn.utils.validation import _check_method_params, indexable
 
 from ._models import get_model
-from ._objective import CrossValObjective
+from ._objective import CrossValObjective, check_data
 from ._space import split_pipeline
 
 __all__ = ["cross_val_hypergrad"]
@@ -20,7 +18,7 @@ __all__ = ["cross_val_hypergrad"]
 @validate_params(
     {
         "estimator": [HasMethods(["fit"])],
-        "X": ["array-like"],
+        "X": ["array-like", "sparse matrix"],
         "y": ["array-like"],
         "params": [dict],
         "cv": ["cv_object"],
@@ -69,7 +67,8 @@ def cross_val_hypergrad(
         error for regressors (so ``loss`` equals minus the mean
         ``neg_mean_squared_error`` score of
         :func:`~sklearn.model_selection.cross_val_score`), the log-loss for
-        classifiers.
+        classifiers. The validation loss is not weighted, even when
+        ``fit_params`` has a ``sample_weight`` for the training.
 
     grads : dict of str -> float
         The derivative of ``loss`` with respect to each entry of ``params``,
@@ -90,9 +89,7 @@ def cross_val_hypergrad(
     (3420.3, True)
     """
     X, y, groups = indexable(X, y, groups)
-    allow_nan = get_tags(estimator).input_tags.allow_nan
-    check_array(X, dtype=None, ensure_all_finite=not allow_nan, input_name="X")
-    check_array(y, ensure_2d=False, dtype=None, input_name="y")
+    check_data(estimator, X, y)
     fit_params = _check_method_params(X, params=fit_params or {})
 
     _, final, prefix = split_pipeline(estimator)

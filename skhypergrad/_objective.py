@@ -27,13 +27,37 @@ import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.model_selection._validation import _score
 from sklearn.pipeline import Pipeline
-from sklearn.utils import _safe_indexing
+from sklearn.utils import _safe_indexing, check_array
+from sklearn.utils._tags import get_tags
+from sklearn.utils.metadata_routing import _routing_enabled, process_routing
 from sklearn.utils.validation import _check_method_params, _get_feature_names
 
 from ._models import get_model
 from ._space import split_pipeline
 
-__all__ = ["CrossValObjective", "FoldResult"]
+__all__ = ["CrossValObjective", "FoldResult", "check_data"]
+
+
+def check_data(estimator, X, y):
+    """Check the data before any work, in scikit-learn's words.
+
+    A bare model needs finite numbers in ``X``; a pipeline's steps check
+    their own input (text, missing values a step imputes), as they would in
+    GridSearchCV. ``y`` must be given and finite.
+    """
+    if y is None:
+        raise ValueError(
+            "HypergradSearchCV requires y to be passed, but the target y is None."
+        )
+    if not isinstance(estimator, Pipeline):
+        check_array(
+            X,
+            accept_sparse=True,
+            dtype="numeric",
+            ensure_all_finite=not get_tags(estimator).input_tags.allow_nan,
+            input_name="X",
+        )
+    check_array(y, ensure_2d=False, dtype=None, input_name="y")
 
 
 class FoldResult:
@@ -98,17 +122,37 @@ class CrossValObjective:
         self._preprocessing, self._final, self._prefix = split_pipeline(estimator)
         self._model = get_model(self._final)
         self._model.check_estimator(self._final)
-        self._preprocessing_params, self._sample_weight_key = self._route_fit_params()
+        # Checks the fit parameters before any work.
+        self._split_fit_params(self.fit_params)
         self._folds = None
 
-    def _route_fit_params(self):
+    def _split_fit_params(self, params):
+        """Return the preprocessing's fit parameters and the model's weights.
+
+        Without metadata routing, as GridSearchCV passes them to a pipeline:
+        ``<step>__<param>`` for the preprocessing steps and
+        ``<last step>__sample_weight`` (or ``sample_weight`` for a bare
+        model) for the model. With routing, as the pipeline's requests say.
+        """
+        if _routing_enabled():
+            if self._preprocessing is None:
+                return {}, params.get("sample_weight")
+            routed = process_routing(self.estimator, "fit", **params)
+            final_name = self.estimator.steps[-1][0]
+            consumed = self._preprocessing.get_metadata_routing().consumes(
+                "fit", set(params)
+            )
+            return (
+                {key: params[key] for key in consumed},
+                routed[final_name].fit.get("sample_weight"),
+            )
         sample_weight_key = self._prefix + "sample_weight"
-        preprocessing = []
-        for key in self.fit_params:
+        preprocessing = {}
+        for key, value in params.items():
             if key == sample_weight_key:
                 continue
             if self._prefix and not key.startswith(self._prefix) and "__" in key:
-                preprocessing.append(key)
+                preprocessing[key] = value
                 continue
             raise ValueError(
                 f"Fit parameter {key!r} cannot be passed to the differentiable "
@@ -116,7 +160,7 @@ class CrossValObjective:
                 f"{sample_weight_key!r} to the model, and '<step>__<param>' "
                 "to the preprocessing steps of a pipeline."
             )
-        return preprocessing, sample_weight_key
+        return preprocessing, params.get(sample_weight_key)
 
     def prepare(self):
         """Fit the preprocessing and precompute every fold, once."""
@@ -128,13 +172,14 @@ class CrossValObjective:
         X_test, y_test = _safe_indexing(self.X, test), _safe_indexing(self.y, test)
         fold = _PreparedFold(train, test, X_test, y_test)
         params = _check_method_params(self.X, params=self.fit_params, indices=train)
+        preprocessing_params, sample_weight = self._split_fit_params(params)
         try:
             if self._preprocessing is not None:
                 fold.preprocessing = clone(self._preprocessing)
                 X_train = fold.preprocessing.fit_transform(
                     X_train,
                     y_train,
-                    **{k: params[k] for k in self._preprocessing_params},
+                    **preprocessing_params,
                 )
                 X_test = fold.preprocessing.transform(X_test)
             fold.feature_names = _get_feature_names(X_train)
@@ -144,7 +189,7 @@ class CrossValObjective:
                 np.asarray(y_train),
                 _dense(X_test),
                 np.asarray(y_test),
-                sample_weight=params.get(self._sample_weight_key),
+                sample_weight=sample_weight,
             )
         except Exception:
             if self.error_score == "raise":

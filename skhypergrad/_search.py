@@ -14,14 +14,12 @@ from sklearn.model_selection._validation import (
     _insert_error_scores,
     _warn_or_raise_about_fit_failures,
 )
-from sklearn.pipeline import Pipeline
-from sklearn.utils import check_array, check_random_state
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
-from sklearn.utils._tags import get_tags
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import _check_method_params, indexable
 
-from ._objective import CrossValObjective
+from ._objective import CrossValObjective, check_data
 from ._optimize import StopSearch, minimize_in_box
 from ._space import expand_param_grid
 
@@ -191,7 +189,9 @@ class HypergradSearchCV(BaseSearchCV):
     callbacks : callable or list of callables, default=None
         Called after each outer iteration with a :class:`SearchState`; a
         callback that returns ``True`` stops the search, and the best point
-        found so far is refit.
+        found so far is refit. With ``n_jobs`` other than 1, callbacks run in
+        the worker processes and stop the search of their own point of the
+        discrete grid only.
 
     Attributes
     ----------
@@ -367,7 +367,7 @@ class HypergradSearchCV(BaseSearchCV):
         """
         scorers, refit_metric = self._get_scorers()
         X, y = indexable(X, y)
-        self._check_data(X, y)
+        check_data(self.estimator, X, y)
         params = _check_method_params(X, params=params)
         routed_params = self._get_routed_params_for_fit(params)
 
@@ -531,30 +531,6 @@ class HypergradSearchCV(BaseSearchCV):
         tags.array_api_support = False
         return tags
 
-    def _check_data(self, X, y):
-        if y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target "
-                "y is None."
-            )
-        # A pipeline's first step may take strings or missing values; a bare
-        # model needs finite numbers.
-        allow_nan = get_tags(self.estimator).input_tags.allow_nan
-        check_array(
-            X,
-            accept_sparse=True,
-            dtype=None if isinstance(self.estimator, Pipeline) else "numeric",
-            ensure_all_finite=not allow_nan,
-            input_name="X",
-        )
-        check_array(
-            y,
-            ensure_2d=False,
-            dtype=None,
-            ensure_all_finite=True,
-            input_name="y",
-        )
-
 
 def _more_results(evaluations, subspaces):
     """The columns cv_results_ has beyond GridSearchCV's."""
@@ -673,6 +649,9 @@ class _SearchRunner:
             return True
         finally:
             _end(subsearch.callback_ctx, self.owner)
+            # The prepared folds are not needed any more: free them (and do
+            # not send them back from a worker process).
+            subsearch.objective = None
         return False
 
     def _report(self, subsearch, evaluation, folds, elapsed):

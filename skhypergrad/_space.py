@@ -63,7 +63,11 @@ class ContinuousRange:
             value = expit(z)
         else:
             value = np.asarray(z, dtype=float)
-        # exp(log(high)) may round above high.
+        # exp(log(high)) may round away from high: the ends of the search
+        # space are the ends of the range, exactly.
+        low_z, high_z = self.bounds
+        value = np.where(np.asarray(z) <= low_z, self.low, value)
+        value = np.where(np.asarray(z) >= high_z, self.high, value)
         return np.clip(value, self.low, self.high)
 
     def derivative(self, z):

@@ -4,11 +4,13 @@ import re
 
 import numpy as np
 import pytest
+import sklearn
 from scipy.stats import loguniform, norm, uniform
 from sklearn.base import clone
 from sklearn.datasets import load_linnerud, make_regression
 from sklearn.exceptions import FitFailedWarning, NotFittedError
 from sklearn.linear_model import Lasso, Ridge
+from sklearn.metrics import make_scorer, mean_squared_error
 from sklearn.model_selection import (
     GridSearchCV,
     GroupKFold,
@@ -582,3 +584,90 @@ def test_callable_scoring_and_iterable_cv(diabetes, scoring, refit, key):
     np.testing.assert_allclose(search.best_score_, grid.best_score_, rtol=1e-8)
     best = search.cv_results_[f"mean_test_{key}"][search.best_index_]
     assert best == np.max(search.cv_results_[f"mean_test_{key}"])
+
+
+def test_sample_weight_with_metadata_routing(diabetes):
+    X, y = diabetes
+    weights = np.random.RandomState(0).uniform(0.1, 3, len(y))
+    with sklearn.config_context(enable_metadata_routing=True):
+        scoring = make_scorer(mean_squared_error, greater_is_better=False)
+        scoring = scoring.set_score_request(sample_weight=False)
+        estimator = Pipeline(
+            [
+                ("scale", StandardScaler().set_fit_request(sample_weight=True)),
+                ("ridge", Ridge().set_fit_request(sample_weight=True)),
+            ]
+        )
+        search = HypergradSearchCV(
+            estimator, {"ridge__alpha": (1e-2, 1e2)}, cv=CV, scoring=scoring
+        ).fit(X, y, sample_weight=weights)
+        grid = GridSearchCV(
+            estimator,
+            {"ridge__alpha": [search.best_params_["ridge__alpha"]]},
+            cv=CV,
+            scoring=scoring,
+        ).fit(X, y, sample_weight=weights)
+    np.testing.assert_allclose(search.best_score_, grid.best_score_, rtol=1e-8)
+    # The weights reached the model: unweighted training scores differently.
+    unweighted = GridSearchCV(
+        make_pipeline(StandardScaler(), Ridge()),
+        {"ridge__alpha": [search.best_params_["ridge__alpha"]]},
+        cv=CV,
+        scoring=MSE,
+    ).fit(X, y)
+    assert not np.isclose(unweighted.best_score_, grid.best_score_, rtol=1e-6)
+
+
+def test_pipelines_check_their_own_input():
+    # Text, and missing values a step imputes: GridSearchCV accepts both, so
+    # the search leaves the checks to the pipeline's steps.
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import OneHotEncoder
+
+    docs = ["good movie", "bad movie", "great plot", "awful plot"] * 10
+    labels = [1, 0, 1, 0] * 10
+    search = HypergradSearchCV(
+        make_pipeline(TfidfVectorizer(), LogisticRegression()),
+        {"logisticregression__C": (1e-2, 1e2)},
+        cv=2,
+        n_iter=2,
+    ).fit(docs, labels)
+    assert search.predict(["good plot"]).shape == (1,)
+
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame({"num": rng.normal(size=40), "cat": list("abcd") * 10})
+    frame.loc[3, "num"] = np.nan
+    target = rng.normal(size=40)
+    preprocessing = ColumnTransformer(
+        [("num", SimpleImputer(), ["num"]), ("cat", OneHotEncoder(), ["cat"])]
+    )
+    search = HypergradSearchCV(
+        make_pipeline(preprocessing, Ridge()), {"ridge__alpha": (1e-2, 1e2)}, cv=2
+    ).fit(frame, target)
+    assert np.isfinite(search.best_score_)
+
+
+def test_cross_val_hypergrad_accepts_sparse_input(diabetes):
+    import scipy.sparse as sp
+
+    X, y = diabetes
+    dense = cross_val_hypergrad(Ridge(), X, y, params={"alpha": 2.0}, cv=CV)
+    sparse = cross_val_hypergrad(
+        Ridge(), sp.csr_matrix(X), y, params={"alpha": 2.0}, cv=CV
+    )
+    np.testing.assert_allclose(sparse[0], dense[0], rtol=1e-10)
+    np.testing.assert_allclose(sparse[1]["alpha"], dense[1]["alpha"], rtol=1e-8)
+
+
+def test_the_ends_of_a_range_are_evaluated_exactly(diabetes):
+    X, y = diabetes
+    search = HypergradSearchCV(
+        Ridge(), {"alpha": loguniform(1e-3, 10)}, n_init=3, n_iter=0
+    ).fit(X, y)
+    alphas = list(search.cv_results_["param_alpha"])
+    assert alphas[0] == 1e-3 and alphas[2] == 10
+    assert alphas[1] == pytest.approx(0.1, rel=1e-12)
