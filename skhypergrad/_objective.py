@@ -104,12 +104,24 @@ class CrossValObjective:
     fit_params : dict, default=None
         Fit parameters routed to the estimator (``sample_weight`` for the
         model, ``<step>__<param>`` for preprocessing steps).
+    score_params : dict, default=None
+        Parameters routed to the scorer. Their ``sample_weight`` also weighs
+        the validation loss, so that the loss the search follows is weighted
+        as the scores it reports.
     error_score : 'raise' or float, default=np.nan
         What a failed fold scores, as in GridSearchCV.
     """
 
     def __init__(
-        self, estimator, X, y, splits, names, fit_params=None, error_score=np.nan
+        self,
+        estimator,
+        X,
+        y,
+        splits,
+        names,
+        fit_params=None,
+        score_params=None,
+        error_score=np.nan,
     ):
         self.estimator = estimator
         self.X = X
@@ -117,6 +129,7 @@ class CrossValObjective:
         self.splits = splits
         self.names = list(names)
         self.fit_params = fit_params or {}
+        self.score_params = score_params or {}
         self.error_score = error_score
 
         self._preprocessing, self._final, self._prefix = split_pipeline(estimator)
@@ -173,6 +186,9 @@ class CrossValObjective:
         fold = _PreparedFold(train, test, X_test, y_test)
         params = _check_method_params(self.X, params=self.fit_params, indices=train)
         preprocessing_params, sample_weight = self._split_fit_params(params)
+        val_sample_weight = _check_method_params(
+            self.X, params=self.score_params, indices=test
+        ).get("sample_weight")
         try:
             if self._preprocessing is not None:
                 fold.preprocessing = clone(self._preprocessing)
@@ -190,6 +206,7 @@ class CrossValObjective:
                 _dense(X_test),
                 np.asarray(y_test),
                 sample_weight=sample_weight,
+                val_sample_weight=val_sample_weight,
             )
         except Exception:
             if self.error_score == "raise":
@@ -265,13 +282,13 @@ class CrossValObjective:
         params["steps"] = [*fold.preprocessing.steps, (name, final)]
         return Pipeline(**params)
 
-    def score(self, results, scorer, score_params=None, return_train_score=False):
+    def score(self, results, scorer, return_train_score=False):
         """Score each fold of the last evaluated point, as GridSearchCV does.
 
         Fills ``FoldResult.scores`` with a dict in the layout of
         ``sklearn.model_selection._validation._fit_and_score``'s output.
         """
-        score_params = score_params or {}
+        score_params = self.score_params
         for index, (fold, result) in enumerate(zip(self._folds, results, strict=True)):
             out = {
                 "fit_error": result.fit_error,

@@ -405,6 +405,7 @@ class HypergradSearchCV(BaseSearchCV):
                     splits,
                     [r.name for r in s.ranges],
                     fit_params=routed_params.estimator.fit,
+                    score_params=routed_params.scorer.score,
                     error_score=self.error_score,
                 ),
                 subspace=s,
@@ -430,7 +431,6 @@ class HypergradSearchCV(BaseSearchCV):
         run = _SearchRunner(
             owner=self,
             scorer=scorers,
-            score_params=routed_params.scorer.score,
             return_train_score=self.return_train_score,
             n_init=self.n_init,
             n_iter=self.n_iter,
@@ -581,7 +581,6 @@ class _SearchRunner:
 
     owner: object
     scorer: object
-    score_params: dict
     return_train_score: bool
     n_init: int
     n_iter: int
@@ -607,9 +606,7 @@ class _SearchRunner:
                 for r, zi in zip(ranges, z, strict=True)
             }
             loss, grads, folds = objective.evaluate(point, differentiate)
-            objective.score(
-                folds, self.scorer, self.score_params, self.return_train_score
-            )
+            objective.score(folds, self.scorer, self.return_train_score)
             evaluation = _Evaluation(
                 params={**subsearch.subspace.fixed, **point},
                 out=[fold.scores for fold in folds],

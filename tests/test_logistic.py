@@ -617,3 +617,22 @@ def test_search_leaves_the_flat_end_of_the_range(n_init):
     ).fit(X, y)
     assert 1e-2 < search.best_params_["logisticregression__C"] < 1e2
     assert search.best_score_ >= grid.best_score_ - 1e-6
+
+
+def test_validation_weights_weigh_the_log_loss():
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    weights = np.random.RandomState(0).uniform(0.1, 3, 169)
+    fold = LogisticRegressionModel().fold(
+        LogisticRegression(),
+        X[:400],
+        y[:400],
+        X[400:],
+        y[400:],
+        val_sample_weight=weights,
+    )
+    loss, _ = fold.value_and_grad({"C": 0.5})
+    expected = log_loss(
+        y[400:], fold.fitted_estimator().predict_proba(X[400:]), sample_weight=weights
+    )
+    np.testing.assert_allclose(loss, expected, rtol=1e-10)

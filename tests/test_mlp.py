@@ -731,3 +731,20 @@ def test_a_diverging_training_scores_error_score_and_the_search_steps_back():
     assert np.isfinite(results["cv_loss"][search.best_index_])
     assert search.best_params_["mlpregressor__learning_rate_init"] < 1.0
     assert np.isfinite(results["cv_loss"][results["outer_iter"] >= 4]).all()
+
+
+def test_validation_weights_weigh_the_loss():
+    X, y = make_regression(80, 4, noise=1.0, random_state=0)
+    y = y / y.std()
+    weights = np.random.RandomState(0).uniform(0.1, 3, 30)
+    estimator = MLPRegressor(hidden_layer_sizes=(5,), max_iter=5, random_state=0)
+    fold = MLPRegressorModel().fold(
+        estimator, X[:50], y[:50], X[50:], y[50:], val_sample_weight=weights
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        loss = fold.value({})
+    expected = mean_squared_error(
+        y[50:], fold.fitted_estimator().predict(X[50:]), sample_weight=weights
+    )
+    np.testing.assert_allclose(loss, expected, rtol=1e-10)

@@ -93,7 +93,16 @@ class ThreeKnobModel(DifferentiableModel):
     hyperparameters = {"a": "log", "b": "linear", "c": "logit"}
     loss = "three-knob loss"
 
-    def fold(self, estimator, X_train, y_train, X_val, y_val, sample_weight=None):
+    def fold(
+        self,
+        estimator,
+        X_train,
+        y_train,
+        X_val,
+        y_val,
+        sample_weight=None,
+        val_sample_weight=None,
+    ):
         return _ThreeKnobFold(estimator, y_val)
 
 

@@ -83,6 +83,7 @@ def test_traced_loss_passes_autograd_check_grads():
         fold._projected_val,
         fold._projected_target,
         fold._residual_offset,
+        fold._val_weights,
     )
     check_grads(lambda a: _validation_loss(a, *args), modes=["rev"], order=2)(0.7)
 
@@ -108,3 +109,22 @@ def test_empty_params_uses_the_estimators_alpha():
 def test_unsupported_ridge_settings(estimator, match):
     with pytest.raises(ValueError, match=match):
         RidgeModel().check_estimator(estimator)
+
+
+def test_validation_weights_weigh_the_loss_and_its_gradient():
+    X, y = make_regression(60, 5, noise=5.0, random_state=0)
+    weights = np.random.RandomState(1).uniform(0.1, 3, 20)
+    fold = RidgeModel().fold(
+        Ridge(), X[:40], y[:40], X[40:], y[40:], val_sample_weight=weights
+    )
+    loss, grads = fold.value_and_grad({"alpha": 2.0})
+    predictions = Ridge(alpha=2.0).fit(X[:40], y[:40]).predict(X[40:])
+    np.testing.assert_allclose(
+        loss, mean_squared_error(y[40:], predictions, sample_weight=weights)
+    )
+
+    def loss_at_log_alpha(log_alpha):
+        return fold.value_and_grad({"alpha": float(np.exp(log_alpha))})[0]
+
+    fd = central_difference(loss_at_log_alpha, np.log(2.0), step=1e-4)
+    np.testing.assert_allclose(2.0 * grads["alpha"], fd, rtol=1e-6)

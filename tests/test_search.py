@@ -671,3 +671,15 @@ def test_the_ends_of_a_range_are_evaluated_exactly(diabetes):
     alphas = list(search.cv_results_["param_alpha"])
     assert alphas[0] == 1e-3 and alphas[2] == 10
     assert alphas[1] == pytest.approx(0.1, rel=1e-12)
+
+
+def test_weighted_scores_weigh_the_differentiated_loss(diabetes):
+    # scikit-learn 1.9 forwards sample_weight to scorers that accept it: the
+    # loss the search follows is weighted the same way.
+    X, y = diabetes
+    weights = np.random.RandomState(0).uniform(0.1, 3, len(y))
+    search = HypergradSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, cv=CV, scoring=MSE)
+    search.fit(X, y, sample_weight=weights)
+    np.testing.assert_allclose(
+        search.cv_results_["cv_loss"], -search.cv_results_["mean_test_score"]
+    )

@@ -14,7 +14,9 @@ subclass, plus one line in ``skhypergrad._models.__init__`` (or a call to
 
 from abc import ABC, abstractmethod
 
-__all__ = ["DifferentiableModel", "Fold"]
+import numpy as np
+
+__all__ = ["DifferentiableModel", "Fold", "validation_weights"]
 
 
 class Fold(ABC):
@@ -76,6 +78,14 @@ class Fold(ABC):
         """
 
 
+def validation_weights(val_sample_weight, n_samples):
+    """Weights of the validation samples, summing to one."""
+    if val_sample_weight is None:
+        return np.full(n_samples, 1.0 / n_samples)
+    weights = np.asarray(val_sample_weight, dtype=np.float64)
+    return weights / weights.sum()
+
+
 class DifferentiableModel(ABC):
     """How one scikit-learn estimator class is trained and differentiated.
 
@@ -104,7 +114,16 @@ class DifferentiableModel(ABC):
         """
 
     @abstractmethod
-    def fold(self, estimator, X_train, y_train, X_val, y_val, sample_weight=None):
+    def fold(
+        self,
+        estimator,
+        X_train,
+        y_train,
+        X_val,
+        y_val,
+        sample_weight=None,
+        val_sample_weight=None,
+    ):
         """Prepare one cross-validation split.
 
         Parameters
@@ -119,6 +138,10 @@ class DifferentiableModel(ABC):
             Training and validation targets, as given by the user.
         sample_weight : ndarray of shape (n_train,), default=None
             Training sample weights passed to ``fit``.
+        val_sample_weight : ndarray of shape (n_val,), default=None
+            Weights of the validation samples in the validation loss: those
+            the scorer receives (scikit-learn 1.9 forwards ``sample_weight``
+            to scorers that accept it). ``None`` weighs them equally.
 
         Returns
         -------

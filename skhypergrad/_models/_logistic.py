@@ -76,7 +76,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from threadpoolctl import ThreadpoolController
 
-from ._base import DifferentiableModel, Fold
+from ._base import DifferentiableModel, Fold, validation_weights
 
 # Up to this many parameters ((n_classes or 1) * (n_features + 1)), systems
 # with the Hessian are preconditioned by the Cholesky factorization of the
@@ -143,10 +143,14 @@ def _train_objective(theta, C, X, Y, sample_weight, penalty):
     return data_term + 0.5 / C * anp.sum(penalty * theta**2)
 
 
-def _validation_loss(theta, X, Y):
-    """Mean log-loss on the validation fold, clipped as sklearn's (traced)."""
-    return anp.mean(
-        anp.clip(_pointwise_log_loss(theta, X, Y), _MIN_LOG_LOSS, _MAX_LOG_LOSS)
+def _validation_loss(theta, X, Y, weights):
+    """Log-loss on the validation fold, clipped as sklearn's (traced).
+
+    ``weights`` weigh the samples and sum to one.
+    """
+    return anp.dot(
+        weights,
+        anp.clip(_pointwise_log_loss(theta, X, Y), _MIN_LOG_LOSS, _MAX_LOG_LOSS),
     )
 
 
@@ -482,7 +486,9 @@ def _effective_penalty(estimator):
 
 
 class _LogisticFold(Fold):
-    def __init__(self, estimator, X_train, y_train, X_val, y_val, sample_weight):
+    def __init__(
+        self, estimator, X_train, y_train, X_val, y_val, sample_weight, val_weights
+    ):
         self.estimator = estimator
         check_classification_targets(y_train)
         self.classes_, y_index = np.unique(y_train, return_inverse=True)
@@ -554,7 +560,7 @@ class _LogisticFold(Fold):
             weights / weight_sum,
             penalty.ravel() / weight_sum,
         )
-        self._val_args = (X_val, Y_val)
+        self._val_args = (X_val, Y_val, val_weights)
         self._objective = _LogisticObjective(
             X_train,
             Y_train,
@@ -743,7 +749,16 @@ class LogisticRegressionModel(DifferentiableModel):
                 f"Solver {estimator.solver} supports only dual=False, got dual=True."
             )
 
-    def fold(self, estimator, X_train, y_train, X_val, y_val, sample_weight=None):
+    def fold(
+        self,
+        estimator,
+        X_train,
+        y_train,
+        X_val,
+        y_val,
+        sample_weight=None,
+        val_sample_weight=None,
+    ):
         self.check_estimator(estimator)
         return _LogisticFold(
             estimator,
@@ -752,4 +767,5 @@ class LogisticRegressionModel(DifferentiableModel):
             np.asarray(X_val, dtype=np.float64),
             np.asarray(y_val),
             sample_weight,
+            validation_weights(val_sample_weight, len(X_val)),
         )

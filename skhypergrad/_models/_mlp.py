@@ -42,7 +42,7 @@ from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, column_or_1d, shuffle
 
 from . import _mlp_training as training
-from ._base import DifferentiableModel, Fold
+from ._base import DifferentiableModel, Fold, validation_weights
 
 __all__ = ["MLPClassifierModel", "MLPRegressorModel"]
 
@@ -78,9 +78,20 @@ class _BatchOrders:
 class _MLPFold(Fold):
     """One cross-validation split of an MLP; see :class:`_MLPModel.fold`."""
 
-    def __init__(self, model, estimator, X_train, y_train, X_val, y_val, sample_weight):
+    def __init__(
+        self,
+        model,
+        estimator,
+        X_train,
+        y_train,
+        X_val,
+        y_val,
+        sample_weight,
+        val_weights,
+    ):
         self.model = model
         self.estimator = estimator
+        self._val_weights = val_weights
         self._n_features = X_train.shape[1]
         y_train, self._y_val, out_activation, loss = model._encode(
             self, estimator, y_train, y_val
@@ -184,6 +195,7 @@ class _MLPFold(Fold):
             self._y_val,
             self.estimator.activation,
             self.model._validation_kind(self._out_activation),
+            self._val_weights,
         )
 
     def _hyperparameters(self, params):
@@ -352,7 +364,16 @@ class _MLPModel(DifferentiableModel):
                 "warm_start=False."
             )
 
-    def fold(self, estimator, X_train, y_train, X_val, y_val, sample_weight=None):
+    def fold(
+        self,
+        estimator,
+        X_train,
+        y_train,
+        X_val,
+        y_val,
+        sample_weight=None,
+        val_sample_weight=None,
+    ):
         def dense(X):
             X = X.toarray() if sparse.issparse(X) else X
             return np.asarray(X, dtype=np.float64)
@@ -365,6 +386,7 @@ class _MLPModel(DifferentiableModel):
             dense(X_val),
             np.asarray(y_val),
             None if sample_weight is None else np.asarray(sample_weight, np.float64),
+            validation_weights(val_sample_weight, len(X_val)),
         )
 
 

@@ -542,7 +542,7 @@ def train(problem, hp, keep_checkpoints=False):
 # --------------------------------------------------------------------------
 
 
-def validation_loss(theta, layout, X, y, activation, kind):
+def validation_loss(theta, layout, X, y, activation, kind, weights):
     """Validation loss of the network ``theta`` (traced).
 
     Parameters
@@ -555,18 +555,22 @@ def validation_loss(theta, layout, X, y, activation, kind):
         Mean squared error, mean Poisson deviance, mean binary log-loss summed
         over outputs, or mean multinomial log-loss. Log-losses are computed
         from the logits (no clipping), so they are smooth.
+    weights : ndarray of shape (n_samples,)
+        Weights of the samples in those means, summing to one.
     """
     _, z = _forward(theta, X, layout, activation)
     if kind == "squared_error":
-        return anp.mean((z - y) ** 2)
-    if kind == "poisson":
+        per_sample = anp.mean((z - y) ** 2, axis=1)
+    elif kind == "poisson":
         # 2 (y log(y / mu) - y + mu) with mu = exp(z).
-        return 2 * anp.mean(xlogy(y, y) - y * z - y + anp.exp(z))
-    if kind == "logistic":
-        return anp.sum(anp.mean(anp.logaddexp(0, z) - y * z, axis=0))
-    shift = getval(z).max(axis=1)[:, np.newaxis]
-    log_normalizer = anp.log(anp.sum(anp.exp(z - shift), axis=1)) + shift[:, 0]
-    return anp.mean(log_normalizer - anp.sum(y * z, axis=1))
+        per_sample = 2 * anp.mean(xlogy(y, y) - y * z - y + anp.exp(z), axis=1)
+    elif kind == "logistic":
+        per_sample = anp.sum(anp.logaddexp(0, z) - y * z, axis=1)
+    else:
+        shift = getval(z).max(axis=1)[:, np.newaxis]
+        log_normalizer = anp.log(anp.sum(anp.exp(z - shift), axis=1)) + shift[:, 0]
+        per_sample = log_normalizer - anp.sum(y * z, axis=1)
+    return anp.dot(weights, per_sample)
 
 
 def _with_tuned(hp, names, h):

@@ -31,26 +31,30 @@ from autograd import value_and_grad
 from sklearn.base import clone
 from sklearn.linear_model import Ridge
 
-from ._base import DifferentiableModel, Fold
+from ._base import DifferentiableModel, Fold, validation_weights
 
 
 def _validation_loss(
-    alpha, eigenvalues, projected_val, projected_target, residual_offset
+    alpha, eigenvalues, projected_val, projected_target, residual_offset, weights
 ):
     """Validation mean squared error of ridge at ``alpha`` (traced).
 
     ``projected_val @ diag(1 / (eigenvalues + alpha)) @ projected_target``
     are the centered validation predictions; ``residual_offset`` is
-    ``y_mean - y_val``.
+    ``y_mean - y_val``; ``weights`` (summing to one) weigh the samples, the
+    targets count equally.
     """
     shrink = 1.0 / (eigenvalues + alpha)
     predictions = anp.dot(projected_val, shrink[:, None] * projected_target)
-    return anp.mean((predictions + residual_offset) ** 2)
+    return anp.dot(weights, anp.mean((predictions + residual_offset) ** 2, axis=1))
 
 
 class _RidgeFold(Fold):
-    def __init__(self, estimator, X_train, y_train, X_val, y_val, sample_weight):
+    def __init__(
+        self, estimator, X_train, y_train, X_val, y_val, sample_weight, val_weights
+    ):
         self.estimator = estimator
+        self._val_weights = val_weights
         self._is_1d = y_train.ndim == 1
         y_train = y_train.reshape(len(y_train), -1)
         y_val = y_val.reshape(len(y_val), -1)
@@ -89,6 +93,7 @@ class _RidgeFold(Fold):
             self._projected_val,
             self._projected_target,
             self._residual_offset,
+            self._val_weights,
         )
         grads = {"alpha": float(grad)} if "alpha" in params else {}
         return float(loss), grads
@@ -128,7 +133,16 @@ class RidgeModel(DifferentiableModel):
                 f"targets; got alpha={estimator.alpha!r}. Pass a float."
             )
 
-    def fold(self, estimator, X_train, y_train, X_val, y_val, sample_weight=None):
+    def fold(
+        self,
+        estimator,
+        X_train,
+        y_train,
+        X_val,
+        y_val,
+        sample_weight=None,
+        val_sample_weight=None,
+    ):
         return _RidgeFold(
             estimator,
             np.asarray(X_train, dtype=np.float64),
@@ -136,4 +150,5 @@ class RidgeModel(DifferentiableModel):
             np.asarray(X_val, dtype=np.float64),
             np.asarray(y_val, dtype=np.float64),
             None if sample_weight is None else np.asarray(sample_weight, float),
+            validation_weights(val_sample_weight, len(X_val)),
         )
