@@ -59,7 +59,6 @@ sphinx_gallery_conf = {
     "ignore_pattern": r"__init__\.py",
     "doc_module": ("skhypergrad",),
     "backreferences_dir": "gen_modules/backreferences",
-    "reference_url": {"skhypergrad": None},
     "image_scrapers": ("matplotlib",),
     "image_srcset": ["2x"],
     "matplotlib_animations": False,
