@@ -76,12 +76,13 @@ class FoldResult:
 class _PreparedFold:
     """A fold's data, fitted preprocessing and model fold (or its error)."""
 
-    def __init__(self, train, test, X_test, y_test):
+    def __init__(self, train, test, X_test, y_test, test_score_params):
         self.train = train
         self.test = test
         # Kept for scoring every point without indexing X again.
         self.X_test = X_test
         self.y_test = y_test
+        self.test_score_params = test_score_params
         self.preprocessing = None
         self.model_fold = None
         self.error = None
@@ -183,12 +184,15 @@ class CrossValObjective:
     def _prepare_fold(self, train, test):
         X_train, y_train = _safe_indexing(self.X, train), _safe_indexing(self.y, train)
         X_test, y_test = _safe_indexing(self.X, test), _safe_indexing(self.y, test)
-        fold = _PreparedFold(train, test, X_test, y_test)
+        fold = _PreparedFold(
+            train,
+            test,
+            X_test,
+            y_test,
+            _check_method_params(self.X, params=self.score_params, indices=test),
+        )
         params = _check_method_params(self.X, params=self.fit_params, indices=train)
         preprocessing_params, sample_weight = self._split_fit_params(params)
-        val_sample_weight = _check_method_params(
-            self.X, params=self.score_params, indices=test
-        ).get("sample_weight")
         try:
             if self._preprocessing is not None:
                 fold.preprocessing = clone(self._preprocessing)
@@ -206,7 +210,7 @@ class CrossValObjective:
                 _dense(X_test),
                 np.asarray(y_test),
                 sample_weight=sample_weight,
-                val_sample_weight=val_sample_weight,
+                val_sample_weight=fold.test_score_params.get("sample_weight"),
             )
         except Exception:
             if self.error_score == "raise":
@@ -288,7 +292,6 @@ class CrossValObjective:
         Fills ``FoldResult.scores`` with a dict in the layout of
         ``sklearn.model_selection._validation._fit_and_score``'s output.
         """
-        score_params = self.score_params
         for index, (fold, result) in enumerate(zip(self._folds, results, strict=True)):
             out = {
                 "fit_error": result.fit_error,
@@ -303,18 +306,17 @@ class CrossValObjective:
             else:
                 estimator = self.fitted_estimator(index)
                 start = time.time()
-                params = _check_method_params(self.X, score_params, fold.test)
                 out["test_scores"] = _score(
                     estimator,
                     fold.X_test,
                     fold.y_test,
                     scorer,
-                    params,
+                    fold.test_score_params,
                     self.error_score,
                 )
                 out["score_time"] = time.time() - start
                 if return_train_score:
-                    params = _check_method_params(self.X, score_params, fold.train)
+                    params = _check_method_params(self.X, self.score_params, fold.train)
                     out["train_scores"] = _score(
                         estimator,
                         _safe_indexing(self.X, fold.train),
