@@ -180,8 +180,10 @@ class HypergradSearchCV(BaseSearchCV):
     tol : float, default=1e-6
         The gradient phase stops when the projected hypergradient on the
         search scale falls below ``tol`` times its value at the start of the
-        gradient phase, or when an outer step decreases the CV loss by less
-        than ``tol**2`` relatively.
+        gradient phase. With one hyperparameter, it also stops when the next
+        step would move less than ``tol`` times half the spacing of the
+        coarse points; with several, when an outer step decreases the CV
+        loss by less than ``tol**2`` relatively.
 
     random_state : int, RandomState instance or None, default=None
         Draws the coarse points when several hyperparameters are searched.
@@ -204,8 +206,9 @@ class HypergradSearchCV(BaseSearchCV):
         - ``outer_iter``: the outer iteration within that search;
         - ``cv_loss``: the mean validation loss that was differentiated;
         - ``hypergrad_<name>``: its derivative with respect to each
-          continuous hyperparameter (``nan`` in the coarse pass, which
-          computes the loss alone, and where not searched).
+          continuous hyperparameter (``nan`` where not searched, and in the
+          coarse pass, which computes the loss alone, except at its best
+          point, where the gradient phase starts).
 
     best_estimator_ : estimator
         The user's estimator refit on the whole data with ``best_params_``.
@@ -594,6 +597,9 @@ class _SearchRunner:
         _begin(subsearch.callback_ctx, self.owner)
         objective = subsearch.objective.prepare()
         start = time.time()
+        # The evaluations by point: the gradient phase starts at the best
+        # coarse point, whose row then gets its hypergradient.
+        seen = {}
 
         def evaluate(z, differentiate):
             iteration_ctx = _begin(
@@ -606,16 +612,22 @@ class _SearchRunner:
                 for r, zi in zip(ranges, z, strict=True)
             }
             loss, grads, folds = objective.evaluate(point, differentiate)
-            objective.score(folds, self.scorer, self.return_train_score)
-            evaluation = _Evaluation(
-                params={**subsearch.subspace.fixed, **point},
-                out=[fold.scores for fold in folds],
-                cv_loss=loss,
-                hypergradient=grads,
-                iteration=len(subsearch.evaluations),
-                search_id=subsearch.search_id,
-            )
-            subsearch.evaluations.append(evaluation)
+            evaluation = seen.get(tuple(point.values()))
+            if evaluation is None:
+                objective.score(folds, self.scorer, self.return_train_score)
+                evaluation = _Evaluation(
+                    params={**subsearch.subspace.fixed, **point},
+                    out=[fold.scores for fold in folds],
+                    cv_loss=loss,
+                    hypergradient=grads,
+                    iteration=len(subsearch.evaluations),
+                    search_id=subsearch.search_id,
+                )
+                subsearch.evaluations.append(evaluation)
+                seen[tuple(point.values())] = evaluation
+            elif differentiate:
+                # Trained and scored already: only the hypergradient is new.
+                evaluation.hypergradient = grads
             stop = self._report(subsearch, evaluation, folds, time.time() - start)
             if _end(iteration_ctx, self.owner) or stop:
                 raise StopSearch

@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from skhypergrad._optimize import StopSearch, initial_points, minimize_in_box
+from skhypergrad._optimize import (
+    StopSearch,
+    _cubic_minimizer,
+    initial_points,
+    minimize_in_box,
+)
 
 
 class Recorder:
@@ -112,3 +117,69 @@ def test_initial_points_cover_each_axis():
         bins = np.floor((points[:, axis] - low) / (high - low) * 6)
         assert sorted(bins) == list(range(6))
     np.testing.assert_allclose(initial_points([0], [1], 3, 0)[:, 0], [0, 0.5, 1])
+
+
+def steep_wall(z):
+    """Asymmetric: a steep exponential wall left of the minimum at z = 0.7."""
+    z = z[0]
+    value = np.exp(-2 * (z - 0.7)) + 2 * (z - 0.7)
+    grad = -2 * np.exp(-2 * (z - 0.7)) + 2
+    return float(value), np.array([grad])
+
+
+@pytest.mark.parametrize("n_init", [2, 3, 5, 9])
+def test_one_dimension_converges_fast_without_repeating_a_point(n_init):
+    fun = Recorder(steep_wall)
+    minimize_in_box(
+        fun, [-6.0], [6.0], n_init=n_init, n_iter=30, tol=1e-6, random_state=0
+    )
+    z, _ = fun.best()
+    np.testing.assert_allclose(z, [0.7], atol=1e-5)
+    # Superlinear steps inside the bracket: far fewer than the budget.
+    assert sum(fun.differentiated) <= 12
+    # The gradient phase starts at the best coarse point (its row gets the
+    # gradient); every other point is new.
+    calls = list(zip(fun.points, fun.differentiated, strict=True))
+    differentiated = [float(p[0]) for p, d in calls if d]
+    coarse = [float(p[0]) for p, d in calls if not d]
+    assert differentiated[0] in coarse
+    assert len(set(differentiated)) == len(differentiated)
+    assert not set(differentiated[1:]) & set(coarse)
+
+
+def test_one_dimension_stops_at_the_noise_floor_of_the_gradient():
+    # Near the minimum the gradient is rounding noise (an inner solve's
+    # tolerance): the search must stop on the step size, not wander.
+    rng = np.random.default_rng(0)
+
+    def noisy(z):
+        value, grad = steep_wall(z)
+        return value, grad + 1e-7 * rng.standard_normal()
+
+    fun = Recorder(noisy)
+    minimize_in_box(fun, [-6.0], [6.0], n_init=5, n_iter=50, tol=1e-8, random_state=0)
+    z, _ = fun.best()
+    np.testing.assert_allclose(z, [0.7], atol=1e-4)
+    assert sum(fun.differentiated) < 20
+
+
+def test_one_dimension_stops_at_a_box_end_where_the_loss_decreases_outwards():
+    fun = Recorder(lambda z: (float(z[0]), np.array([1.0])))
+    minimize_in_box(fun, [-2.0], [2.0], n_init=5, n_iter=10, tol=1e-8, random_state=0)
+    # The best coarse point is the lower end: its gradient says the minimum
+    # is outside the box, which is the answer.
+    assert sum(fun.differentiated) == 1
+    assert fun.points[-1][0] == -2.0
+
+
+def test_cubic_minimizer_is_exact_for_a_cubic():
+    # f(t) = (t - 0.3)^2 (t + 2) on [0, 1] has its minimum at t = 0.3.
+    def f(t):
+        return (t - 0.3) ** 2 * (t + 2)
+
+    def g(t):
+        return 2 * (t - 0.3) * (t + 2) + (t - 0.3) ** 2
+
+    assert _cubic_minimizer(f(0), g(0), f(1), g(1)) == pytest.approx(0.3)
+    # A cubic decreasing over [0, 1] has no minimum inside.
+    assert _cubic_minimizer(0.0, -1.0, -1.0, -1.0) is None

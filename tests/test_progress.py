@@ -44,9 +44,11 @@ def test_each_outer_iteration_is_a_sklearn_callback_task(diabetes):
     )
     search.set_callbacks(callback)
     search.fit(X, y)
-    n_points = len(search.cv_results_["params"])
-    assert callback.begun.count("outer iteration") == n_points
-    assert callback.ended.count("outer iteration") == n_points
+    # One task per evaluation: each point, and in each of the two searches the
+    # hypergradient at the best coarse point, where the gradient phase starts.
+    n_evaluations = len(search.cv_results_["params"]) + 2
+    assert callback.begun.count("outer iteration") == n_evaluations
+    assert callback.ended.count("outer iteration") == n_evaluations
     assert callback.begun.count("continuous search") == 2
     assert callback.ended.count("continuous search") == 2
     assert callback.begun.count("refit-with-best-params") == 1

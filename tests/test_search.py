@@ -105,11 +105,20 @@ def test_cv_results_has_grid_search_keys_and_its_own(diabetes):
     assert isinstance(results["param_ridge__alpha"], np.ma.MaskedArray)
     assert set(results["search_id"]) == {0, 1}
     # The coarse pass (the first n_init=5 points of each search) computes the
-    # loss alone; the gradient phase differentiates it.
+    # loss alone; the gradient phase differentiates it, starting at the best
+    # coarse point, whose row gets the hypergradient: no point is repeated.
     coarse = results["outer_iter"] < 5
-    assert np.all(np.isnan(results["hypergrad_ridge__alpha"][coarse]))
-    assert np.all(np.isfinite(results["hypergrad_ridge__alpha"][~coarse]))
+    hypergrads = results["hypergrad_ridge__alpha"]
+    for search_id in (0, 1):
+        rows = np.flatnonzero(coarse & (results["search_id"] == search_id))
+        best = rows[np.argmin(results["cv_loss"][rows])]
+        assert np.isfinite(hypergrads[best])
+        assert np.all(np.isnan(hypergrads[rows[rows != best]]))
+    assert np.all(np.isfinite(hypergrads[~coarse]))
     assert np.any(~coarse)
+    for search_id in (0, 1):
+        alphas = results["param_ridge__alpha"][results["search_id"] == search_id]
+        assert len(set(alphas)) == len(alphas)
     # The differentiated loss is the validation MSE the scorer would report.
     mse = [
         -cross_val_score(
@@ -232,12 +241,16 @@ def test_discrete_values_are_enumerated_like_grid_search(diabetes):
     assert tols == {1e-4, 1e-3}
     assert all(1e-2 <= p["alpha"] <= 1e2 for p in params[2:])
     assert set(search.cv_results_["search_id"]) == {0, 1, 2, 3}
-    # No hypergradient where alpha is fixed, nor in the coarse passes.
+    # No hypergradient where alpha is fixed; in the coarse passes, only at
+    # their best points, where the gradient phase starts.
     hypergrads = search.cv_results_["hypergrad_alpha"]
-    gradient_phase = search.cv_results_["outer_iter"] >= 2
-    assert not np.any(np.isfinite(hypergrads[~gradient_phase]))
-    assert np.all(np.isfinite(hypergrads[gradient_phase]))
-    assert np.all(search.cv_results_["search_id"][gradient_phase] >= 2)
+    search_ids = search.cv_results_["search_id"]
+    assert not np.any(np.isfinite(hypergrads[search_ids < 2]))
+    for search_id in (2, 3):
+        rows = np.flatnonzero(search_ids == search_id)
+        assert np.all(np.isfinite(hypergrads[rows[2:]]))
+        best = rows[np.argmin(search.cv_results_["cv_loss"][rows[:2]])]
+        assert np.isfinite(hypergrads[best])
 
 
 def test_folds_are_split_once(diabetes):
@@ -393,7 +406,9 @@ def test_verbose_prints_one_line_per_outer_iteration(diabetes, capsys):
         X, y
     )
     lines = [line for line in capsys.readouterr().out.splitlines() if "iter" in line]
-    assert len(lines) == len(search.cv_results_["params"])
+    # One line per point, and one more for the hypergradient at the best
+    # coarse point, where the gradient phase starts.
+    assert len(lines) == len(search.cv_results_["params"]) + 1
     assert re.search(r"alpha=\S+; cv_loss=\S+, \|hypergrad\|=\S+", lines[0])
 
     HypergradSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, verbose=2, cv=3, n_iter=0).fit(

@@ -67,7 +67,7 @@ import autograd.numpy as anp
 import numpy as np
 from autograd import grad, value_and_grad
 from autograd.scipy.special import logsumexp
-from scipy.linalg import LinAlgError, cho_factor, cho_solve, eigh
+from scipy.linalg import blas, eigh, lapack
 from scipy.special import expit
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
@@ -361,10 +361,15 @@ class _HessianSolver:
             # the matrix is invertible; right-hand sides are orthogonal to it.
             hessian += np.outer(objective.flat_direction, objective.flat_direction)
         self.n_factorizations += 1
-        try:
-            factor = cho_factor(hessian, lower=True, check_finite=False)
-            self._factor = lambda b: cho_solve(factor, b, check_finite=False)
-        except LinAlgError:
+        factor, info = lapack.dpotrf(hessian, lower=1, clean=1)
+        if info == 0:
+            # Two triangular solves with BLAS: LAPACK's potrs costs 3-4 times
+            # more for one right-hand side (0.26 ms against 0.07 ms with
+            # 650 parameters), and CG applies this at every iteration.
+            self._factor = lambda b: blas.dtrsv(
+                factor, blas.dtrsv(factor, b, lower=1), lower=1, trans=1
+            )
+        else:
             # Numerically singular (huge C on separable data): pseudo-inverse.
             eigenvalues, eigenvectors = eigh(hessian, check_finite=False)
             cutoff = _EPS * len(eigenvalues) * max(eigenvalues.max(), 0.0)
