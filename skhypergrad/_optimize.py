@@ -69,8 +69,8 @@ def minimize_in_box(fun, lower, upper, *, n_init, n_iter, tol, random_state):
         point of the coarse pass).
     tol : float
         The gradient phase stops when the gradient falls below ``tol`` times
-        its value at the start, or when the next step would move less than
-        ``tol`` times half a cell of the coarse pass.
+        its value at the start, or in one dimension when the next step would
+        move less than ``tol`` times half a cell of the coarse pass.
     random_state : RandomState instance
         Draws the coarse points when there are several dimensions.
     """
@@ -202,10 +202,12 @@ def _trial_point(x, fx, gx, end, previous):
             fraction = 2 * abs(x - p) / abs(d)
     elif np.isfinite(fe if fe is not None else np.nan):
         # Parabola through x's value and slope and the end's value; as
-        # fe >= fx, its minimum is at most half way.
+        # fe >= fx, its minimum is at most half way. It can be far short of
+        # the minimum when the end is a steep wall: at least a tenth of the
+        # way, from which the steps double.
         curvature = fe - fx - gx * d
         if curvature > 0:
-            fraction = -gx * d / (2 * curvature)
+            fraction = max(-gx * d / (2 * curvature), 0.1)
     if fraction is None or not fraction > 0:
         fraction = 0.5
     return x + min(fraction, 0.5) * d

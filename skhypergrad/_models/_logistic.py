@@ -50,7 +50,8 @@ normalized training objective):
     \\qquad H = \\nabla^2_\\theta f(\\theta^*, C).
 
 autograd computes :math:`\\nabla_\\theta L_{val}` and the mixed derivative
-:math:`v^T \\partial_C \\nabla_\\theta f`. The adjoint system is solved by
+:math:`v^T \\partial_C \\nabla_\\theta f`, traced on the penalty term alone
+since the data term does not depend on :math:`C`. The adjoint system is solved by
 :class:`_HessianSolver` at :math:`\\theta^*`, whose Hessian-vector products
 are the same as autograd's (the tests check the derivative against a solve
 by conjugate gradient on autograd's products) at a fraction of the cost.
@@ -144,7 +145,12 @@ def _train_objective(theta, C, X, Y, sample_weight, penalty):
     sum(s))`` for liblinear's penalized intercept).
     """
     data_term = anp.dot(sample_weight, _pointwise_log_loss(theta, X, Y))
-    return data_term + 0.5 / C * anp.sum(penalty * theta**2)
+    return data_term + _penalty_term(theta, C, penalty)
+
+
+def _penalty_term(theta, C, penalty):
+    """The part of :func:`_train_objective` that depends on ``C`` (traced)."""
+    return 0.5 / C * anp.sum(penalty * theta**2)
 
 
 def _validation_loss(theta, X, Y, weights):
@@ -172,7 +178,8 @@ def _implicit_value_and_grad(
     Parameters
     ----------
     train_objective : callable ``(theta, hyper, *train_args) -> float``
-        Traced training objective.
+        Traced training objective, or any part of it that holds all its
+        dependence on ``hyper`` (the rest has no mixed derivative).
     validation_loss : callable ``(theta, *val_args) -> float``
         Traced validation loss.
     theta : ndarray of shape (n_params,)
@@ -704,12 +711,15 @@ class _LogisticFold(Fold):
             )
             return solution
 
+        # Only the penalty depends on C: the mixed derivative of the training
+        # objective is that of the penalty, traced without the data.
+        *_, penalty = self._train_args
         loss, derivative = _implicit_value_and_grad(
-            _train_objective,
+            _penalty_term,
             _validation_loss,
             theta,
             self._C,
-            self._train_args,
+            (penalty,),
             self._val_args,
             solve,
         )
