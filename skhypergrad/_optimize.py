@@ -145,10 +145,11 @@ def _refine_in_bracket(fun, points, values, best, lower, upper, *, n_iter, gtol,
 
     def evaluate(z):
         value, grad = fun(np.array([z]), True)
-        value = float(value)
-        if not np.isfinite(value):
+        value, grad = float(value), float(grad[0])
+        if not (np.isfinite(value) and np.isfinite(grad)):
+            # Failed, or no slope to follow: worse than any other point.
             return np.inf, None
-        return value, float(grad[0])
+        return value, grad
 
     x = points[best]
     fx, gx = evaluate(x)

@@ -183,3 +183,17 @@ def test_cubic_minimizer_is_exact_for_a_cubic():
     assert _cubic_minimizer(f(0), g(0), f(1), g(1)) == pytest.approx(0.3)
     # A cubic decreasing over [0, 1] has no minimum inside.
     assert _cubic_minimizer(0.0, -1.0, -1.0, -1.0) is None
+
+
+def test_one_dimension_steps_back_from_a_point_without_a_gradient():
+    # A finite loss with a NaN hypergradient (a fold whose derivative failed)
+    # cannot be followed: the search treats the point as failed.
+    def no_slope_right_of_one(z):
+        value, grad = float((z[0] - 0.9) ** 2), np.array([2 * (z[0] - 0.9)])
+        return (value, np.array([np.nan])) if z[0] > 1 else (value, grad)
+
+    fun = Recorder(no_slope_right_of_one)
+    minimize_in_box(fun, [-3.0], [3.0], n_init=4, n_iter=20, tol=1e-10, random_state=0)
+    assert all(np.isfinite(p[0]) for p in fun.points)
+    z, _ = fun.best()
+    np.testing.assert_allclose(z, [0.9], atol=1e-3)
