@@ -158,7 +158,7 @@ def _refine_in_bracket(fun, points, values, best, lower, upper, *, n_iter, gtol,
     g_start = abs(gx)
     previous = None  # the last iterate before x, (z, value, derivative)
     for _ in range(n_iter - 1):
-        if abs(gx) <= gtol * g_start or gx == 0:
+        if abs(gx) <= gtol * g_start:
             return
         side = 1 if gx < 0 else -1  # downhill
         end = ends[side]
