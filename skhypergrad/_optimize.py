@@ -264,12 +264,14 @@ def _refine_trust_region(
       a model, a step of the radius's length;
     - a trial point is evaluated for the loss alone, as many trials of a
       rough loss fail: it is accepted if it decreases the loss, and only
-      then is its gradient computed. A step of the radius's length that
-      succeeds is doubled, on the loss alone, while the loss keeps
-      decreasing, and the radius grows to twice the step taken. A failed
-      step of the radius's length shrinks the radius to the minimizer of the
-      parabola through the values and slope along the step (between a tenth
-      and a half of the step); a failed, shorter model step drops the model.
+      then is its gradient computed; a point evaluated already is not
+      evaluated again. A step of the radius's length that succeeds is
+      doubled, on the loss alone, while the loss keeps decreasing; the radius
+      becomes the longest step that succeeded, or twice that when no longer
+      one failed. A failed step of the radius's length shrinks the radius to
+      the minimizer of the parabola through the values and slope along the
+      step (between a tenth and a half of the step); a failed, shorter model
+      step drops the model.
     - the model is dropped, and the gradient's scale reset, when the loss
       decreased by less than ``min_ratio`` times the decrease the gradient
       at the previous point predicted (to first order): that gradient was
@@ -300,14 +302,23 @@ def _refine_trust_region(
         gradient before a step to count as a guide to the loss.
     """
     evaluations = 0
+    # The losses of the trial points: a step that lands on one again (the
+    # sign of the gradient often stays the same) costs nothing.
+    known = {}
 
     def evaluate(z, differentiate):
         nonlocal evaluations
+        key = tuple(z)
+        if not differentiate and key in known:
+            return known[key], None
         if evaluations >= n_iter:
             raise _BudgetSpent
         evaluations += 1
         value, grad = fun(z, differentiate)
         value = float(value)
+        if not np.isfinite(value):
+            value = np.inf
+        known[key] = value
         if not np.isfinite(value):
             return np.inf, None
         if differentiate:
@@ -354,16 +365,21 @@ def _refine_trust_region(
                 inverse_hessian = None
                 continue
             if full:
-                # The step was cut: go further while the loss decreases.
+                # The step was cut: go further while the loss decreases. The
+                # radius becomes the longest step that succeeded, or twice
+                # that if no longer one failed.
+                longer_failed = False
                 while evaluations < n_iter:
                     further = np.clip(x + 2 * (t - x), lower, upper)
                     if np.linalg.norm(further - t) < xtol:
                         break
                     f_further, _ = evaluate(further, False)
                     if not f_further < ft:
+                        longer_failed = True
                         break
                     t, ft = further, f_further
-                radius = max(radius, 2 * np.linalg.norm(t - x))
+                length = np.linalg.norm(t - x)
+                radius = length if longer_failed else max(radius, 2 * length)
             if evaluations >= n_iter - 1:
                 # A gradient would leave no evaluation to step with it.
                 return

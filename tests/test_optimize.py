@@ -195,6 +195,36 @@ def test_failed_points_make_the_search_step_back_in_two_dimensions():
     np.testing.assert_allclose(z, target, atol=1e-6)
 
 
+def diverging_beyond_one(z):
+    """Not smooth at its minimum (0.9, -0.5); diverged (nan) beyond z0 = 1."""
+    if z[0] > 1:
+        return np.nan, np.full(2, np.nan)
+    d = z - np.array([0.9, -0.5])
+    return float(np.sum(np.abs(d) ** 1.5)), 1.5 * np.sign(d) * np.abs(d) ** 0.5
+
+
+def test_a_failed_doubling_sets_the_radius_and_no_point_is_evaluated_twice():
+    # Doubling a step that succeeded crosses into the diverged region; the
+    # next step from the new point must not take that failed length again.
+    converged, diverged = 0, 0
+    for seed in range(20):
+        fun = Recorder(diverging_beyond_one)
+        minimize_in_box(
+            fun, [-3, -3], [3, 3], n_init=5, n_iter=30, tol=1e-10, random_state=seed
+        )
+        trials = [
+            tuple(z)
+            for z, d in zip(fun.points, fun.differentiated, strict=True)
+            if not d
+        ]
+        assert len(set(trials)) == len(trials)
+        converged += np.linalg.norm(fun.best()[0] - [0.9, -0.5]) < 1e-2
+        diverged += sum(z[0] > 1 for z in fun.points[5:])
+    # (Doubling the radius instead: 18 converge, after 152 diverged trials.)
+    assert converged == 20
+    assert diverged < 120
+
+
 def test_minimum_on_the_boundary_stays_inside_the_box():
     fun = Recorder(lambda z: (float(z[0]), np.array([1.0])))
     minimize_in_box(fun, [-2.0], [2.0], n_init=5, n_iter=10, tol=1e-8, random_state=0)
