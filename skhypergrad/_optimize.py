@@ -337,7 +337,7 @@ def _refine_trust_region(
         while True:
             pg = _projected(gx, x, lower, upper)
             norm = np.linalg.norm(pg)
-            if norm == 0 or norm <= gtol * g_start or radius < xtol:
+            if norm == 0 or norm <= gtol * g_start or radius <= xtol:
                 return
             step = _direction(inverse_hessian, gx, pg)
             length = np.linalg.norm(step)
@@ -347,7 +347,8 @@ def _refine_trust_region(
             t = np.clip(x + step, lower, upper)
             step = t - x
             length = np.linalg.norm(step)
-            if length < xtol:
+            if length <= xtol:
+                # (With xtol = 0, when the step is below rounding of x.)
                 return
             ft, _ = evaluate(t, False)
             if not ft < fx:

@@ -225,6 +225,21 @@ def test_a_failed_doubling_sets_the_radius_and_no_point_is_evaluated_twice():
     assert diverged < 120
 
 
+def test_several_dimensions_end_at_a_kink_with_no_tolerance():
+    # At the minimum of a kink the gradient never vanishes and every step
+    # fails, down to steps below rounding, which are the known point again.
+    fun = Recorder(
+        lambda z: (
+            float(abs(z[0] - 0.5) + abs(z[1] + 0.25)),
+            np.array([np.sign(z[0] - 0.5) or 1.0, np.sign(z[1] + 0.25) or 1.0]),
+        )
+    )
+    minimize_in_box(fun, [-1, -1], [1, 1], n_init=5, n_iter=200, tol=0, random_state=0)
+    z, _ = fun.best()
+    np.testing.assert_allclose(z, [0.5, -0.25], atol=1e-8)
+    assert len(fun.points) < 200
+
+
 def test_minimum_on_the_boundary_stays_inside_the_box():
     fun = Recorder(lambda z: (float(z[0]), np.array([1.0])))
     minimize_in_box(fun, [-2.0], [2.0], n_init=5, n_iter=10, tol=1e-8, random_state=0)
