@@ -11,9 +11,15 @@ random_state=0)`` splits, in this one process:
 
 Methods:
 
-- HypergradSearchCV over alpha, learning_rate_init and beta_1 (gradient steps
-  on the CV loss, ``n_init`` coarse points then at most ``n_iter`` gradient
-  evaluations, chosen so that its wall time is that of the others);
+- HypergradSearchCV over alpha, learning_rate_init and beta_1: ``n_init``
+  coarse points (the loss alone), then at most ``n_iter`` evaluations of the
+  gradient phase (trial points, the loss alone, and hypergradients where the
+  loss decreased). The default budget is 10 and 10: as many coarse points as
+  TPE's random start-up trials, and a gradient phase that costs, on average,
+  what the others' remaining trials cost. With one thread, a point evaluated
+  for its loss alone takes about 1 s (5 folds), a hypergradient about 4.5 s
+  and a trial of the others about 1.3 s; 2 to 4 of the 10 evaluations of the
+  gradient phase were hypergradients in the runs we measured;
 - GridSearchCV, 5 x 5 over alpha x learning_rate_init;
 - RandomizedSearchCV, 25 draws over the three;
 - Optuna's TPE sampler, 25 trials over the three (skipped with a note if
@@ -25,12 +31,14 @@ score (accuracy or R^2). Wall times are per method; memory is the peak
 resident set size sampled every 10 ms during the method, and the process's
 peak at the end (``ru_maxrss``). ``--timings`` also prints the cost of one
 fold: scikit-learn's fit, our value only, and value and hypergradient in
-forward and reverse mode.
+forward and reverse mode. Run it single-threaded (``OMP_NUM_THREADS=1
+OPENBLAS_NUM_THREADS=1``): on a 2-core machine, two BLAS threads made the fits
+3 to 10 times slower.
 
 Usage::
 
     python benchmarks/bench_mlp.py [--datasets digits regression]
-        [--n-init 2] [--n-iter 6] [--methods HypergradSearchCV ...]
+        [--n-init 10] [--n-iter 10] [--methods HypergradSearchCV ...]
         [--timings] [--output results.json]
 """
 
@@ -303,8 +311,8 @@ def markdown(rows):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["digits", "regression"])
-    parser.add_argument("--n-init", type=int, default=2)
-    parser.add_argument("--n-iter", type=int, default=6)
+    parser.add_argument("--n-init", type=int, default=10)
+    parser.add_argument("--n-iter", type=int, default=10)
     parser.add_argument("--timings", action="store_true")
     parser.add_argument(
         "--methods",

@@ -13,14 +13,18 @@ of them:
   the loss and its derivative, the one-dimensional analogue of a line
   search's zoom phase; it stops when the step falls below ``tol`` times half
   a cell, which L-BFGS-B cannot do;
-- several: L-BFGS-B, which keeps every iterate inside the box.
+- several: steps in a trust region, along the quasi-Newton direction or,
+  when the loss is too rough for one, the sign of the hypergradient; trial
+  points are evaluated for the loss alone, and the hypergradient only where
+  the loss decreased (the loss of a network's training is chaotic in its
+  learning rate: its exact hypergradient can be huge at one point and small
+  next to it, which poisons L-BFGS-B's steps and curvature pairs).
 
 Everything here works in the unconstrained search space (see ``_space``);
 the objective is a plain callable ``(z, differentiate) -> (value, gradient)``.
 """
 
 import numpy as np
-from scipy.optimize import minimize
 from scipy.stats import qmc
 
 __all__ = ["StopSearch", "minimize_in_box"]
@@ -65,12 +69,16 @@ def minimize_in_box(fun, lower, upper, *, n_init, n_iter, tol, random_state):
     n_init : int
         Points of the coarse pass.
     n_iter : int
-        Largest number of hypergradient evaluations (the first at the best
-        point of the coarse pass).
+        Largest number of evaluations after the coarse pass, the first being
+        the hypergradient at its best point. With one dimension, each is a
+        hypergradient; with several, a trial point's loss alone or a
+        hypergradient at a point that decreased the loss.
     tol : float
         The gradient phase stops when the gradient falls below ``tol`` times
-        its value at the start, or in one dimension when the next step would
-        move less than ``tol`` times half a cell of the coarse pass.
+        its value at the start, or when the next step would move less than
+        ``tol`` times half a cell of the coarse pass. With several
+        dimensions, the start is the last point where the gradient was a
+        guide to the loss (see :func:`_refine_trust_region`).
     random_state : RandomState instance
         Draws the coarse points when there are several dimensions.
     """
@@ -96,16 +104,15 @@ def minimize_in_box(fun, lower, upper, *, n_init, n_iter, tol, random_state):
             xtol=tol * half_cell,
         )
     else:
-        _refine_lbfgsb(
+        _refine_trust_region(
             fun,
             starts[best],
-            values[best],
-            np.max(values[finite]),
             lower,
             upper,
-            half_cell=half_cell,
+            radius=half_cell,
             n_iter=n_iter,
-            tol=tol,
+            gtol=tol,
+            xtol=tol * half_cell,
         )
 
 
@@ -232,54 +239,211 @@ def _cubic_minimizer(f0, g0, f1, g1):
     return fraction if 0 < fraction < 1 else None
 
 
-def _refine_lbfgsb(
-    fun, start, start_value, worst, lower, upper, *, half_cell, n_iter, tol
+def _refine_trust_region(
+    fun,
+    start,
+    lower,
+    upper,
+    *,
+    radius,
+    n_iter,
+    gtol,
+    xtol,
+    min_ratio=0.1,
 ):
-    """Several dimensions: L-BFGS-B from the best coarse point."""
-    differentiated = {}
+    """Several dimensions: quasi-Newton directions in a trust region.
 
-    def cached(z):
-        # L-BFGS-B's line search comes back to points within rounding of
-        # those it has seen: those cost nothing.
-        key = tuple(np.round(np.asarray(z, float), 12))
-        if key not in differentiated:
-            if len(differentiated) >= n_iter:
-                raise _BudgetSpent
-            value, grad = fun(np.asarray(z, float), True)
-            differentiated[key] = (float(value), np.asarray(grad, float))
-        return differentiated[key]
+    A cross-validation loss can be rough: the training of a network is
+    chaotic in its learning rate, so that the loss wiggles at small scales
+    and its exact gradient can be huge at one point and small next to it. A
+    gradient that large poisons a line search's step and a quasi-Newton
+    method's curvature pairs alike. So the gradient gives the direction of a
+    step, and a trust radius, not the gradient's magnitude, its length:
 
-    # L-BFGS-B's first step is the gradient itself when every variable is
-    # bounded, and its tolerances are absolute: scale the loss so that the
-    # first step moves half a cell and the gradient tolerance is relative to
-    # the gradient there, whatever the units of the loss (a mean squared
-    # error of 3000 or a log-loss of 0.1).
-    grad_norm = np.linalg.norm(cached(start)[1])
-    scale = grad_norm / half_cell if grad_norm > 0 else 0.0
-    scale = scale or max(abs(start_value), np.finfo(float).tiny)
+    - the direction is the quasi-Newton one (BFGS, from the pairs of
+      accepted steps), else the steepest descent one in the max-norm, the
+      sign of the gradient (see :func:`_direction`); projected on the box;
+    - the step is that of the quasi-Newton model, cut to the radius; without
+      a model, a step of the radius's length;
+    - a trial point is evaluated for the loss alone, as many trials of a
+      rough loss fail: it is accepted if it decreases the loss, and only
+      then is its gradient computed; a point evaluated already is not
+      evaluated again. A step of the radius's length that succeeds is
+      doubled, on the loss alone, while the loss keeps decreasing; the radius
+      becomes the longest step that succeeded, or twice that when no longer
+      one failed. A failed step of the radius's length shrinks the radius to
+      the minimizer of the parabola through the values and slope along the
+      step (between a tenth and a half of the step); a failed, shorter model
+      step drops the model.
+    - the model is dropped, and the gradient's scale reset, when the loss
+      decreased by less than ``min_ratio`` times the decrease the gradient
+      at the previous point predicted (to first order): that gradient was
+      no guide to the loss, and a curvature pair made with it is none
+      either.
 
-    def scaled(z):
-        value, grad = cached(z)
+    Parameters
+    ----------
+    fun : callable
+        ``fun(z, differentiate) -> (value, gradient)``, as for
+        :func:`minimize_in_box`.
+    start : ndarray of shape (n_dims,)
+        The best point of the coarse pass.
+    lower, upper : ndarray of shape (n_dims,)
+        The box.
+    radius : float
+        The first step's length.
+    n_iter : int
+        Largest number of evaluations, trial points and gradients together,
+        the first being the gradient at ``start``.
+    gtol : float
+        Stops when the projected gradient falls below ``gtol`` times its
+        norm at ``start``, or at the last point where the model was dropped.
+    xtol : float
+        Stops when the radius or the next step is shorter than ``xtol``.
+    min_ratio : float, default=0.1
+        Least ratio of the decrease to its first-order prediction for the
+        gradient before a step to count as a guide to the loss.
+    """
+    evaluations = 0
+    # The losses of the trial points: a step that lands on one again (the
+    # sign of the gradient often stays the same) costs nothing.
+    known = {}
+
+    def evaluate(z, differentiate):
+        nonlocal evaluations
+        key = tuple(z)
+        if not differentiate and key in known:
+            return known[key], None
+        if evaluations >= n_iter:
+            raise _BudgetSpent
+        evaluations += 1
+        value, grad = fun(z, differentiate)
+        value = float(value)
         if not np.isfinite(value):
-            # Above every finite value, with no slope: the line search
-            # backtracks towards the last good point.
-            return 2 * (abs(worst) + abs(start_value)) / scale, np.zeros_like(z)
-        return value / scale, grad / scale
+            value = np.inf
+        known[key] = value
+        if not np.isfinite(value):
+            return np.inf, None
+        if differentiate:
+            grad = np.asarray(grad, float)
+            if not np.all(np.isfinite(grad)):
+                return value, None
+        return value, grad
 
+    x = np.asarray(start, float)
     try:
-        minimize(
-            scaled,
-            start,
-            jac=True,
-            method="L-BFGS-B",
-            bounds=list(zip(lower, upper, strict=True)),
-            options={
-                "maxiter": n_iter,
-                # Near a minimum the loss changes with the square of the
-                # gradient: stop on the gradient, not on a small decrease.
-                "ftol": tol**2,
-                "gtol": tol * half_cell,
-            },
-        )
+        fx, gx = evaluate(x, True)
+        if gx is None:
+            return
+        g_start = np.linalg.norm(_projected(gx, x, lower, upper))
+        inverse_hessian = None
+        while True:
+            pg = _projected(gx, x, lower, upper)
+            norm = np.linalg.norm(pg)
+            if norm == 0 or norm <= gtol * g_start or radius <= xtol:
+                return
+            step = _direction(inverse_hessian, gx, pg)
+            length = np.linalg.norm(step)
+            full = inverse_hessian is None or length > radius
+            if full:
+                step *= radius / length
+            t = np.clip(x + step, lower, upper)
+            step = t - x
+            length = np.linalg.norm(step)
+            if length <= xtol:
+                # (With xtol = 0, when the step is below rounding of x.)
+                return
+            ft, _ = evaluate(t, False)
+            if not ft < fx:
+                if not full:
+                    # A failed model step discredits the model, not the radius.
+                    inverse_hessian = None
+                    continue
+                # A failed step of the radius's length: a shorter one.
+                slope = pg @ step
+                curvature = ft - fx - slope
+                fraction = 0.5
+                if np.isfinite(curvature) and curvature > 0:
+                    fraction = np.clip(-slope / (2 * curvature), 0.1, 0.5)
+                radius = fraction * length
+                inverse_hessian = None
+                continue
+            if full:
+                # The step was cut: go further while the loss decreases. The
+                # radius becomes the longest step that succeeded, or twice
+                # that if no longer one failed.
+                longer_failed = False
+                while evaluations < n_iter:
+                    further = np.clip(x + 2 * (t - x), lower, upper)
+                    if np.linalg.norm(further - t) < xtol:
+                        break
+                    f_further, _ = evaluate(further, False)
+                    if not f_further < ft:
+                        longer_failed = True
+                        break
+                    t, ft = further, f_further
+                length = np.linalg.norm(t - x)
+                radius = length if longer_failed else max(radius, 2 * length)
+            if evaluations >= n_iter - 1:
+                # A gradient would leave no evaluation to step with it.
+                return
+            ft, gt = evaluate(t, True)
+            if gt is None:
+                return
+            s = t - x
+            # The first-order prediction of the decrease, against the decrease:
+            # far off, the gradient at x was no guide to the loss's shape (a
+            # spike of a rough loss), nor is a pair made with it.
+            predicted = -(gx @ s)
+            ratio = (fx - ft) / predicted if predicted > 0 else 0.0
+            if ratio < min_ratio:
+                # Start afresh from t, the gradient's scale included.
+                inverse_hessian = None
+                g_start = np.linalg.norm(_projected(gt, t, lower, upper))
+            else:
+                inverse_hessian = _bfgs_update(inverse_hessian, s, gt - gx)
+            x, fx, gx = t, ft, gt
     except _BudgetSpent:
         pass
+
+
+def _projected(grad, z, lower, upper):
+    """The gradient without the components that would leave the box."""
+    blocked = ((z <= lower) & (grad > 0)) | ((z >= upper) & (grad < 0))
+    return np.where(blocked, 0.0, grad)
+
+
+def _direction(inverse_hessian, grad, projected):
+    """The quasi-Newton step on the free variables, or steepest descent.
+
+    Steepest descent is taken in the max-norm: every free variable moves by
+    the same amount, downhill. A rough loss inflates its gradient along some
+    axes (the learning rate) by orders of magnitude, and the Euclidean
+    steepest descent would then move along those axes alone, leaving a
+    smooth, decisive one (the penalty) where it is.
+    """
+    if inverse_hessian is not None:
+        free = projected != 0
+        step = np.zeros_like(grad)
+        step[free] = -inverse_hessian[np.ix_(free, free)] @ grad[free]
+        if step @ projected < 0:
+            return step
+    return -np.sign(projected)
+
+
+def _bfgs_update(inverse_hessian, s, y):
+    """BFGS update of the inverse Hessian, or None to forget it.
+
+    The pair is dropped, and the model with it, when the curvature along
+    ``s`` is not positive, which a rough loss gives as often as not.
+    Without a model, the first pair scales the identity (Nocedal & Wright,
+    eq. 6.20).
+    """
+    sy = s @ y
+    if not sy > 1e-10 * np.linalg.norm(s) * np.linalg.norm(y):
+        return None
+    if inverse_hessian is None:
+        inverse_hessian = (sy / (y @ y)) * np.eye(len(s))
+    rho = 1 / sy
+    v = np.eye(len(s)) - rho * np.outer(s, y)
+    return v @ inverse_hessian @ v.T + rho * np.outer(s, s)

@@ -61,9 +61,10 @@ def test_the_budget_is_exact(n_init, n_iter):
         random_state=0,
     )
     # The coarse pass computes the loss alone; the gradient phase spends at
-    # most n_iter hypergradients.
+    # most n_iter evaluations, trial points and hypergradients together.
     assert fun.differentiated[:n_init] == [False] * n_init
     assert 1 <= sum(fun.differentiated) <= n_iter or n_iter == 0
+    assert len(fun.points) <= n_init + n_iter
 
 
 def test_quadratic_in_two_dimensions():
@@ -79,6 +80,164 @@ def test_quadratic_in_two_dimensions():
     )
     z, _ = fun.best()
     np.testing.assert_allclose(z, target, atol=1e-5)
+
+
+def test_several_dimensions_differentiate_only_where_the_loss_decreased():
+    target = np.array([1.5, -0.5])
+    fun = Recorder(lambda z: (float(np.sum((z - target) ** 2)), 2 * (z - target)))
+    minimize_in_box(fun, [-3, -3], [3, 3], n_init=5, n_iter=20, tol=0, random_state=0)
+    values = [fun.fun(z)[0] for z in fun.points]
+    # The first hypergradient is at the best coarse point; every later one at
+    # a trial point evaluated for its loss alone before, and better than
+    # every point evaluated before that trial.
+    first = fun.differentiated.index(True)
+    assert first == 5 and values[first] == min(values[:5])
+    later = [k for k in range(first + 1, len(values)) if fun.differentiated[k]]
+    assert later
+    for k in later:
+        trial = next(
+            j
+            for j in range(k)
+            if not fun.differentiated[j]
+            and np.array_equal(fun.points[j], fun.points[k])
+        )
+        assert values[trial] < min(values[:trial])
+
+
+def cliff_at(start, target, width=1e-7, height=1e-3):
+    """A bowl at ``target`` with a cliff through ``start``, ``width`` wide.
+
+    The loss drops by ``2 * height`` across the cliff, so that the gradient
+    at ``start`` is ``height / width`` times larger than anywhere else, and
+    points roughly (half a radian off) towards ``target``.
+    """
+    towards = (target - start) / np.linalg.norm(target - start)
+    c, s = np.cos(0.5), np.sin(0.5)
+    normal = np.array([[c, -s], [s, c]]) @ towards
+
+    def fun(z):
+        t = np.tanh((z - start) @ normal / width)
+        value = float(np.sum((z - target) ** 2) - height * t)
+        grad = 2 * (z - target) - height / width * (1 - t**2) * normal
+        return value, grad
+
+    return fun
+
+
+@pytest.mark.parametrize("tol", [1e-8, 1e-3])
+@pytest.mark.parametrize("seed", range(6))
+def test_a_huge_gradient_at_the_start_sets_the_direction_not_the_steps(seed, tol):
+    # As a network's rough CV loss can, the best coarse point has a gradient
+    # 10^4 times larger than the gradient anywhere around it. Its magnitude,
+    # taken for curvature, would make the next steps tiny, and taken as the
+    # scale of the gradient, would stop the search at the first point with
+    # an ordinary one.
+    lower, upper, target = np.array([-3.0, -3.0]), np.array([3.0, 3.0]), [1.5, -0.5]
+    starts = initial_points(lower, upper, 5, seed)
+    start = starts[np.argmin([np.sum((z - target) ** 2) for z in starts])]
+    fun = Recorder(cliff_at(start, np.array(target)))
+    assert np.linalg.norm(fun.fun(start)[1]) > 1e4
+    minimize_in_box(fun, lower, upper, n_init=5, n_iter=12, tol=tol, random_state=seed)
+    z, _ = fun.best()
+    np.testing.assert_allclose(z, target, atol=1e-4)
+
+
+def rough_along_the_second_axis(z):
+    """A bowl at (2, 0) whose second axis wiggles, with a gradient of 10^3."""
+    value = (z[0] - 2) ** 2 + 0.1 * z[1] ** 2 + 1e-3 * np.sin(1e6 * z[1])
+    grad = [2 * (z[0] - 2), 0.2 * z[1] + 1e3 * np.cos(1e6 * z[1])]
+    return float(value), np.array(grad)
+
+
+def test_a_rough_axis_does_not_freeze_a_smooth_one():
+    # The gradient's second component is noise, a thousand times larger than
+    # the first: steps along the gradient would move along the second axis
+    # alone. The first axis must still find its minimum, from any start.
+    errors = []
+    for seed in range(20):
+        fun = Recorder(rough_along_the_second_axis)
+        minimize_in_box(
+            fun, [-3, -3], [3, 3], n_init=5, n_iter=30, tol=1e-8, random_state=seed
+        )
+        errors.append(abs(fun.best()[0][0] - 2))
+    # (Gradient steps, as L-BFGS-B's, end a median 0.3 and up to 0.9 away.)
+    assert np.median(errors) < 0.1
+    assert np.max(errors) < 0.3
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_loss_decreasing_to_a_corner_is_followed_on_the_loss_alone(seed):
+    # The best point is the corner (10, 10), several radii from the best
+    # coarse point: a step that succeeds is doubled while the loss decreases,
+    # which costs the loss alone; a hypergradient at each step would not.
+    fun = Recorder(lambda z: (float(-z[0] - 2 * z[1]), np.array([-1.0, -2.0])))
+    minimize_in_box(
+        fun, [0, 0], [10, 10], n_init=5, n_iter=20, tol=1e-8, random_state=seed
+    )
+    z, _ = fun.best()
+    np.testing.assert_array_equal(z, [10, 10])
+    assert sum(fun.differentiated) <= 2
+
+
+def test_failed_points_make_the_search_step_back_in_two_dimensions():
+    target = np.array([0.9, -0.5])
+
+    def diverging(z):
+        if z[0] > 1:
+            return np.nan, np.full(2, np.nan)
+        return float(np.sum((z - target) ** 2)), 2 * (z - target)
+
+    fun = Recorder(diverging)
+    minimize_in_box(
+        fun, [-3, -3], [3, 3], n_init=5, n_iter=30, tol=1e-10, random_state=0
+    )
+    z, _ = fun.best()
+    np.testing.assert_allclose(z, target, atol=1e-6)
+
+
+def diverging_beyond_one(z):
+    """Not smooth at its minimum (0.9, -0.5); diverged (nan) beyond z0 = 1."""
+    if z[0] > 1:
+        return np.nan, np.full(2, np.nan)
+    d = z - np.array([0.9, -0.5])
+    return float(np.sum(np.abs(d) ** 1.5)), 1.5 * np.sign(d) * np.abs(d) ** 0.5
+
+
+def test_a_failed_doubling_sets_the_radius_and_no_point_is_evaluated_twice():
+    # Doubling a step that succeeded crosses into the diverged region; the
+    # next step from the new point must not take that failed length again.
+    converged, diverged = 0, 0
+    for seed in range(20):
+        fun = Recorder(diverging_beyond_one)
+        minimize_in_box(
+            fun, [-3, -3], [3, 3], n_init=5, n_iter=30, tol=1e-10, random_state=seed
+        )
+        trials = [
+            tuple(z)
+            for z, d in zip(fun.points, fun.differentiated, strict=True)
+            if not d
+        ]
+        assert len(set(trials)) == len(trials)
+        converged += np.linalg.norm(fun.best()[0] - [0.9, -0.5]) < 1e-2
+        diverged += sum(z[0] > 1 for z in fun.points[5:])
+    # (Doubling the radius instead: 18 converge, after 152 diverged trials.)
+    assert converged == 20
+    assert diverged < 120
+
+
+def test_several_dimensions_end_at_a_kink_with_no_tolerance():
+    # At the minimum of a kink the gradient never vanishes and every step
+    # fails, down to steps below rounding, which are the known point again.
+    fun = Recorder(
+        lambda z: (
+            float(abs(z[0] - 0.5) + abs(z[1] + 0.25)),
+            np.array([np.sign(z[0] - 0.5) or 1.0, np.sign(z[1] + 0.25) or 1.0]),
+        )
+    )
+    minimize_in_box(fun, [-1, -1], [1, 1], n_init=5, n_iter=200, tol=0, random_state=0)
+    z, _ = fun.best()
+    np.testing.assert_allclose(z, [0.5, -0.25], atol=1e-8)
+    assert len(fun.points) < 200
 
 
 def test_minimum_on_the_boundary_stays_inside_the_box():
@@ -101,12 +260,23 @@ def test_failed_points_make_the_search_step_back():
     np.testing.assert_allclose(z, [0.9], atol=1e-3)
 
 
-def test_stop_search_propagates():
+@pytest.mark.parametrize("n_dims", [1, 2])
+def test_stop_search_propagates(n_dims):
     def stop(z, differentiate):
-        raise StopSearch
+        if differentiate:
+            raise StopSearch
+        return float(np.sum(z**2)), None
 
     with pytest.raises(StopSearch):
-        minimize_in_box(stop, [0.0], [1.0], n_init=3, n_iter=3, tol=0, random_state=0)
+        minimize_in_box(
+            stop,
+            [-1.0] * n_dims,
+            [1.0] * n_dims,
+            n_init=3,
+            n_iter=3,
+            tol=0,
+            random_state=0,
+        )
 
 
 def test_initial_points_cover_each_axis():
