@@ -12,7 +12,8 @@ of them:
   neighbours, by safeguarded interpolation (cubic, secant or parabola) of
   the loss and its derivative, the one-dimensional analogue of a line
   search's zoom phase; it stops when the step falls below ``tol`` times half
-  a cell, which L-BFGS-B cannot do;
+  a cell (a general-purpose method would go on chasing the rounding noise
+  of the hypergradient);
 - several: steps in a trust region, along the quasi-Newton direction or,
   when the loss is too rough for one, the sign of the hypergradient; trial
   points are evaluated for the loss alone, and the hypergradient only where

@@ -173,17 +173,21 @@ class HypergradSearchCV(BaseSearchCV):
         plateaus at the ends of the range.
 
     n_iter : int, default=20
-        Largest number of hypergradient evaluations after the coarse pass
-        (the first at its best point), for each point of the discrete grid.
-        ``0`` evaluates only the coarse points.
+        Largest number of evaluations after the coarse pass, for each point
+        of the discrete grid, the first being the hypergradient at its best
+        point. With one hyperparameter, each is a hypergradient. With
+        several, each is either the CV loss alone at a trial point of a
+        trust region, or the hypergradient at a trial point that decreased
+        the loss. ``0`` evaluates only the coarse points.
 
     tol : float, default=1e-6
         The gradient phase stops when the projected hypergradient on the
         search scale falls below ``tol`` times its value at the start of the
-        gradient phase. With one hyperparameter, it also stops when the next
-        step would move less than ``tol`` times half the spacing of the
-        coarse points; with several, when an outer step decreases the CV
-        loss by less than ``tol**2`` relatively.
+        gradient phase, or when the next step would move less than ``tol``
+        times half the spacing of the coarse points. With several
+        hyperparameters, the start is the last point where the hypergradient
+        before it predicted the decrease of the loss (within a factor of
+        ten): a rough loss resets it.
 
     random_state : int, RandomState instance or None, default=None
         Draws the coarse points when several hyperparameters are searched.
@@ -206,9 +210,11 @@ class HypergradSearchCV(BaseSearchCV):
         - ``outer_iter``: the outer iteration within that search;
         - ``cv_loss``: the mean validation loss that was differentiated;
         - ``hypergrad_<name>``: its derivative with respect to each
-          continuous hyperparameter (``nan`` where not searched, and in the
-          coarse pass, which computes the loss alone, except at its best
-          point, where the gradient phase starts).
+          continuous hyperparameter (``nan`` where not searched, and where
+          the loss alone was computed: the coarse pass except its best
+          point, where the gradient phase starts, and, with several
+          hyperparameters, the trial points that did not decrease the
+          loss).
 
     best_estimator_ : estimator
         The user's estimator refit on the whole data with ``best_params_``.
@@ -271,8 +277,9 @@ class HypergradSearchCV(BaseSearchCV):
 
     The search space is a box on the log scale (or logit scale for values in
     (0, 1)). A coarse pass of ``n_init`` points, where only the loss is
-    computed, is followed by L-BFGS-B from the best of them, limited to
-    ``n_iter`` hypergradient evaluations.
+    computed, is followed by ``n_iter`` evaluations from the best of them:
+    safeguarded interpolation inside the bracket of its neighbours for one
+    hyperparameter, quasi-Newton steps in a trust region for several.
 
     Examples
     --------
