@@ -39,7 +39,7 @@ Usage::
 
     python benchmarks/bench_mlp.py [--datasets digits regression]
         [--n-init 10] [--n-iter 10] [--methods HypergradSearchCV ...]
-        [--timings] [--output results.json]
+        [--seed 0] [--timings] [--output results.json]
 """
 
 import argparse
@@ -114,7 +114,7 @@ class PeakRSS:
             return int(f.read().split()[1]) * resource.getpagesize()
 
 
-def run_hypergrad(pipeline, X, y, splits, loss, n_init, n_iter):
+def run_hypergrad(pipeline, X, y, splits, loss, n_init, n_iter, seed):
     name = pipeline.steps[-1][0]
     search = HypergradSearchCV(
         pipeline,
@@ -127,7 +127,7 @@ def run_hypergrad(pipeline, X, y, splits, loss, n_init, n_iter):
         cv=splits,
         n_init=n_init,
         n_iter=n_iter,
-        random_state=0,
+        random_state=seed,
         refit=False,
     ).fit(X, y)
     return search.best_params_, len(search.cv_results_["params"])
@@ -148,7 +148,7 @@ def run_grid(pipeline, X, y, splits, loss):
     return search.best_params_, 25
 
 
-def run_random(pipeline, X, y, splits, loss):
+def run_random(pipeline, X, y, splits, loss, seed):
     name = pipeline.steps[-1][0]
     search = RandomizedSearchCV(
         pipeline,
@@ -160,13 +160,13 @@ def run_random(pipeline, X, y, splits, loss):
         n_iter=N_TRIALS,
         scoring=loss,
         cv=splits,
-        random_state=0,
+        random_state=seed,
         refit=False,
     ).fit(X, y)
     return search.best_params_, N_TRIALS
 
 
-def run_optuna(pipeline, X, y, splits, loss):
+def run_optuna(pipeline, X, y, splits, loss, seed):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -185,7 +185,7 @@ def run_optuna(pipeline, X, y, splits, loss):
         )["test_score"]
         return -float(np.mean(scores))
 
-    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(objective, n_trials=N_TRIALS)
     best = study.best_trial.params
     return {f"{name}__{key}": value for key, value in best.items()}, N_TRIALS
@@ -202,22 +202,22 @@ def evaluate(pipeline, params, X, y, splits, scoring):
     )
 
 
-def benchmark(name, n_init, n_iter, with_optuna, only=None):
+def benchmark(name, n_init, n_iter, with_optuna, only=None, seed=0):
     X, y, mlp, scoring = load(name)
     pipeline = make_pipeline(StandardScaler(), mlp)
     splits = splits_of(X)
     methods = {
         f"HypergradSearchCV (n_init={n_init}, n_iter={n_iter})": lambda: run_hypergrad(
-            pipeline, X, y, splits, scoring[0], n_init, n_iter
+            pipeline, X, y, splits, scoring[0], n_init, n_iter, seed
         ),
         "GridSearchCV (5x5)": lambda: run_grid(pipeline, X, y, splits, scoring[0]),
         f"RandomizedSearchCV ({N_TRIALS})": lambda: run_random(
-            pipeline, X, y, splits, scoring[0]
+            pipeline, X, y, splits, scoring[0], seed
         ),
     }
     if with_optuna:
         methods[f"Optuna TPE ({N_TRIALS})"] = lambda: run_optuna(
-            pipeline, X, y, splits, scoring[0]
+            pipeline, X, y, splits, scoring[0], seed
         )
     if only:
         methods = {m: run for m, run in methods.items() if m.split()[0] in only}
@@ -320,6 +320,13 @@ def main():
         choices=["HypergradSearchCV", "GridSearchCV", "RandomizedSearchCV", "Optuna"],
         help="run only these methods (default: all)",
     )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the searches' own draws (the coarse points, the random "
+        "draws, TPE's sampler); the data, folds and networks stay the same",
+    )
     parser.add_argument("--output", help="write the results as JSON to this file")
     args = parser.parse_args()
 
@@ -346,7 +353,9 @@ def main():
     for name in args.datasets:
         print(f"{name}:", flush=True)
         results["searches"].extend(
-            benchmark(name, args.n_init, args.n_iter, with_optuna, args.methods)
+            benchmark(
+                name, args.n_init, args.n_iter, with_optuna, args.methods, args.seed
+            )
         )
     print(markdown(results["searches"]))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
