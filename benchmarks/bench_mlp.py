@@ -31,7 +31,11 @@ score (accuracy or R^2). Wall times are per method; memory is the peak
 resident set size sampled every 10 ms during the method, and the process's
 peak at the end (``ru_maxrss``). ``--timings`` also prints the cost of one
 fold: scikit-learn's fit, our value only, and value and hypergradient in
-forward and reverse mode. Run it single-threaded (``OMP_NUM_THREADS=1
+forward and reverse mode. ``--seed`` seeds the searches' own draws (the
+data, folds and networks stay the same). ``--match-time`` compares at equal
+wall time instead: Optuna's TPE runs first, then HypergradSearchCV with an
+unbounded ``n_iter``, stopped by a callback before it would run past TPE's
+time. Run it single-threaded (``OMP_NUM_THREADS=1
 OPENBLAS_NUM_THREADS=1``): on a 2-core machine, two BLAS threads made the fits
 3 to 10 times slower.
 
@@ -39,7 +43,7 @@ Usage::
 
     python benchmarks/bench_mlp.py [--datasets digits regression]
         [--n-init 10] [--n-iter 10] [--methods HypergradSearchCV ...]
-        [--seed 0] [--timings] [--output results.json]
+        [--seed 0] [--match-time] [--timings] [--output results.json]
 """
 
 import argparse
@@ -114,7 +118,24 @@ class PeakRSS:
             return int(f.read().split()[1]) * resource.getpagesize()
 
 
-def run_hypergrad(pipeline, X, y, splits, loss, n_init, n_iter, seed):
+class TimeBudget:
+    """A HypergradSearchCV callback: stop before running past ``seconds``.
+
+    The search stops once the next evaluation, if it took as long as the
+    longest so far, would end after ``seconds``.
+    """
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+        self.last = self.longest = 0.0
+
+    def __call__(self, state):
+        self.longest = max(self.longest, state.elapsed - self.last)
+        self.last = state.elapsed
+        return state.elapsed + self.longest > self.seconds
+
+
+def run_hypergrad(pipeline, X, y, splits, loss, n_init, n_iter, seed, callbacks=None):
     name = pipeline.steps[-1][0]
     search = HypergradSearchCV(
         pipeline,
@@ -129,6 +150,7 @@ def run_hypergrad(pipeline, X, y, splits, loss, n_init, n_iter, seed):
         n_iter=n_iter,
         random_state=seed,
         refit=False,
+        callbacks=callbacks,
     ).fit(X, y)
     return search.best_params_, len(search.cv_results_["params"])
 
@@ -202,7 +224,7 @@ def evaluate(pipeline, params, X, y, splits, scoring):
     )
 
 
-def benchmark(name, n_init, n_iter, with_optuna, only=None, seed=0):
+def benchmark(name, n_init, n_iter, with_optuna, only=None, seed=0, match=False):
     X, y, mlp, scoring = load(name)
     pipeline = make_pipeline(StandardScaler(), mlp)
     splits = splits_of(X)
@@ -221,6 +243,24 @@ def benchmark(name, n_init, n_iter, with_optuna, only=None, seed=0):
         )
     if only:
         methods = {m: run for m, run in methods.items() if m.split()[0] in only}
+    if match:
+        # Optuna first; then the gradient search, with no limit on n_iter but
+        # Optuna's wall time.
+        optuna_time = {}
+        methods = {
+            f"Optuna TPE ({N_TRIALS})": methods[f"Optuna TPE ({N_TRIALS})"],
+            f"HypergradSearchCV (n_init={n_init}, TPE's time)": lambda: run_hypergrad(
+                pipeline,
+                X,
+                y,
+                splits,
+                scoring[0],
+                n_init,
+                1000,
+                seed,
+                callbacks=TimeBudget(optuna_time["seconds"]),
+            ),
+        }
     rows = []
     for method, run in methods.items():
         with warnings.catch_warnings():
@@ -230,6 +270,8 @@ def benchmark(name, n_init, n_iter, with_optuna, only=None, seed=0):
                 params, evaluations = run()
                 seconds = time.perf_counter() - start
             cv_loss, cv_score = evaluate(pipeline, params, X, y, splits, scoring)
+        if match and not rows:
+            optuna_time["seconds"] = seconds
         rows.append(
             {
                 "dataset": name,
@@ -327,6 +369,12 @@ def main():
         help="seed of the searches' own draws (the coarse points, the random "
         "draws, TPE's sampler); the data, folds and networks stay the same",
     )
+    parser.add_argument(
+        "--match-time",
+        action="store_true",
+        help="run Optuna TPE, then HypergradSearchCV with n_iter unbounded but "
+        "stopped (by a callback) before it would run past TPE's wall time",
+    )
     parser.add_argument("--output", help="write the results as JSON to this file")
     args = parser.parse_args()
 
@@ -354,7 +402,13 @@ def main():
         print(f"{name}:", flush=True)
         results["searches"].extend(
             benchmark(
-                name, args.n_init, args.n_iter, with_optuna, args.methods, args.seed
+                name,
+                args.n_init,
+                args.n_iter,
+                with_optuna,
+                args.methods,
+                args.seed,
+                args.match_time,
             )
         )
     print(markdown(results["searches"]))
