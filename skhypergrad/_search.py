@@ -36,7 +36,9 @@ class SearchState:
         Index of the point of the discrete grid being searched.
     iteration : int
         Outer iteration within that search, from 0 (the coarse pass
-        included).
+        included): the row's ``outer_iter`` in ``cv_results_``. The
+        hypergradient at the best coarse point, where the gradient phase
+        starts, is reported with that point's iteration.
     params : dict
         The hyperparameters just evaluated, discrete ones included.
     cv_loss : float
