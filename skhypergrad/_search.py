@@ -621,7 +621,8 @@ class _SearchRunner:
                 for r, zi in zip(ranges, z, strict=True)
             }
             loss, grads, folds = objective.evaluate(point, differentiate)
-            evaluation = seen.get(tuple(point.values()))
+            key = tuple(point.values())
+            evaluation = seen.get(key)
             if evaluation is None:
                 objective.score(folds, self.scorer, self.return_train_score)
                 evaluation = _Evaluation(
@@ -633,7 +634,7 @@ class _SearchRunner:
                     search_id=subsearch.search_id,
                 )
                 subsearch.evaluations.append(evaluation)
-                seen[tuple(point.values())] = evaluation
+                seen[key] = evaluation
             elif differentiate:
                 # Trained and scored already: only the hypergradient is new.
                 evaluation.hypergradient = grads

@@ -410,39 +410,30 @@ class _HessianSolver:
 
         Returns the solution and whether it reached ``rtol``.
         """
-        objective = self.objective
-        matvec = objective.hessp(l2, proba)
-        if not self.direct or not self._factors:
-            diagonal = objective.hessian_diagonal(l2, proba)
-            diagonal = np.maximum(diagonal, _EPS * max(diagonal.max(), 1.0))
+        matvec = self.objective.hessp(l2, proba)
+
+        def conjugate_gradient(precondition, max_iter):
             x, _, converged = _conjugate_gradient(
-                matvec,
-                b,
-                rtol=rtol,
-                max_iter=10 * len(b) if not self.direct else self.refresh_after,
-                precondition=lambda r: r / diagonal,
+                matvec, b, rtol=rtol, max_iter=max_iter, precondition=precondition
             )
-            if converged or not self.direct:
-                return objective.project(x), converged
-        else:
-            x, _, converged = _conjugate_gradient(
-                matvec,
-                b,
-                rtol=rtol,
-                max_iter=self.refresh_after,
-                precondition=self._nearest_factor(l2),
-            )
-            if converged:
-                return objective.project(x), True
-        # The Hessian here: CG converges in a few iterations, rounding aside.
-        x, _, converged = _conjugate_gradient(
-            matvec,
-            b,
-            rtol=rtol,
-            max_iter=self.refresh_after,
-            precondition=self._refresh(l2, proba),
+            return self.objective.project(x), converged
+
+        if not self.direct:
+            return conjugate_gradient(self._diagonal(l2, proba), 10 * len(b))
+        x, converged = conjugate_gradient(
+            self._nearest_factor(l2) if self._factors else self._diagonal(l2, proba),
+            self.refresh_after,
         )
-        return objective.project(x), converged
+        if converged:
+            return x, True
+        # The Hessian here: CG converges in a few iterations, rounding aside.
+        return conjugate_gradient(self._refresh(l2, proba), self.refresh_after)
+
+    def _diagonal(self, l2, proba):
+        """The Jacobi preconditioner at the current point."""
+        diagonal = self.objective.hessian_diagonal(l2, proba)
+        diagonal = np.maximum(diagonal, _EPS * max(diagonal.max(), 1.0))
+        return lambda r: r / diagonal
 
 
 def _newton_solve(
