@@ -321,10 +321,9 @@ def _refine_trust_region(
         value, grad = fun(z, differentiate)
         value = float(value)
         if not np.isfinite(value):
-            value = np.inf
-        known[key] = value
-        if not np.isfinite(value):
+            known[key] = np.inf
             return np.inf, None
+        known[key] = value
         if differentiate:
             grad = np.asarray(grad, float)
             if not np.all(np.isfinite(grad)):
