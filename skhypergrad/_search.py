@@ -681,7 +681,7 @@ class _SearchRunner:
             norm = (
                 f"{np.linalg.norm(list(gradient.values())):.3g}"
                 if gradient
-                else "- (coarse pass)"
+                else "- (loss only)"
             )
             print(
                 f"[search {subsearch.search_id + 1}, iter {evaluation.iteration}] "

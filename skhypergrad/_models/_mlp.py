@@ -23,8 +23,9 @@ loss :math:`L` is
     \\bar s_t = \\left(\\frac{\\partial \\Phi_t}{\\partial s_t}\\right)^T
     \\bar s_{t+1}, \\qquad \\bar s_T = \\nabla_s L,
 
-computed by a backward sweep over epochs re-traced from per-epoch
-checkpoints (reverse mode), or by forward mode, one pass per hyperparameter.
+computed by a backward sweep over the epochs, each run again from a
+per-epoch checkpoint and reversed step by step (reverse mode), or by
+forward mode, one pass per hyperparameter.
 """
 
 import copy

@@ -10,7 +10,10 @@ floating-point operations, in the same order, as
 ``z = a @ W; z += b`` there is ``a @ W + b`` here, with the same rounding);
 their vector-Jacobian (reverse mode) and Jacobian-vector (forward mode)
 products are written out below and checked against finite differences by
-autograd's ``check_grads`` in the tests.
+autograd's ``check_grads`` in the tests. The vector-Jacobian product makers
+(``affine_vjp``, ...) take autograd's arguments ``(argnums, ans, args,
+kwargs)``; besides autograd, the reverse sweep of :mod:`._mlp_training`
+calls them directly, one minibatch step at a time.
 
 All parameters of the network live in one flat vector ``params`` (the
 optimizer state: weights first, then the optimizer's moments); a
@@ -32,12 +35,19 @@ from scipy.special import expit
 __all__ = [
     "Layer",
     "activation",
+    "activation_vjp",
     "adam_update",
+    "adam_vjp",
     "affine",
+    "affine_vjp",
     "hidden_delta",
+    "hidden_delta_vjp",
     "layer_gradient",
+    "layer_gradient_vjp",
     "output_activation",
+    "output_activation_vjp",
     "sgd_update",
+    "sgd_vjp",
 ]
 
 Layer = namedtuple("Layer", ["coef", "shape", "intercept"])
@@ -80,7 +90,7 @@ def affine(a, params, layer):
     return a @ _coef(params, layer) + params[layer.intercept]
 
 
-def _affine_vjp(argnums, ans, args, kwargs):
+def affine_vjp(argnums, ans, args, kwargs):
     a, params, layer = args
 
     def vjp(g):
@@ -110,7 +120,7 @@ def _affine_jvp(argnums, gs, ans, args, kwargs):
     return out
 
 
-defvjp_argnums(affine, _affine_vjp)
+defvjp_argnums(affine, affine_vjp)
 defjvp_argnums(affine, _affine_jvp)
 
 
@@ -142,12 +152,12 @@ def activation(z, name):
     return z
 
 
-def _activation_vjp(argnums, ans, args, kwargs):
+def activation_vjp(argnums, ans, args, kwargs):
     derivative = _derivative_from_output(ans, args[1])
     return lambda g: [g * derivative]
 
 
-defvjp_argnums(activation, _activation_vjp)
+defvjp_argnums(activation, activation_vjp)
 defjvp_argnums(
     activation,
     lambda argnums, gs, ans, args, kwargs: (
@@ -180,10 +190,11 @@ def _output_tangent(g, ans, name):
     return g
 
 
-defvjp_argnums(
-    output_activation,
-    lambda argnums, ans, args, kwargs: lambda g: [_output_tangent(g, ans, args[1])],
-)
+def output_activation_vjp(argnums, ans, args, kwargs):
+    return lambda g: [_output_tangent(g, ans, args[1])]
+
+
+defvjp_argnums(output_activation, output_activation_vjp)
 defjvp_argnums(
     output_activation,
     lambda argnums, gs, ans, args, kwargs: _output_tangent(gs[0], ans, args[1]),
@@ -226,7 +237,7 @@ def hidden_delta(delta, params, layer, a, name):
     return _times_derivative(delta @ _coef(params, layer).T, a, name)
 
 
-def _hidden_delta_vjp(argnums, ans, args, kwargs):
+def hidden_delta_vjp(argnums, ans, args, kwargs):
     delta, params, layer, a, name = args
     W = _coef(params, layer)
 
@@ -261,7 +272,7 @@ def _hidden_delta_jvp(argnums, gs, ans, args, kwargs):
     return out
 
 
-defvjp_argnums(hidden_delta, _hidden_delta_vjp)
+defvjp_argnums(hidden_delta, hidden_delta_vjp)
 defjvp_argnums(hidden_delta, _hidden_delta_jvp)
 
 
@@ -282,23 +293,23 @@ def _split_gradient(g, layer):
     return g[:n_coef].reshape(layer.shape), g[n_coef:]
 
 
-def _layer_gradient_vjp(argnums, ans, args, kwargs):
+def layer_gradient_vjp(argnums, ans, args, kwargs):
     a, delta, params, alpha, n_samples, layer = args
 
     def vjp(g):
-        g_coef, g_intercept = _split_gradient(g, layer)
+        # Divided by n once, on the (small) cotangent of the gradient rather
+        # than on each (batch-sized) product.
+        g_coef, g_intercept = _split_gradient(g / n_samples, layer)
         grads = []
         for argnum in argnums:
             if argnum == 0:
-                grads.append(delta @ g_coef.T / n_samples)
+                grads.append(delta @ g_coef.T)
             elif argnum == 1:
-                grads.append((a @ g_coef + g_intercept) / n_samples)
+                grads.append(a @ g_coef + g_intercept)
             elif argnum == 2:
-                grads.append(
-                    _scatter(params, [(layer.coef, alpha * g_coef / n_samples)])
-                )
+                grads.append(_scatter(params, [(layer.coef, alpha * g_coef)]))
             else:  # argnum == 3
-                grads.append(np.sum(g_coef * _coef(params, layer)) / n_samples)
+                grads.append(np.sum(g_coef * _coef(params, layer)))
         return grads
 
     return vjp
@@ -323,7 +334,7 @@ def _layer_gradient_jvp(argnums, gs, ans, args, kwargs):
     return np.concatenate([coef.ravel(), intercept])
 
 
-defvjp_argnums(layer_gradient, _layer_gradient_vjp)
+defvjp_argnums(layer_gradient, layer_gradient_vjp)
 defjvp_argnums(layer_gradient, _layer_gradient_jvp)
 
 
@@ -367,7 +378,7 @@ def _adam_parts(ans, args):
     return m_new, v_new, denominator, d_root
 
 
-def _adam_vjp(argnums, ans, args, kwargs):
+def adam_vjp(argnums, ans, args, kwargs):
     state, grad, rates, step, beta_1, beta_2, epsilon = args
     m_new, v_new, denominator, d_root = _adam_parts(ans, args)
     rate = rates[step]
@@ -434,7 +445,7 @@ def _adam_jvp(argnums, gs, ans, args, kwargs):
     )
 
 
-defvjp_argnums(adam_update, _adam_vjp)
+defvjp_argnums(adam_update, adam_vjp)
 defjvp_argnums(adam_update, _adam_jvp)
 
 
@@ -447,7 +458,7 @@ def sgd_update(state, grad, rate, momentum, nesterov):
     return np.concatenate([theta + update, velocity])
 
 
-def _sgd_vjp(argnums, ans, args, kwargs):
+def sgd_vjp(argnums, ans, args, kwargs):
     state, grad, rate, momentum, nesterov = args
     _, velocity = _halves(state)
     velocity_new = ans[len(grad) :]
@@ -504,5 +515,5 @@ def _sgd_jvp(argnums, gs, ans, args, kwargs):
     )
 
 
-defvjp_argnums(sgd_update, _sgd_vjp)
+defvjp_argnums(sgd_update, sgd_vjp)
 defjvp_argnums(sgd_update, _sgd_jvp)

@@ -28,19 +28,25 @@ are taken by a plain forward run, :func:`train`, and recorded in a
 validation loss of the weights this fixed schedule produces:
 
 - :func:`hypergradient_reverse` checkpoints the optimizer state at the start
-  of every epoch during :func:`train` and sweeps the epochs backwards, each
-  epoch re-traced from its checkpoint (memory: one epoch's tape);
+  of every epoch during :func:`train` and sweeps the epochs backwards: each
+  epoch is run again from its checkpoint, recording what each minibatch
+  step computed (memory: one epoch's record), and its steps are reversed by
+  calling the layers' vector-Jacobian products directly (:func:`_step_vjp`),
+  without autograd's tracing, which cost as much as the products;
 - :func:`hypergradient_forward` pushes one tangent per hyperparameter through
   the whole training with :func:`autograd.make_jvp` (memory independent of
   the number of steps).
 
 The work of one step is done by the primitives of :mod:`._mlp_layers` (one
 autograd node per layer operation and per optimizer update, about a dozen a
-step); this module strings them into epochs (:func:`_run_epoch`, traced),
-takes the stopping decisions on plain values and sweeps back over the epochs.
+step); this module strings them into epochs (:func:`_run_epoch`, traced in
+forward mode), takes the stopping decisions on plain values and sweeps back
+over the epochs. Autograd still carries the cotangents of the step sizes to
+``learning_rate_init``, ``beta_1`` and ``beta_2``, once per sweep.
 """
 
 import math
+from collections import namedtuple
 from itertools import pairwise
 
 import autograd.numpy as anp
@@ -184,16 +190,19 @@ def predict(theta, layout, X, activation, out_activation):
     return layers.output_activation(z, out_activation)
 
 
-def _loss_gradient(params, hidden, output, y, sample_weight, alpha, problem):
-    """Gradient of the regularized minibatch loss, ``_backprop`` (traced)."""
-    n_samples = y.shape[0] if sample_weight is None else sample_weight.sum()
+def _loss_gradient(params, hidden, output, y, sample_weight, n_samples, alpha, problem):
+    """Gradient of the regularized minibatch loss, ``_backprop`` (traced).
+
+    Returns the gradient and, for each layer, its error ``delta``.
+    """
     delta = output - y
     if sample_weight is not None:
         delta = delta * sample_weight[:, np.newaxis]
-    parts = []
+    parts, deltas = [], []
     all_layers = problem.layout.layers
     for i in range(len(all_layers) - 1, -1, -1):
         layer = all_layers[i]
+        deltas.append(delta)
         parts.append(
             layers.layer_gradient(hidden[i], delta, params, alpha, n_samples, layer)
         )
@@ -201,7 +210,7 @@ def _loss_gradient(params, hidden, output, y, sample_weight, alpha, problem):
             delta = layers.hidden_delta(
                 delta, params, layer, hidden[i], problem.activation
             )
-    return anp.concatenate(parts[::-1])
+    return anp.concatenate(parts[::-1]), deltas[::-1]
 
 
 # --------------------------------------------------------------------------
@@ -334,7 +343,36 @@ def _sgd_rate(learning_rate_init, problem, epoch, divisions):
     return rate
 
 
-def _run_epoch(state, hp, problem, epoch, divisions, record=None):
+def _step_sizes(hp, problem, epoch, divisions):
+    """Step sizes of ``epoch`` (traced in hp).
+
+    Adam: the negative bias-corrected step size of each minibatch step of
+    the epoch; SGD: the learning rate, one for the epoch.
+    """
+    if problem.solver == "adam":
+        first_step = epoch * len(problem.batches) + 1
+        steps = np.arange(first_step, first_step + len(problem.batches))
+        return _adam_rates(hp["learning_rate_init"], hp["beta_1"], hp["beta_2"], steps)
+    return _sgd_rate(hp["learning_rate_init"], problem, epoch, divisions)
+
+
+def _update_arguments(problem, hp, sizes, k):
+    """Arguments of step ``k``'s optimizer update after ``(state, grad)``."""
+    if problem.solver == "adam":
+        return (sizes, k, hp["beta_1"], hp["beta_2"], problem.settings["epsilon"])
+    return (sizes, hp["momentum"], problem.settings["nesterovs_momentum"])
+
+
+# What the reverse sweep needs of one minibatch step: its input state, the
+# network's layer outputs (hidden[0] is the batch), the output, each layer's
+# error, the gradient and the state after the update.
+_StepTape = namedtuple(
+    "_StepTape",
+    ["state", "hidden", "output", "deltas", "grad", "new_state", "weight", "n"],
+)
+
+
+def _run_epoch(state, hp, problem, epoch, divisions, record=None, tapes=None):
     """One pass over the training data, ``state -> state`` (traced).
 
     Parameters
@@ -352,24 +390,23 @@ def _run_epoch(state, hp, problem, epoch, divisions, record=None):
     record : list or None
         If a list, the regularized batch losses times the batch sizes are
         appended to it (plain values).
+    tapes : list or None
+        If a list, a :class:`_StepTape` of each minibatch step is appended to
+        it, for :func:`_epoch_vjp` (plain runs only).
     """
     order = problem.batch_orders(epoch)
     alpha = hp["alpha"]
-    if problem.solver == "adam":
-        epsilon = problem.settings["epsilon"]
-        first_step = epoch * len(problem.batches) + 1
-        steps = np.arange(first_step, first_step + len(problem.batches))
-        rates = _adam_rates(hp["learning_rate_init"], hp["beta_1"], hp["beta_2"], steps)
-    else:
-        rate = _sgd_rate(hp["learning_rate_init"], problem, epoch, divisions)
-        nesterov = problem.settings["nesterovs_momentum"]
+    sizes = _step_sizes(hp, problem, epoch, divisions)
+    update = layers.adam_update if problem.solver == "adam" else layers.sgd_update
 
     for k, batch in enumerate(problem.batches):
         idx = order[batch]
         X_batch, y_batch = problem.X[idx], problem.y[idx]
         weight_batch = None
+        n_samples = y_batch.shape[0]
         if problem.sample_weight is not None:
             weight_batch = problem.sample_weight[idx]
+            n_samples = weight_batch.sum()
         hidden, z = _forward(state, X_batch, problem.layout, problem.activation)
         output = layers.output_activation(z, problem.out_activation)
         if record is not None:
@@ -382,15 +419,24 @@ def _run_epoch(state, hp, problem, epoch, divisions, record=None):
                 getval(alpha),
             )
             record.append(batch_loss * (batch.stop - batch.start))
-        grad = _loss_gradient(
-            state, hidden, output, y_batch, weight_batch, alpha, problem
+        grad, deltas = _loss_gradient(
+            state, hidden, output, y_batch, weight_batch, n_samples, alpha, problem
         )
-        if problem.solver == "adam":
-            state = layers.adam_update(
-                state, grad, rates, k, hp["beta_1"], hp["beta_2"], epsilon
+        new_state = update(state, grad, *_update_arguments(problem, hp, sizes, k))
+        if tapes is not None:
+            tapes.append(
+                _StepTape(
+                    state,
+                    hidden,
+                    output,
+                    deltas,
+                    grad,
+                    new_state,
+                    weight_batch,
+                    n_samples,
+                )
             )
-        else:
-            state = layers.sgd_update(state, grad, rate, hp["momentum"], nesterov)
+        state = new_state
     return state
 
 
@@ -589,8 +635,133 @@ def _states(problem, run, hp, start, stop, first_state):
     return states
 
 
+def _step_vjp(problem, tape, state_bar, alpha, update_arguments):
+    """Cotangents of one minibatch step of :func:`_run_epoch`, by hand.
+
+    This is the backward pass autograd would run on the traced step, made
+    of the same vector-Jacobian products of :mod:`._mlp_layers` called in
+    reverse order, without the cost of tracing the step: the optimizer
+    update, then the backpropagation that computed the gradient, then the
+    forward pass of the network.
+
+    Parameters
+    ----------
+    tape : _StepTape
+    state_bar : ndarray
+        Cotangent of the state after the step.
+    alpha : float
+    update_arguments : tuple
+        From :func:`_update_arguments`.
+
+    Returns
+    -------
+    state_bar : ndarray
+        Cotangent of the state before the step.
+    inputs_bar : list
+        Cotangents of ``alpha``, of the step sizes (``sizes`` of
+        :func:`_step_sizes`) and of the optimizer's decay (``beta_1`` and
+        ``beta_2``, or ``momentum``).
+    """
+    args = (tape.state, tape.grad, *update_arguments)
+    if problem.solver == "adam":
+        vjp = layers.adam_vjp((0, 1, 2, 4, 5), tape.new_state, args, {})
+    else:
+        vjp = layers.sgd_vjp((0, 1, 2, 3), tape.new_state, args, {})
+    # The vector-Jacobian products return new arrays: accumulating the
+    # cotangent of the state (weights and moments) in place is safe.
+    state_bar, grad_bar, *decay_bar = vjp(state_bar)
+    sizes_bar = decay_bar.pop(0)
+    alpha_bar = 0.0
+
+    # _loss_gradient, backwards: layer i's gradient used delta_i and
+    # hidden[i]; delta_i came from delta_{i+1} through layer i + 1.
+    all_layers = problem.layout.layers
+    hidden, deltas, activation = tape.hidden, tape.deltas, problem.activation
+    hidden_bar = [0.0] * len(all_layers)
+    carried = 0.0
+    for i, layer in enumerate(all_layers):
+        args = (hidden[i], deltas[i], tape.state, alpha, tape.n, layer)
+        argnums = (1, 2, 3) if i == 0 else (0, 1, 2, 3)
+        part_bar = grad_bar[layer.coef.start : layer.intercept.stop]
+        *a_bar, delta_bar, params_bar, step_alpha_bar = layers.layer_gradient_vjp(
+            argnums, None, args, {}
+        )(part_bar)
+        if a_bar:
+            hidden_bar[i] = hidden_bar[i] + a_bar[0]
+        params_bar.mut_add(state_bar)
+        alpha_bar = alpha_bar + step_alpha_bar
+        delta_bar = delta_bar + carried
+        if i + 1 < len(all_layers):
+            args = (
+                deltas[i + 1],
+                tape.state,
+                all_layers[i + 1],
+                hidden[i + 1],
+                activation,
+            )
+            carried, params_bar, a_bar = layers.hidden_delta_vjp(
+                (0, 1, 3), None, args, {}
+            )(delta_bar)
+            params_bar.mut_add(state_bar)
+            hidden_bar[i + 1] = hidden_bar[i + 1] + a_bar
+
+    # delta = (output - y) * weight, then _forward, backwards.
+    if tape.weight is not None:
+        delta_bar = delta_bar * tape.weight[:, np.newaxis]
+    (z_bar,) = layers.output_activation_vjp(
+        None, tape.output, (None, problem.out_activation), {}
+    )(delta_bar)
+    for i in range(len(all_layers) - 1, -1, -1):
+        args = (hidden[i], tape.state, all_layers[i])
+        *a_bar, params_bar = layers.affine_vjp(
+            (1,) if i == 0 else (0, 1), None, args, {}
+        )(z_bar)
+        params_bar.mut_add(state_bar)
+        if i > 0:
+            (z_bar,) = layers.activation_vjp(None, hidden[i], (None, activation), {})(
+                hidden_bar[i] + a_bar[0]
+            )
+    return state_bar, [alpha_bar, sizes_bar, *decay_bar]
+
+
+def _epoch_vjp(problem, hp, epoch, divisions, state, state_bar):
+    """Cotangents of one epoch of :func:`_run_epoch`, from its first state.
+
+    The epoch is run again plainly, recording each step, and its steps are
+    swept backwards by :func:`_step_vjp`. Returns the cotangent of ``state``
+    and those of the epoch's inputs, summed over its steps.
+    """
+    tapes = []
+    _run_epoch(state, hp, problem, epoch, divisions, tapes=tapes)
+    sizes = _step_sizes(hp, problem, epoch, divisions)
+    inputs_bar = [0.0] * (2 + len(_decays(problem)))
+    for k in range(len(tapes) - 1, -1, -1):
+        state_bar, step_bar = _step_vjp(
+            problem,
+            tapes[k],
+            state_bar,
+            hp["alpha"],
+            _update_arguments(problem, hp, sizes, k),
+        )
+        inputs_bar = [
+            total + bar for total, bar in zip(inputs_bar, step_bar, strict=True)
+        ]
+    return state_bar, inputs_bar
+
+
+def _decays(problem):
+    return ("beta_1", "beta_2") if problem.solver == "adam" else ("momentum",)
+
+
 def hypergradient_reverse(problem, run, hp, names, loss):
     """Derivative of ``loss(run.theta)`` by a backward sweep over epochs.
+
+    Each epoch is run again from its state (kept, or recomputed from the
+    nearest checkpoint) and swept backwards step by step by
+    :func:`_epoch_vjp`. The cotangents of each epoch's inputs (``alpha``,
+    its step sizes and the optimizer's decays) are collected, and autograd
+    carries them to the hyperparameters once at the end, through
+    :func:`_step_sizes`.
 
     Parameters
     ----------
@@ -608,25 +779,39 @@ def hypergradient_reverse(problem, run, hp, names, loss):
     -------
     grad : ndarray of shape (len(names),)
     """
-    h = np.array([float(hp[name]) for name in names])
     theta_bar = make_vjp(loss)(run.theta)[0](1.0)
     n_moments = len(problem.initial_state()) - problem.layout.n_params
     state_bar = np.concatenate([theta_bar, np.zeros(n_moments)])
-    h_bar = np.zeros_like(h)
+    inputs_bar = {}
     stride = run.checkpoint_stride
     for start in range(stride * ((run.snapshot - 1) // stride), -1, -stride):
         stop = min(start + stride, run.snapshot)
         states = _states(problem, run, hp, start, stop, run.checkpoints[start])
         for epoch in range(stop - 1, start - 1, -1):
+            state_bar, inputs_bar[epoch] = _epoch_vjp(
+                problem,
+                hp,
+                epoch,
+                run.divisions[epoch],
+                states[epoch - start],
+                state_bar,
+            )
 
-            def step(state, h, epoch=epoch):
-                tuned = _with_tuned(hp, names, h)
-                return _run_epoch(state, tuned, problem, epoch, run.divisions[epoch])
+    def inputs_dot_bar(h):
+        """The inputs of the epochs, dotted with their cotangents (traced)."""
+        tuned = _with_tuned(hp, names, h)
+        total = 0.0
+        for epoch, (alpha_bar, sizes_bar, *decay_bar) in inputs_bar.items():
+            sizes = _step_sizes(tuned, problem, epoch, run.divisions[epoch])
+            total = total + tuned["alpha"] * alpha_bar + anp.sum(sizes * sizes_bar)
+            for name, bar in zip(_decays(problem), decay_bar, strict=True):
+                total = total + tuned[name] * bar
+        return total
 
-            vjp, _ = make_vjp(step, (0, 1))(states[epoch - start], h)
-            state_bar, h_bar_epoch = vjp(state_bar)
-            h_bar = h_bar + h_bar_epoch
-    return h_bar
+    h = np.array([float(hp[name]) for name in names])
+    if not inputs_bar:  # early stopping kept the initial weights
+        return np.zeros_like(h)
+    return make_vjp(inputs_dot_bar)(h)[0](1.0)
 
 
 def hypergradient_forward(problem, run, hp, names, loss):
