@@ -431,6 +431,32 @@ def test_forward_and_reverse_modes_agree(data, settings, solver, nesterov, monke
             assert other[name] == pytest.approx(reference[name], rel=1e-9, abs=1e-12)
 
 
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+def test_hypergradient_after_the_loss_at_the_same_point_trains_once(mode, monkeypatch):
+    estimator, _, split = _problem("digits", max_iter=6, batch_size=40)
+    params = {"alpha": 0.01, "learning_rate_init": 0.01, "beta_1": 0.8}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        expected = (
+            MLPClassifierModel(mode).fold(estimator, *split).value_and_grad(params)
+        )
+        trainings = []
+        original = training.train
+        monkeypatch.setattr(
+            training,
+            "train",
+            lambda *args, **kwargs: trainings.append(1) or original(*args, **kwargs),
+        )
+        fold = MLPClassifierModel(mode).fold(estimator, *split)
+        loss = fold.value(params)
+        assert fold.value_and_grad(params) == expected
+        assert loss == expected[0] and len(trainings) == 1
+        # Elsewhere, or once the checkpoints were used, it trains again.
+        assert fold.value_and_grad(params) == expected
+        fold.value({**params, "alpha": 0.02})
+        assert len(trainings) == 2 + (mode == "reverse")
+
+
 def test_auto_mode_picks_forward_for_one_hyperparameter():
     assert MLPRegressorModel()._mode(1) == "forward"
     assert MLPRegressorModel()._mode(3) == "reverse"

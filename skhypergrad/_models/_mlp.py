@@ -48,6 +48,10 @@ from ._base import DifferentiableModel, Fold, validation_weights
 __all__ = ["MLPClassifierModel", "MLPRegressorModel"]
 
 # Which solver uses which continuous hyperparameter.
+# Checkpoints of a loss-only training kept per fold until the next call, in
+# case the search asks for the hypergradient at the same point next.
+_KEPT_CHECKPOINT_BYTES = 32 * 2**20
+
 _SOLVER_HYPERPARAMETERS = {
     "sgd": ("alpha", "learning_rate_init", "momentum"),
     "adam": ("alpha", "learning_rate_init", "beta_1", "beta_2"),
@@ -223,9 +227,22 @@ class _MLPFold(Fold):
         return hp
 
     def _train(self, params, keep_checkpoints):
-        """Train at ``params``; return the run and its validation loss."""
+        """Train at ``params``; return the run and its validation loss.
+
+        The last run is kept: a hypergradient asked at the point whose loss
+        alone was just computed (the search's trust region does so at every
+        step it accepts) uses that training instead of repeating it.
+        """
         hp = self._hyperparameters(params)
-        run = training.train(self._problem, hp, keep_checkpoints=keep_checkpoints)
+        last = self._run
+        if (
+            last is not None
+            and hp == self._hp
+            and (last.checkpoints or not keep_checkpoints)
+        ):
+            run = last
+        else:
+            run = training.train(self._problem, hp, keep_checkpoints=keep_checkpoints)
         self._hp, self._run = hp, run
         if run.reached_max_iter:
             warnings.warn(
@@ -241,8 +258,16 @@ class _MLPFold(Fold):
         return run, float(self._validation_loss(run.theta))
 
     def value(self, params):
+        # Keep the checkpoints a hypergradient at this point would need, when
+        # they are small enough to hold between calls.
+        keep = (
+            bool(params)
+            and self.model._mode(len(params)) == "reverse"
+            and self.estimator.max_iter * self._problem.initial_state().nbytes
+            <= _KEPT_CHECKPOINT_BYTES
+        )
         with np.errstate(all="ignore"):
-            return self._train(params, keep_checkpoints=False)[1]
+            return self._train(params, keep_checkpoints=keep)[1]
 
     def value_and_grad(self, params):
         names = list(params)
