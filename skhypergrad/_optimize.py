@@ -105,16 +105,66 @@ def minimize_in_box(fun, lower, upper, *, n_init, n_iter, tol, random_state):
             xtol=tol * half_cell,
         )
     else:
-        _refine_trust_region(
+        _restarted_trust_regions(
             fun,
-            starts[best],
+            starts,
+            values,
+            lower,
+            upper,
+            n_iter=n_iter,
+            tol=tol,
+            half_cell=half_cell,
+        )
+
+
+def _restarted_trust_regions(
+    fun, starts, values, lower, upper, *, n_iter, tol, half_cell
+):
+    """Several dimensions: trust-region runs from the coarse points, best first.
+
+    The first run starts at the best coarse point. A run that converges (the
+    gradient fell below ``tol`` times its start) ends the search. A run that
+    stalls (no step improves down to a radius of ``tol`` times half a cell,
+    while the gradient is not small: a local minimum of a rough loss, or a
+    kink) leaves the rest of the budget to a run from another coarse point,
+    chosen as multi-level single linkage chooses its starts (Rinnooy Kan and
+    Timmer, 1987): the best coarse point that has no better point, among
+    all those evaluated so far, within the critical distance, here the mean
+    distance from a coarse point to its nearest neighbour.
+    """
+    evaluated = [(z, v) for z, v in zip(starts, values, strict=True) if np.isfinite(v)]
+
+    def recorded(z, differentiate):
+        value, grad = fun(z, differentiate)
+        if np.isfinite(value):
+            evaluated.append((np.array(z, float), float(value)))
+        return value, grad
+
+    distances = np.linalg.norm(starts[:, None, :] - starts[None, :, :], axis=-1)
+    np.fill_diagonal(distances, np.inf)
+    critical = np.mean(distances.min(axis=1)) if len(starts) > 1 else 0.0
+    left = n_iter
+    for i in np.argsort(np.where(np.isfinite(values), values, np.inf)):
+        if not np.isfinite(values[i]) or (left < n_iter and left < 2):
+            return
+        if any(
+            v < values[i] and np.linalg.norm(z - starts[i]) <= critical
+            for z, v in evaluated
+        ):
+            continue
+        used, stalled = _refine_trust_region(
+            recorded,
+            starts[i],
             lower,
             upper,
             radius=half_cell,
-            n_iter=n_iter,
+            n_iter=left,
             gtol=tol,
             xtol=tol * half_cell,
         )
+        left -= used
+        if not stalled:
+            return
 
 
 def _refine_in_bracket(fun, points, values, best, lower, upper, *, n_iter, gtol, xtol):
@@ -304,6 +354,14 @@ def _refine_trust_region(
     min_ratio : float, default=0.1
         Least ratio of the decrease to its first-order prediction for the
         gradient before a step to count as a guide to the loss.
+
+    Returns
+    -------
+    evaluations : int
+        Evaluations spent.
+    stalled : bool
+        Whether the run ended with a gradient that was not small: no step
+        improved down to ``xtol``, or a gradient was not finite.
     """
     evaluations = 0
     # The losses of the trial points: a step that lands on one again (the
@@ -334,14 +392,16 @@ def _refine_trust_region(
     try:
         fx, gx = evaluate(x, True)
         if gx is None:
-            return
+            return evaluations, True
         g_start = np.linalg.norm(_projected(gx, x, lower, upper))
         inverse_hessian = None
         while True:
             pg = _projected(gx, x, lower, upper)
             norm = np.linalg.norm(pg)
-            if norm == 0 or norm <= gtol * g_start or radius <= xtol:
-                return
+            if norm == 0 or norm <= gtol * g_start:
+                return evaluations, False
+            if radius <= xtol:
+                return evaluations, True
             step = _direction(inverse_hessian, gx, pg)
             length = np.linalg.norm(step)
             full = inverse_hessian is None or length > radius
@@ -352,7 +412,7 @@ def _refine_trust_region(
             length = np.linalg.norm(step)
             if length <= xtol:
                 # (With xtol = 0, when the step is below rounding of x.)
-                return
+                return evaluations, True
             ft, _ = evaluate(t, False)
             if not ft < fx:
                 if not full:
@@ -386,10 +446,10 @@ def _refine_trust_region(
                 radius = length if longer_failed else max(radius, 2 * length)
             if evaluations >= n_iter - 1:
                 # A gradient would leave no evaluation to step with it.
-                return
+                return evaluations, False
             ft, gt = evaluate(t, True)
             if gt is None:
-                return
+                return evaluations, True
             s = t - x
             # The first-order prediction of the decrease, against the decrease:
             # far off, the gradient at x was no guide to the loss's shape (a
@@ -404,7 +464,7 @@ def _refine_trust_region(
                 inverse_hessian = _bfgs_update(inverse_hessian, s, gt - gx)
             x, fx, gx = t, ft, gt
     except _BudgetSpent:
-        pass
+        return evaluations, False
 
 
 def _projected(grad, z, lower, upper):

@@ -234,10 +234,67 @@ def test_several_dimensions_end_at_a_kink_with_no_tolerance():
             np.array([np.sign(z[0] - 0.5) or 1.0, np.sign(z[1] + 0.25) or 1.0]),
         )
     )
-    minimize_in_box(fun, [-1, -1], [1, 1], n_init=5, n_iter=200, tol=0, random_state=0)
+    minimize_in_box(fun, [-1, -1], [1, 1], n_init=5, n_iter=1000, tol=0, random_state=0)
     z, _ = fun.best()
     np.testing.assert_allclose(z, [0.5, -0.25], atol=1e-8)
-    assert len(fun.points) < 200
+    # Each run ends, and so do the restarts from the other coarse points.
+    assert len(fun.points) < 5 + 1000
+
+
+def kink_and_well(z):
+    """A shallow kink (0.3 at a) and, away from it, a deep smooth well (0 at b)."""
+    a, b = np.array([0.2, 0.2]), np.array([-0.6, -0.3])
+    kink = 0.3 + np.sum(np.abs(z - a))
+    well = 10 * np.sum((z - b) ** 2)
+    if kink < well:
+        return float(kink), np.sign(z - a) + (z == a)
+    return float(well), 20 * (z - b)
+
+
+def test_a_run_stalled_at_a_kink_restarts_from_a_distant_coarse_point():
+    fun = Recorder(kink_and_well)
+    minimize_in_box(
+        fun, [-1, -1], [1, 1], n_init=5, n_iter=200, tol=1e-8, random_state=0
+    )
+    coarse = fun.points[:5]
+    coarse_values = [kink_and_well(z)[0] for z in coarse]
+    # The best coarse point is near the kink, where the first run stalls.
+    assert coarse_values.index(min(coarse_values)) == 1
+    z, value = fun.best()
+    np.testing.assert_allclose(z, [-0.6, -0.3], atol=1e-6)
+    assert value < 1e-10
+    # Runs started at coarse points 1 and 2 only: point 3 has a better point
+    # (the kink's run) within the critical distance, and so does every
+    # other coarse point once the well is found, where the run converged and
+    # the search ended before its budget.
+    starts = {
+        k
+        for k in range(5)
+        if any(
+            d and np.array_equal(p, coarse[k])
+            for p, d in zip(fun.points, fun.differentiated, strict=True)
+        )
+    }
+    assert starts == {1, 2}
+    assert len(fun.points) < 5 + 200
+
+
+def test_a_converged_run_ends_the_search_in_several_dimensions():
+    # A smooth bowl: the first run converges, no other starts.
+    fun = Recorder(lambda z: (float(np.sum((z - 0.3) ** 2)), 2 * (z - 0.3)))
+    minimize_in_box(
+        fun, [-4.0, -4.0], [4.0, 4.0], n_init=8, n_iter=500, tol=1e-6, random_state=0
+    )
+    coarse = fun.points[:8]
+    restarted = [
+        k
+        for k in range(8)
+        if any(
+            d and np.array_equal(p, coarse[k])
+            for p, d in zip(fun.points, fun.differentiated, strict=True)
+        )
+    ]
+    assert len(restarted) == 1 and len(fun.points) < 8 + 100
 
 
 def test_minimum_on_the_boundary_stays_inside_the_box():

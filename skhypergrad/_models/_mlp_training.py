@@ -750,6 +750,7 @@ def _epoch_vjp(problem, hp, epoch, divisions, state, state_bar):
 
 
 def _decays(problem):
+    """The optimizer's decay hyperparameters, in the order of its update."""
     return ("beta_1", "beta_2") if problem.solver == "adam" else ("momentum",)
 
 
