@@ -19,7 +19,9 @@ of them:
   points are evaluated for the loss alone, and the hypergradient only where
   the loss decreased (the loss of a network's training is chaotic in its
   learning rate: its exact hypergradient can be huge at one point and small
-  next to it, which poisons L-BFGS-B's steps and curvature pairs).
+  next to it, which poisons L-BFGS-B's steps and curvature pairs). A run
+  that stalls in a local minimum of such a loss leaves the rest of the
+  budget to a run from another coarse point (multi-level single linkage).
 
 Everything here works in the unconstrained search space (see ``_space``);
 the objective is a plain callable ``(z, differentiate) -> (value, gradient)``.
@@ -33,6 +35,15 @@ __all__ = ["StopSearch", "minimize_in_box"]
 
 class StopSearch(Exception):
     """Raised by an objective to end the search; what was evaluated is kept."""
+
+
+# A trust-region run stalls when a failed step implies a curvature this many
+# times that implied by the first failed step since the last accepted one.
+# Along a smooth loss the implied curvature tends to the second derivative as
+# the steps shrink; where the loss wiggles by some amount at every scale (the
+# chaotic training of a network), it grows as one over the step squared: a
+# hundredfold once the steps are ten times shorter.
+_ROUGHNESS = 100.0
 
 
 class _BudgetSpent(Exception):
@@ -79,7 +90,9 @@ def minimize_in_box(fun, lower, upper, *, n_init, n_iter, tol, random_state):
         its value at the start, or when the next step would move less than
         ``tol`` times half a cell of the coarse pass. With several
         dimensions, the start is the last point where the gradient was a
-        guide to the loss (see :func:`_refine_trust_region`).
+        guide to the loss (see :func:`_refine_trust_region`), and a run that
+        stops on a short step restarts from another coarse point (see
+        :func:`_restarted_trust_regions`).
     random_state : RandomState instance
         Draws the coarse points when there are several dimensions.
     """
@@ -125,8 +138,9 @@ def _restarted_trust_regions(
     The first run starts at the best coarse point. A run that converges (the
     gradient fell below ``tol`` times its start) ends the search. A run that
     stalls (no step improves down to a radius of ``tol`` times half a cell,
-    while the gradient is not small: a local minimum of a rough loss, or a
-    kink) leaves the rest of the budget to a run from another coarse point,
+    or the loss is rough at the scale of the steps, while the gradient is
+    not small: a local minimum of a rough loss, or a kink) leaves the rest
+    of the budget to a run from another coarse point,
     chosen as multi-level single linkage chooses its starts (Rinnooy Kan and
     Timmer, 1987): the best coarse point that has no better point, among
     all those evaluated so far, within the critical distance, here the mean
@@ -361,7 +375,8 @@ def _refine_trust_region(
         Evaluations spent.
     stalled : bool
         Whether the run ended with a gradient that was not small: no step
-        improved down to ``xtol``, or a gradient was not finite.
+        improved down to ``xtol``, the loss was rough at the scale of the
+        steps (see ``_ROUGHNESS``), or a gradient was not finite.
     """
     evaluations = 0
     # The losses of the trial points: a step that lands on one again (the
@@ -395,6 +410,9 @@ def _refine_trust_region(
             return evaluations, True
         g_start = np.linalg.norm(_projected(gx, x, lower, upper))
         inverse_hessian = None
+        # The curvature implied by the first failed step since the last
+        # accepted one: (f(t) - f(x) - g.s) / |s|^2.
+        first_failure = None
         while True:
             pg = _projected(gx, x, lower, upper)
             norm = np.linalg.norm(pg)
@@ -425,9 +443,18 @@ def _refine_trust_region(
                 fraction = 0.5
                 if np.isfinite(curvature) and curvature > 0:
                     fraction = np.clip(-slope / (2 * curvature), 0.1, 0.5)
+                    implied = curvature / length**2
+                    if first_failure is None:
+                        first_failure = implied
+                    elif implied > _ROUGHNESS * first_failure:
+                        # The loss varies at this scale far more than its
+                        # shape at the first failed step allows: it is rough
+                        # here, and shorter steps would chase its wiggles.
+                        return evaluations, True
                 radius = fraction * length
                 inverse_hessian = None
                 continue
+            first_failure = None
             if full:
                 # The step was cut: go further while the loss decreases. The
                 # radius becomes the longest step that succeeded, or twice

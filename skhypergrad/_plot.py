@@ -110,7 +110,8 @@ class SearchDisplay:
         value (one hyperparameter) or the second hyperparameter against the
         first (two). With ``n_init``, the path of the gradient phase: the best
         point of the coarse pass, then the points evaluated after the coarse
-        pass, in order; without, every evaluated point in order.
+        pass, in order (a run restarted from another coarse point continues
+        the same line); without, every evaluated point in order.
 
     coarse_markers_ : list of matplotlib Line2D
         The points of the coarse pass of each search of ``path_lines_``, as

@@ -189,7 +189,11 @@ class HypergradSearchCV(BaseSearchCV):
         times half the spacing of the coarse points. With several
         hyperparameters, the start is the last point where the hypergradient
         before it predicted the decrease of the loss (within a factor of
-        ten): a rough loss resets it.
+        ten): a rough loss resets it; and a run that ends on a short step
+        while the hypergradient is not small, or where the loss is rough at
+        the scale of its steps (a local minimum of a rough loss), leaves the
+        rest of ``n_iter`` to a run from another coarse point, one with no
+        better point near it (see the user guide's page on the optimizer).
 
     random_state : int, RandomState instance or None, default=None
         Draws the coarse points when several hyperparameters are searched.

@@ -1,8 +1,11 @@
 """The outer optimizer, on functions whose minimum is known."""
 
+import zlib
+
 import numpy as np
 import pytest
 
+from skhypergrad import _optimize
 from skhypergrad._optimize import (
     StopSearch,
     _cubic_minimizer,
@@ -277,6 +280,43 @@ def test_a_run_stalled_at_a_kink_restarts_from_a_distant_coarse_point():
     }
     assert starts == {1, 2}
     assert len(fun.points) < 5 + 200
+
+
+def wiggly_bowl(z):
+    """A bowl with a minimum 0 at (0.3, -0.2), plus wiggles of up to 1e-3 at
+    every scale, whose gradient is as large as it is random: the loss of a
+    chaotic training, in miniature (a deterministic function of the point)."""
+    draw = np.random.default_rng(zlib.crc32(np.asarray(z, float).tobytes()))
+    target = np.array([0.3, -0.2])
+    value = np.sum((z - target) ** 2) + 1e-3 * draw.random()
+    return float(value), 2 * (z - target) + draw.normal(scale=0.3, size=2)
+
+
+def test_a_run_stops_chasing_the_wiggles_of_a_rough_loss(monkeypatch):
+    counts = {}
+    default = _optimize._ROUGHNESS
+    for roughness in (default, np.inf):
+        monkeypatch.setattr(_optimize, "_ROUGHNESS", roughness)
+        counts[roughness] = 0
+        for seed in range(5):
+            fun = Recorder(wiggly_bowl)
+            minimize_in_box(
+                fun,
+                [-2, -2],
+                [2, 2],
+                n_init=5,
+                n_iter=500,
+                tol=1e-10,
+                random_state=seed,
+            )
+            z, value = fun.best()
+            # Down to the wiggles either way.
+            assert value < 2e-3
+            np.testing.assert_allclose(z, [0.3, -0.2], atol=0.05)
+            counts[roughness] += len(fun.points)
+    # Without the test, each run shrinks its steps to 1e-10 of a cell,
+    # evaluating wiggles all the way down.
+    assert counts[default] < 0.85 * counts[np.inf]
 
 
 def test_a_converged_run_ends_the_search_in_several_dimensions():
