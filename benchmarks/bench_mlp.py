@@ -17,9 +17,9 @@ Methods:
   loss decreased). The default budget is 10 and 10: as many coarse points as
   TPE's random start-up trials, and a gradient phase that costs, on average,
   what the others' remaining trials cost. With one thread, a point evaluated
-  for its loss alone takes about 1 s (5 folds), a hypergradient about 4.5 s
-  and a trial of the others about 1.3 s; 2 to 4 of the 10 evaluations of the
-  gradient phase were hypergradients in the runs we measured;
+  for its loss alone takes about 1.3 s (5 folds), a hypergradient about
+  4.5 s, or 3 s at a point whose loss was just computed (the trust region's
+  accepted steps), and a trial of the others about 1.3 s;
 - GridSearchCV, 5 x 5 over alpha x learning_rate_init;
 - RandomizedSearchCV, 25 draws over the three;
 - Optuna's TPE sampler, 25 trials over the three (skipped with a note if
@@ -31,7 +31,8 @@ score (accuracy or R^2). Wall times are per method; memory is the peak
 resident set size sampled every 10 ms during the method, and the process's
 peak at the end (``ru_maxrss``). ``--timings`` also prints the cost of one
 fold: scikit-learn's fit, our value only, and value and hypergradient in
-forward and reverse mode. ``--seed`` seeds the searches' own draws (the
+forward and reverse mode, from scratch or after the value at the same
+point. ``--seed`` seeds the searches' own draws (the
 data, folds and networks stay the same). ``--match-time`` compares at equal
 wall time instead: Optuna's TPE runs first, then HypergradSearchCV with an
 unbounded ``n_iter``, stopped by a callback before it would run past TPE's
