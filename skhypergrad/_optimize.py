@@ -429,8 +429,9 @@ def _refine_trust_region(
             step = t - x
             length = np.linalg.norm(step)
             if length <= xtol:
-                # (With xtol = 0, when the step is below rounding of x.)
-                return evaluations, True
+                # (With xtol = 0, when the step is below rounding of x.) A
+                # model step this short puts the minimum here: converged.
+                return evaluations, full
             ft, _ = evaluate(t, False)
             if not ft < fx:
                 if not full:
@@ -451,6 +452,10 @@ def _refine_trust_region(
                         # shape at the first failed step allows: it is rough
                         # here, and shorter steps would chase its wiggles.
                         return evaluations, True
+                if fraction * length >= radius:
+                    # Rounding made the step no shorter than the radius: the
+                    # steps are at the resolution of x.
+                    return evaluations, True
                 radius = fraction * length
                 inverse_hessian = None
                 continue

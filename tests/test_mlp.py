@@ -455,6 +455,16 @@ def test_hypergradient_after_the_loss_at_the_same_point_trains_once(mode, monkey
         assert fold.value_and_grad(params) == expected
         fold.value({**params, "alpha": 0.02})
         assert len(trainings) == 2 + (mode == "reverse")
+        # The last two trainings are kept, not more.
+        del trainings[:]
+        fold = MLPClassifierModel(mode).fold(estimator, *split)
+        fold.value(params)
+        fold.value({**params, "alpha": 0.03})
+        assert fold.value_and_grad(params) == expected and len(trainings) == 2
+        fold.value({**params, "alpha": 0.04})
+        fold.value({**params, "alpha": 0.05})
+        fold.value_and_grad(params)
+        assert len(trainings) == 5
 
 
 def test_auto_mode_picks_forward_for_one_hyperparameter():

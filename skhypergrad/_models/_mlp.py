@@ -47,11 +47,14 @@ from ._base import DifferentiableModel, Fold, validation_weights
 
 __all__ = ["MLPClassifierModel", "MLPRegressorModel"]
 
-# Which solver uses which continuous hyperparameter.
-# Checkpoints of a loss-only training kept per fold until the next call, in
-# case the search asks for the hypergradient at the same point next.
-_KEPT_CHECKPOINT_BYTES = 32 * 2**20
+# The last trainings a fold keeps, and the largest checkpoints of a loss-only
+# training kept with them: the trust region asks for the hypergradient at a
+# point whose loss alone it computed one or two evaluations before (two when
+# a longer step failed after it).
+_KEPT_RUNS = 2
+_KEPT_CHECKPOINT_BYTES = 16 * 2**20
 
+# Which solver uses which continuous hyperparameter.
 _SOLVER_HYPERPARAMETERS = {
     "sgd": ("alpha", "learning_rate_init", "momentum"),
     "adam": ("alpha", "learning_rate_init", "beta_1", "beta_2"),
@@ -186,6 +189,7 @@ class _MLPFold(Fold):
         )
         self._hp = None
         self._run = None
+        self._kept = []  # (hp, run) of the last trainings, oldest first
 
     def _predict_output(self, theta, X):
         return training.predict(
@@ -229,30 +233,33 @@ class _MLPFold(Fold):
     def _train(self, params, keep_checkpoints):
         """Train at ``params``; return the run and its validation loss.
 
-        The last run is kept: a hypergradient asked at the point whose loss
-        alone was just computed (the search's trust region does so at every
-        step it accepts) uses that training instead of repeating it.
+        The last ``_KEPT_RUNS`` trainings are kept: a hypergradient asked at
+        a point whose loss alone was computed just before (the search's
+        trust region does so at every step it accepts) uses that training
+        instead of repeating it.
         """
         hp = self._hyperparameters(params)
-        last = self._run
-        if (
-            last is not None
-            and hp == self._hp
-            and (last.checkpoints or not keep_checkpoints)
-        ):
-            run = last
+        kept = [
+            run
+            for kept_hp, run in self._kept
+            if kept_hp == hp and (run.checkpoints or not keep_checkpoints)
+        ]
+        if kept:
+            run = kept[0]
         else:
             run = training.train(self._problem, hp, keep_checkpoints=keep_checkpoints)
+            if run.reached_max_iter:
+                warnings.warn(
+                    "Stochastic Optimizer: Maximum iterations "
+                    f"({self.estimator.max_iter}) reached and the optimization "
+                    "hasn't converged yet. Increase max_iter to train to "
+                    "convergence (the hypergradient is exact either way).",
+                    ConvergenceWarning,
+                    stacklevel=3,
+                )
         self._hp, self._run = hp, run
-        if run.reached_max_iter:
-            warnings.warn(
-                "Stochastic Optimizer: Maximum iterations "
-                f"({self.estimator.max_iter}) reached and the optimization "
-                "hasn't converged yet. Increase max_iter to train to "
-                "convergence (the hypergradient is exact either way).",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
+        others = [(k, r) for k, r in self._kept if k != hp]
+        self._kept = [*others, (hp, run)][-_KEPT_RUNS:]
         if run.diverged:
             return run, float("nan")
         return run, float(self._validation_loss(run.theta))
@@ -276,17 +283,16 @@ class _MLPFold(Fold):
             run, loss = self._train(
                 params, keep_checkpoints=bool(names) and mode == "reverse"
             )
-            zeros = {name: 0.0 for name in names}
-            if not names or not np.isfinite(loss):
-                return loss, zeros
-            hypergradient = (
-                training.hypergradient_reverse
-                if mode == "reverse"
-                else training.hypergradient_forward
-            )
-            grad = hypergradient(
-                self._problem, run, self._hp, names, self._validation_loss
-            )
+            grad = np.zeros(len(names))
+            if names and np.isfinite(loss):
+                hypergradient = (
+                    training.hypergradient_reverse
+                    if mode == "reverse"
+                    else training.hypergradient_forward
+                )
+                grad = hypergradient(
+                    self._problem, run, self._hp, names, self._validation_loss
+                )
             # Free the checkpoints; the weights stay for fitted_estimator.
             run.checkpoints = {}
         return loss, {name: float(g) for name, g in zip(names, grad, strict=True)}
