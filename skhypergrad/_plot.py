@@ -111,7 +111,8 @@ class SearchDisplay:
         first (two). With ``n_init``, the path of the gradient phase: the best
         point of the coarse pass, then the points evaluated after the coarse
         pass, in order (a run restarted from another coarse point continues
-        the same line); without, every evaluated point in order.
+        the same line, from its first step away from that point, whose row is
+        the coarse one); without, every evaluated point in order.
 
     coarse_markers_ : list of matplotlib Line2D
         The points of the coarse pass of each search of ``path_lines_``, as
