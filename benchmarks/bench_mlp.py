@@ -17,9 +17,9 @@ Methods:
   loss decreased). The default budget is 10 and 10: as many coarse points as
   TPE's random start-up trials, and a gradient phase that costs, on average,
   what the others' remaining trials cost. With one thread, a point evaluated
-  for its loss alone takes about 1.3 s (5 folds), a hypergradient about
-  4.5 s, or 3 s at a point whose loss was just computed (the trust region's
-  accepted steps), and a trial of the others about 1.3 s;
+  for its loss alone takes about 1 to 1.3 s (5 folds), a hypergradient
+  about 3.5 s, or 2.5 s at a point whose loss was just computed (the trust
+  region's accepted steps), and a trial of the others about 1.3 s;
 - GridSearchCV, 5 x 5 over alpha x learning_rate_init;
 - RandomizedSearchCV, 25 draws over the three;
 - Optuna's TPE sampler, 25 trials over the three (skipped with a note if
