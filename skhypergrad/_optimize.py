@@ -136,15 +136,16 @@ def _restarted_trust_regions(
     """Several dimensions: trust-region runs from the coarse points, best first.
 
     The first run starts at the best coarse point. A run that converges (the
-    gradient fell below ``tol`` times its start) ends the search. A run that
-    stalls (no step improves down to a radius of ``tol`` times half a cell,
-    or the loss is rough at the scale of the steps, while the gradient is
-    not small: a local minimum of a rough loss, or a kink) leaves the rest
-    of the budget to a run from another coarse point,
-    chosen as multi-level single linkage chooses its starts (Rinnooy Kan and
-    Timmer, 1987): the best coarse point that has no better point, among
-    all those evaluated so far, within the critical distance, here the mean
-    distance from a coarse point to its nearest neighbour.
+    gradient fell below ``tol`` times its start, or the quasi-Newton step
+    below ``tol`` times half a cell) ends the search. A run that stalls (no
+    step improves down to a radius of ``tol`` times half a cell, or the loss
+    is rough at the scale of the steps, while the gradient is not small: a
+    local minimum of a rough loss, or a kink) leaves the rest of the budget
+    to a run from another coarse point, chosen as multi-level single linkage
+    chooses its starts (Rinnooy Kan and Timmer, 1987): the best coarse point
+    that has no better point, among all those evaluated so far, within the
+    critical distance, here the mean distance from a coarse point to its
+    nearest neighbour.
     """
     evaluated = [(z, v) for z, v in zip(starts, values, strict=True) if np.isfinite(v)]
 
