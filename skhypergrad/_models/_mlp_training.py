@@ -365,10 +365,21 @@ def _update_arguments(problem, hp, sizes, k):
 
 # What the reverse sweep needs of one minibatch step: its input state, the
 # network's layer outputs (hidden[0] is the batch), the output, each layer's
-# error, the gradient and the state after the update.
+# error, the gradient, the optimizer update's other arguments and the state
+# after it.
 _StepTape = namedtuple(
     "_StepTape",
-    ["state", "hidden", "output", "deltas", "grad", "new_state", "weight", "n"],
+    [
+        "state",
+        "hidden",
+        "output",
+        "deltas",
+        "grad",
+        "update_arguments",
+        "new_state",
+        "weight",
+        "n",
+    ],
 )
 
 
@@ -422,7 +433,8 @@ def _run_epoch(state, hp, problem, epoch, divisions, record=None, tapes=None):
         grad, deltas = _loss_gradient(
             state, hidden, output, y_batch, weight_batch, n_samples, alpha, problem
         )
-        new_state = update(state, grad, *_update_arguments(problem, hp, sizes, k))
+        update_arguments = _update_arguments(problem, hp, sizes, k)
+        new_state = update(state, grad, *update_arguments)
         if tapes is not None:
             tapes.append(
                 _StepTape(
@@ -431,6 +443,7 @@ def _run_epoch(state, hp, problem, epoch, divisions, record=None, tapes=None):
                     output,
                     deltas,
                     grad,
+                    update_arguments,
                     new_state,
                     weight_batch,
                     n_samples,
@@ -635,7 +648,7 @@ def _states(problem, run, hp, start, stop, first_state):
     return states
 
 
-def _step_vjp(problem, tape, state_bar, alpha, update_arguments):
+def _step_vjp(problem, tape, state_bar, alpha):
     """Cotangents of one minibatch step of :func:`_run_epoch`, by hand.
 
     This is the backward pass autograd would run on the traced step, made
@@ -650,8 +663,6 @@ def _step_vjp(problem, tape, state_bar, alpha, update_arguments):
     state_bar : ndarray
         Cotangent of the state after the step.
     alpha : float
-    update_arguments : tuple
-        From :func:`_update_arguments`.
 
     Returns
     -------
@@ -662,7 +673,7 @@ def _step_vjp(problem, tape, state_bar, alpha, update_arguments):
         :func:`_step_sizes`) and of the optimizer's decay (``beta_1`` and
         ``beta_2``, or ``momentum``).
     """
-    args = (tape.state, tape.grad, *update_arguments)
+    args = (tape.state, tape.grad, *tape.update_arguments)
     if problem.solver == "adam":
         vjp = layers.adam_vjp((0, 1, 2, 4, 5), tape.new_state, args, {})
     else:
@@ -733,16 +744,9 @@ def _epoch_vjp(problem, hp, epoch, divisions, state, state_bar):
     """
     tapes = []
     _run_epoch(state, hp, problem, epoch, divisions, tapes=tapes)
-    sizes = _step_sizes(hp, problem, epoch, divisions)
     inputs_bar = [0.0] * (2 + len(_decays(problem)))
-    for k in range(len(tapes) - 1, -1, -1):
-        state_bar, step_bar = _step_vjp(
-            problem,
-            tapes[k],
-            state_bar,
-            hp["alpha"],
-            _update_arguments(problem, hp, sizes, k),
-        )
+    for tape in reversed(tapes):
+        state_bar, step_bar = _step_vjp(problem, tape, state_bar, hp["alpha"])
         inputs_bar = [
             total + bar for total, bar in zip(inputs_bar, step_bar, strict=True)
         ]
