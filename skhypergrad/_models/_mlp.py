@@ -270,8 +270,7 @@ class _MLPFold(Fold):
         keep = (
             bool(params)
             and self.model._mode(len(params)) == "reverse"
-            and self.estimator.max_iter * self._problem.initial_state().nbytes
-            <= _KEPT_CHECKPOINT_BYTES
+            and self._problem.checkpoints_nbytes <= _KEPT_CHECKPOINT_BYTES
         )
         with np.errstate(all="ignore"):
             return self._train(params, keep_checkpoints=keep)[1]

@@ -325,11 +325,20 @@ class TrainingProblem:
     def solver(self):
         return self.settings["solver"]
 
+    @property
+    def n_moments(self):
+        """Entries of the optimizer's moments in the state."""
+        return (2 if self.solver == "adam" else 1) * self.layout.n_params
+
+    @property
+    def checkpoints_nbytes(self):
+        """Memory of the state at the start of each of ``max_iter`` epochs."""
+        state_size = self.layout.n_params + self.n_moments
+        return self.settings["max_iter"] * state_size * self.initial_theta.itemsize
+
     def initial_state(self):
         """Weights, then the optimizer's moments (all zeros)."""
-        n_moments = 2 if self.solver == "adam" else 1
-        zeros = np.zeros(n_moments * self.layout.n_params)
-        return np.concatenate([self.initial_theta, zeros])
+        return np.concatenate([self.initial_theta, np.zeros(self.n_moments)])
 
 
 def _sgd_rate(learning_rate_init, problem, epoch, divisions):
@@ -525,10 +534,7 @@ def train(problem, hp, keep_checkpoints=False):
     sgd_rate = float(hp["learning_rate_init"])
 
     stride = 1
-    if (
-        keep_checkpoints
-        and max_iter * problem.initial_state().nbytes > _CHECKPOINT_BYTES
-    ):
+    if keep_checkpoints and problem.checkpoints_nbytes > _CHECKPOINT_BYTES:
         # Keep every k-th state; the reverse sweep recomputes the others, one
         # segment of k epochs at a time.
         stride = max(1, math.ceil(math.sqrt(max_iter)))
@@ -785,8 +791,7 @@ def hypergradient_reverse(problem, run, hp, names, loss):
     grad : ndarray of shape (len(names),)
     """
     theta_bar = make_vjp(loss)(run.theta)[0](1.0)
-    n_moments = len(problem.initial_state()) - problem.layout.n_params
-    state_bar = np.concatenate([theta_bar, np.zeros(n_moments)])
+    state_bar = np.concatenate([theta_bar, np.zeros(problem.n_moments)])
     inputs_bar = {}
     stride = run.checkpoint_stride
     for start in range(stride * ((run.snapshot - 1) // stride), -1, -stride):
