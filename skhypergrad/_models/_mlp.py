@@ -187,9 +187,17 @@ class _MLPFold(Fold):
             },
             validation_score=validation_score,
         )
-        self._hp = None
-        self._run = None
         self._kept = []  # (hp, run) of the last trainings, oldest first
+
+    @property
+    def _hp(self):
+        """The hyperparameters of the last training, or None."""
+        return self._kept[-1][0] if self._kept else None
+
+    @property
+    def _run(self):
+        """The last training (the one :meth:`fitted_estimator` returns), or None."""
+        return self._kept[-1][1] if self._kept else None
 
     def _predict_output(self, theta, X):
         return training.predict(
@@ -257,7 +265,6 @@ class _MLPFold(Fold):
                     ConvergenceWarning,
                     stacklevel=3,
                 )
-        self._hp, self._run = hp, run
         others = [(k, r) for k, r in self._kept if k != hp]
         self._kept = [*others, (hp, run)][-_KEPT_RUNS:]
         if run.diverged:
