@@ -37,8 +37,9 @@ class SearchState:
     iteration : int
         Outer iteration within that search, from 0 (the coarse pass
         included): the row's ``outer_iter`` in ``cv_results_``. The
-        hypergradient at the best coarse point, where the gradient phase
-        starts, is reported with that point's iteration.
+        hypergradient at a coarse point where a run of the gradient phase
+        starts (the best one, and the restarts of several hyperparameters)
+        is reported with that point's iteration.
     params : dict
         The hyperparameters just evaluated, discrete ones included.
     cv_loss : float
@@ -217,10 +218,11 @@ class HypergradSearchCV(BaseSearchCV):
         - ``cv_loss``: the mean validation loss that was differentiated;
         - ``hypergrad_<name>``: its derivative with respect to each
           continuous hyperparameter (``nan`` where not searched, and where
-          the loss alone was computed: the coarse pass except its best
-          point, where the gradient phase starts, and, with several
-          hyperparameters, the trial points that did not decrease the
-          loss).
+          the loss alone was computed: the coarse pass except the points
+          where a run of the gradient phase starts (its best point and,
+          with several hyperparameters, the coarse points a stalled run
+          restarted from), and, with several hyperparameters, the trial
+          points that did not decrease the loss).
 
     best_estimator_ : estimator
         The user's estimator refit on the whole data with ``best_params_``.
