@@ -7,19 +7,30 @@ and :func:`cross_val_hypergrad` gives that loss and derivative at one point.
 """
 
 from ._cross_val import cross_val_hypergrad
-from ._models import DifferentiableModel, Fold, register_model
+from ._models import (
+    DifferentiableModel,
+    Fold,
+    FoldData,
+    Solution,
+    register_model,
+    validation_weights,
+)
 from ._plot import SearchDisplay, plot_search
-from ._search import HypergradSearchCV, SearchState
+from ._progress import SearchState
+from ._search import HypergradSearchCV
 
 __all__ = [
     "DifferentiableModel",
     "Fold",
+    "FoldData",
     "HypergradSearchCV",
     "SearchDisplay",
     "SearchState",
+    "Solution",
     "cross_val_hypergrad",
     "plot_search",
     "register_model",
+    "validation_weights",
 ]
 
 __version__ = "0.1.0.dev0"

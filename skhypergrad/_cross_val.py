@@ -5,11 +5,11 @@ import numbers
 import numpy as np
 from sklearn.base import clone, is_classifier
 from sklearn.model_selection import check_cv
-from sklearn.utils._param_validation import HasMethods, validate_params
-from sklearn.utils.validation import _check_method_params, indexable
+from sklearn.utils.validation import indexable
 
 from ._models import get_model
 from ._objective import CrossValObjective, check_data
+from ._sklearn_compat import HasMethods, check_method_params, validate_params
 from ._space import split_pipeline
 
 __all__ = ["cross_val_hypergrad"]
@@ -90,17 +90,18 @@ def cross_val_hypergrad(
     """
     X, y, groups = indexable(X, y, groups)
     check_data(estimator, X, y)
-    fit_params = _check_method_params(X, params=fit_params or {})
+    fit_params = check_method_params(X, params=fit_params or {})
 
     _, final, prefix = split_pipeline(estimator)
     model = get_model(final)
+    model.check_estimator(final)
+    differentiable = sorted(prefix + h for h in model.hyperparameters_for(final))
     for name, value in params.items():
-        short = name[len(prefix) :] if name.startswith(prefix) else None
-        if short not in model.hyperparameters:
+        if name not in differentiable:
             raise ValueError(
                 f"{name!r} is not a differentiable hyperparameter of "
-                f"{type(final).__name__}. Differentiable: "
-                f"{sorted(prefix + h for h in model.hyperparameters)}."
+                f"{type(final).__name__} with its settings. Differentiable: "
+                f"{differentiable}."
             )
         if not isinstance(value, numbers.Real) or not np.isfinite(value):
             raise ValueError(f"{name!r} must be a finite real number, got {value!r}.")
@@ -117,5 +118,7 @@ def cross_val_hypergrad(
         fit_params=fit_params,
         error_score="raise",
     )
-    loss, grads, _ = objective.evaluate({k: float(v) for k, v in params.items()})
-    return loss, grads
+    result = objective.evaluate(
+        {k: float(v) for k, v in params.items()}, differentiate=True
+    )
+    return result.loss, {k: float(v) for k, v in result.hypergradient.items()}

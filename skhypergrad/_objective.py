@@ -16,26 +16,43 @@ where :math:`w_k^*(\\lambda)` are the model's parameters trained on fold
 :math:`k`. It also scores the trained folds with scikit-learn scorers, so
 that the search reports what :class:`~sklearn.model_selection.GridSearchCV`
 would, without fitting the estimator a second time.
+
+Every point is evaluated once: :meth:`CrossValObjective.evaluate` keeps the
+losses, scores and hypergradients of every point it has evaluated (a
+:class:`PointResult` each), and each split keeps the solutions of its last
+few points, so that a hypergradient asked at a point whose loss was computed
+before differentiates the solution found then instead of solving again.
 """
 
-import numbers
 import time
 import traceback
+from collections import OrderedDict
+from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.base import clone
-from sklearn.model_selection._validation import _score
 from sklearn.pipeline import Pipeline
-from sklearn.utils import _safe_indexing, check_array
-from sklearn.utils._tags import get_tags
-from sklearn.utils.metadata_routing import _routing_enabled, process_routing
-from sklearn.utils.validation import _check_method_params, _get_feature_names
+from sklearn.utils import check_array, get_tags
+from sklearn.utils.metadata_routing import process_routing
 
-from ._models import get_model
+from ._models import FoldData, get_model
+from ._sklearn_compat import (
+    check_method_params,
+    error_scores,
+    get_feature_names,
+    routing_enabled,
+    safe_indexing,
+    score,
+)
 from ._space import split_pipeline
 
-__all__ = ["CrossValObjective", "FoldResult", "check_data"]
+__all__ = ["CrossValObjective", "PointResult", "SplitResult", "check_data"]
+
+# Solutions each split keeps, most recent first: a hypergradient is asked of
+# a point whose loss was computed one or two evaluations before (a trust
+# region's accepted step, after a longer trial), or of the best coarse point
+# (a logistic fold solves it again quickly from its warm starts).
+_KEPT_SOLUTIONS = 2
 
 
 def check_data(estimator, X, y):
@@ -60,33 +77,68 @@ def check_data(estimator, X, y):
     check_array(y, ensure_2d=False, dtype=None, input_name="y")
 
 
-class FoldResult:
-    """What one fold gave at one point: loss, gradient, scores and times."""
+@dataclass
+class SplitResult:
+    """What one split gave at one point: loss, gradient, scores and times.
 
-    __slots__ = ("loss", "grads", "fit_error", "fit_time", "scores")
+    ``scores`` has the layout of the output of
+    ``sklearn.model_selection._validation._fit_and_score``.
+    """
 
-    def __init__(self, loss, grads, fit_error, fit_time):
-        self.loss = loss
-        self.grads = grads
-        self.fit_error = fit_error
-        self.fit_time = fit_time
-        self.scores = None
+    loss: float
+    grads: dict
+    fit_error: str = None
+    fit_time: float = 0.0
+    scores: dict = None
 
 
-class _PreparedFold:
-    """A fold's data, fitted preprocessing and model fold (or its error)."""
+@dataclass
+class PointResult:
+    """One evaluated point: the CV loss, its hypergradient and each split's."""
 
-    def __init__(self, train, test, X_test, y_test, test_score_params):
-        self.train = train
-        self.test = test
-        # Kept for scoring every point without indexing X again.
-        self.X_test = X_test
-        self.y_test = y_test
-        self.test_score_params = test_score_params
-        self.preprocessing = None
-        self.model_fold = None
-        self.error = None
-        self.feature_names = None
+    point: dict
+    loss: float
+    splits: list
+    hypergradient: dict = None
+
+    @property
+    def failed(self):
+        return any(split.fit_error is not None for split in self.splits)
+
+
+def point_key(point):
+    """A hashable key of a point (a dict of numbers or arrays)."""
+    return tuple(
+        (name, tuple(np.ravel(value).tolist())) for name, value in point.items()
+    )
+
+
+@dataclass(eq=False)
+class _Split:
+    """One cross-validation split: data, fitted preprocessing and model fold."""
+
+    train: np.ndarray
+    test: np.ndarray
+    X_test: object
+    y_test: object
+    test_score_params: dict
+    preprocessing: object = None
+    model_fold: object = None
+    error: str = None
+    feature_names: object = None
+    solutions: OrderedDict = field(default_factory=OrderedDict)
+
+    def solution(self, params, differentiate):
+        """The model's solution at ``params``, kept or solved now."""
+        key = point_key(params)
+        solution = self.solutions.get(key)
+        if solution is None:
+            solution = self.model_fold.solve(params, differentiate=differentiate)
+        self.solutions[key] = solution
+        self.solutions.move_to_end(key, last=False)
+        while len(self.solutions) > _KEPT_SOLUTIONS:
+            self.solutions.popitem()
+        return solution
 
 
 class CrossValObjective:
@@ -111,6 +163,16 @@ class CrossValObjective:
         as the scores it reports.
     error_score : 'raise' or float, default=np.nan
         What a failed fold scores, as in GridSearchCV.
+    scorer : callable or None, default=None
+        Scores each new point's folds as GridSearchCV does; None scores
+        nothing.
+    return_train_score : bool, default=False
+        Whether the scores include the training folds'.
+
+    Attributes
+    ----------
+    results : list of PointResult
+        Every evaluated point, in the order of their first evaluation.
     """
 
     def __init__(
@@ -123,6 +185,8 @@ class CrossValObjective:
         fit_params=None,
         score_params=None,
         error_score=np.nan,
+        scorer=None,
+        return_train_score=False,
     ):
         self.estimator = estimator
         self.X = X
@@ -132,13 +196,16 @@ class CrossValObjective:
         self.fit_params = fit_params or {}
         self.score_params = score_params or {}
         self.error_score = error_score
+        self.scorer = scorer
+        self.return_train_score = return_train_score
 
         self._preprocessing, self._final, self._prefix = split_pipeline(estimator)
         self._model = get_model(self._final)
-        self._model.check_estimator(self._final)
         # Checks the fit parameters before any work.
         self._split_fit_params(self.fit_params)
-        self._folds = None
+        self._splits = None
+        self._memo = {}
+        self.results = []
 
     def _split_fit_params(self, params):
         """Return the preprocessing's fit parameters and the model's weights.
@@ -148,7 +215,7 @@ class CrossValObjective:
         ``<last step>__sample_weight`` (or ``sample_weight`` for a bare
         model) for the model. With routing, as the pipeline's requests say.
         """
-        if _routing_enabled():
+        if routing_enabled():
             if self._preprocessing is None:
                 return {}, params.get("sample_weight")
             routed = process_routing(self.estimator, "fit", **params)
@@ -178,164 +245,198 @@ class CrossValObjective:
 
     def prepare(self):
         """Fit the preprocessing and precompute every fold, once."""
-        self._folds = [self._prepare_fold(train, test) for train, test in self.splits]
+        if self._splits is None:
+            self._splits = [self._prepare(train, test) for train, test in self.splits]
         return self
 
-    def _prepare_fold(self, train, test):
-        X_train, y_train = _safe_indexing(self.X, train), _safe_indexing(self.y, train)
-        X_test, y_test = _safe_indexing(self.X, test), _safe_indexing(self.y, test)
-        fold = _PreparedFold(
+    def _prepare(self, train, test):
+        X_train = safe_indexing(self.X, train)
+        y_train = safe_indexing(self.y, train)
+        X_test, y_test = safe_indexing(self.X, test), safe_indexing(self.y, test)
+        split = _Split(
             train,
             test,
             X_test,
             y_test,
-            _check_method_params(self.X, params=self.score_params, indices=test),
+            check_method_params(self.X, params=self.score_params, indices=test),
         )
-        params = _check_method_params(self.X, params=self.fit_params, indices=train)
+        params = check_method_params(self.X, params=self.fit_params, indices=train)
         preprocessing_params, sample_weight = self._split_fit_params(params)
         try:
             if self._preprocessing is not None:
-                fold.preprocessing = clone(self._preprocessing)
-                X_train = fold.preprocessing.fit_transform(
-                    X_train,
-                    y_train,
-                    **preprocessing_params,
+                split.preprocessing = clone(self._preprocessing)
+                X_train = split.preprocessing.fit_transform(
+                    X_train, y_train, **preprocessing_params
                 )
-                X_test = fold.preprocessing.transform(X_test)
-            fold.feature_names = _get_feature_names(X_train)
-            fold.model_fold = self._model.fold(
-                self._final,
-                _dense(X_train),
-                np.asarray(y_train),
-                _dense(X_test),
-                np.asarray(y_test),
+                X_test = split.preprocessing.transform(X_test)
+            split.feature_names = get_feature_names(X_train)
+            data = FoldData(
+                X_train=_dense(X_train),
+                y_train=np.asarray(y_train),
+                X_val=_dense(X_test),
+                y_val=np.asarray(y_test),
                 sample_weight=sample_weight,
-                val_sample_weight=fold.test_score_params.get("sample_weight"),
+                val_sample_weight=split.test_score_params.get("sample_weight"),
             )
+            split.model_fold = self._model.fold(self._final, data)
         except Exception:
             if self.error_score == "raise":
                 raise
-            fold.error = traceback.format_exc()
-        return fold
+            split.error = traceback.format_exc()
+        return split
 
-    def evaluate(self, point, differentiate=True):
-        """Train every fold at ``point`` and differentiate the validation loss.
+    def _model_params(self, point):
+        return {name[len(self._prefix) :]: value for name, value in point.items()}
+
+    def is_evaluated(self, point, differentiate=False):
+        """Whether :meth:`evaluate` would return a result without computing."""
+        result = self._memo.get(point_key(point))
+        return result is not None and (
+            not differentiate or result.hypergradient is not None
+        )
+
+    def evaluate(self, point, differentiate=False):
+        """The CV loss at ``point``, and its hypergradient if asked.
+
+        Each point is solved once: a point evaluated before is returned as
+        it was, with its hypergradient added if it is asked now.
 
         Parameters
         ----------
         point : dict of str -> float
             Values of the continuous hyperparameters, by full name.
-        differentiate : bool, default=True
+        differentiate : bool, default=False
             Whether to compute the hypergradient too.
 
         Returns
         -------
-        loss : float
-            Mean of the folds' validation losses; ``nan`` if any fold failed.
-        grads : dict of str -> float
-            Its derivative with respect to each hyperparameter of ``point``;
-            empty when ``differentiate`` is False.
-        results : list of FoldResult
+        result : PointResult
+            ``loss`` is the mean of the folds' validation losses (``nan`` if
+            any fold failed); ``hypergradient`` its derivative with respect
+            to each hyperparameter of ``point`` (None until asked).
         """
-        if self._folds is None:
-            self.prepare()
-        model_params = {name[len(self._prefix) :]: v for name, v in point.items()}
-        results = [
-            self._evaluate_fold(fold, model_params, differentiate)
-            for fold in self._folds
-        ]
-        failed = any(r.fit_error is not None for r in results)
-        loss = np.nan if failed else float(np.mean([r.loss for r in results]))
-        grads = {
-            name: np.nan if failed else float(np.mean([r.grads[key] for r in results]))
-            for name, key in zip(point, model_params, strict=True)
-            if differentiate
-        }
-        return loss, grads, results
+        self.prepare()
+        key = point_key(point)
+        result = self._memo.get(key)
+        if result is None:
+            result = self._solve(point, differentiate)
+            self._memo[key] = result
+            self.results.append(result)
+        elif differentiate and result.hypergradient is None:
+            self._differentiate(result)
+        return result
 
-    def _evaluate_fold(self, fold, model_params, differentiate):
-        if fold.error is not None:
-            return FoldResult(np.nan, {}, fold.error, 0.0)
+    def _solve(self, point, differentiate):
+        model_params = self._model_params(point)
+        splits = [
+            self._solve_split(split, model_params, differentiate)
+            for split in self._splits
+        ]
+        failed = any(s.fit_error is not None for s in splits)
+        result = PointResult(
+            point=dict(point),
+            loss=np.nan if failed else float(np.mean([s.loss for s in splits])),
+            splits=splits,
+        )
+        if differentiate:
+            result.hypergradient = self._mean_gradient(result, model_params)
+        if self.scorer is not None:
+            for split, split_result in zip(self._splits, splits, strict=True):
+                self._score(split, split_result, model_params)
+        return result
+
+    def _solve_split(self, split, model_params, differentiate):
+        if split.error is not None:
+            return SplitResult(np.nan, {}, split.error)
         start = time.time()
         try:
-            if differentiate:
-                loss, grads = fold.model_fold.value_and_grad(model_params)
-            else:
-                loss, grads = fold.model_fold.value(model_params), {}
-            if not np.isfinite(loss):
+            solution = split.solution(model_params, differentiate)
+            if not np.isfinite(solution.loss):
                 raise FloatingPointError(
-                    f"The training diverged: the validation loss is {loss} at "
-                    f"{model_params}."
+                    f"The training diverged: the validation loss is "
+                    f"{solution.loss} at {model_params}."
                 )
+            grads = solution.hypergradient(list(model_params)) if differentiate else {}
         except Exception:
             if self.error_score == "raise":
                 raise
-            return FoldResult(np.nan, {}, traceback.format_exc(), time.time() - start)
-        return FoldResult(loss, grads, None, time.time() - start)
+            return SplitResult(np.nan, {}, traceback.format_exc(), time.time() - start)
+        return SplitResult(solution.loss, grads, None, time.time() - start)
 
-    def fitted_estimator(self, index):
-        """The estimator trained on fold ``index`` at the last evaluated point."""
-        fold = self._folds[index]
-        final = fold.model_fold.fitted_estimator()
-        if fold.feature_names is not None:
-            final.feature_names_in_ = fold.feature_names
-        if fold.preprocessing is None:
+    def _differentiate(self, result):
+        """Add the hypergradient to a point evaluated for its loss alone."""
+        model_params = self._model_params(result.point)
+        for split, split_result in zip(self._splits, result.splits, strict=True):
+            if split_result.fit_error is not None:
+                continue
+            try:
+                solution = split.solution(model_params, differentiate=True)
+                split_result.grads = solution.hypergradient(list(model_params))
+            except Exception:
+                if self.error_score == "raise":
+                    raise
+                split_result.grads = dict.fromkeys(model_params, np.nan)
+        result.hypergradient = self._mean_gradient(result, model_params)
+
+    def _mean_gradient(self, result, model_params):
+        return {
+            name: np.nan
+            if result.failed
+            else np.mean([s.grads[key] for s in result.splits], axis=0)
+            for name, key in zip(result.point, model_params, strict=True)
+        }
+
+    def _fitted_estimator(self, split, model_params):
+        """The estimator (a pipeline if given one) trained on ``split``."""
+        final = split.solution(model_params, False).fitted_estimator()
+        if split.feature_names is not None:
+            final.feature_names_in_ = split.feature_names
+        if split.preprocessing is None:
             return final
         name = self.estimator.steps[-1][0]
         params = self.estimator.get_params(deep=False)
-        params["steps"] = [*fold.preprocessing.steps, (name, final)]
+        params["steps"] = [*split.preprocessing.steps, (name, final)]
         return Pipeline(**params)
 
-    def score(self, results, scorer, return_train_score=False):
-        """Score each fold of the last evaluated point, as GridSearchCV does.
-
-        Fills ``FoldResult.scores`` with a dict in the layout of
-        ``sklearn.model_selection._validation._fit_and_score``'s output.
-        """
-        for index, (fold, result) in enumerate(zip(self._folds, results, strict=True)):
-            out = {
-                "fit_error": result.fit_error,
-                "fit_time": result.fit_time,
-                "n_test_samples": len(fold.test),
-            }
-            if result.fit_error is not None:
-                error = _error_scores(scorer, self.error_score)
-                out.update(test_scores=error, score_time=0.0)
-                if return_train_score:
-                    out["train_scores"] = error
-            else:
-                estimator = self.fitted_estimator(index)
-                start = time.time()
-                out["test_scores"] = _score(
-                    estimator,
-                    fold.X_test,
-                    fold.y_test,
-                    scorer,
-                    fold.test_score_params,
-                    self.error_score,
+    def _score(self, split, result, model_params):
+        """Score one split at one point, as GridSearchCV's _fit_and_score."""
+        out = {
+            "fit_error": result.fit_error,
+            "fit_time": result.fit_time,
+            "n_test_samples": len(split.test),
+        }
+        if result.fit_error is not None:
+            error = error_scores(self.scorer, self.error_score)
+            out.update(test_scores=error, score_time=0.0)
+            if self.return_train_score:
+                out["train_scores"] = error
+        else:
+            estimator = self._fitted_estimator(split, model_params)
+            start = time.time()
+            out["test_scores"] = score(
+                estimator,
+                split.X_test,
+                split.y_test,
+                scorer=self.scorer,
+                score_params=split.test_score_params,
+                error_score=self.error_score,
+            )
+            out["score_time"] = time.time() - start
+            if self.return_train_score:
+                params = check_method_params(
+                    self.X, params=self.score_params, indices=split.train
                 )
-                out["score_time"] = time.time() - start
-                if return_train_score:
-                    params = _check_method_params(self.X, self.score_params, fold.train)
-                    out["train_scores"] = _score(
-                        estimator,
-                        _safe_indexing(self.X, fold.train),
-                        _safe_indexing(self.y, fold.train),
-                        scorer,
-                        params,
-                        self.error_score,
-                    )
-            result.scores = out
-        return results
+                out["train_scores"] = score(
+                    estimator,
+                    safe_indexing(self.X, split.train),
+                    safe_indexing(self.y, split.train),
+                    scorer=self.scorer,
+                    score_params=params,
+                    error_score=self.error_score,
+                )
+        result.scores = out
 
 
 def _dense(X):
     # autograd has no sparse matrices: the traced trainers see dense arrays.
-    return X.toarray() if sp.issparse(X) else np.asarray(X)
-
-
-def _error_scores(scorer, error_score):
-    names = getattr(scorer, "_scorers", None)
-    if isinstance(names, dict) and isinstance(error_score, numbers.Number):
-        return {name: error_score for name in names}
-    return error_score
+    return X.toarray() if hasattr(X, "toarray") else np.asarray(X)

@@ -23,8 +23,12 @@ of them:
   that stalls in a local minimum of such a loss leaves the rest of the
   budget to a run from another coarse point (multi-level single linkage).
 
-Everything here works in the unconstrained search space (see ``_space``);
-the objective is a plain callable ``(z, differentiate) -> (value, gradient)``.
+Everything here works in the unconstrained search space (see ``_space``).
+The objective is memoized by the caller (the cross-validation objective
+keeps every point it has evaluated): it has ``value(z)``,
+``value_and_grad(z)``, and ``is_evaluated(z, differentiate)``, which says
+whether a call would be answered without computing anything. The budget
+counts only the calls that compute.
 """
 
 import numpy as np
@@ -71,11 +75,12 @@ def minimize_in_box(fun, lower, upper, *, n_init, n_iter, tol, random_state):
 
     Parameters
     ----------
-    fun : callable
-        ``fun(z, differentiate) -> (value, gradient)``, the gradient being
-        ``None`` when ``differentiate`` is False. A non-finite value marks a
-        failed point, which the search treats as worse than any other. May
-        raise :class:`StopSearch` to end the search.
+    fun : object
+        The objective, with ``value(z) -> float``, ``value_and_grad(z) ->
+        (float, ndarray)`` and ``is_evaluated(z, differentiate) -> bool``
+        (see the module's docstring). A non-finite value marks a failed
+        point, which the search treats as worse than any other. May raise
+        :class:`StopSearch` to end the search.
     lower, upper : array-like of shape (n_dims,)
         The box, in the search space.
     n_init : int
@@ -98,7 +103,7 @@ def minimize_in_box(fun, lower, upper, *, n_init, n_iter, tol, random_state):
     """
     lower, upper = np.asarray(lower, float), np.asarray(upper, float)
     starts = initial_points(lower, upper, n_init, random_state)
-    values = np.array([fun(z, False)[0] for z in starts])
+    values = np.array([fun.value(z) for z in starts])
     finite = np.isfinite(values)
     if n_iter == 0 or not finite.any():
         return
@@ -148,12 +153,7 @@ def _restarted_trust_regions(
     nearest neighbour.
     """
     evaluated = [(z, v) for z, v in zip(starts, values, strict=True) if np.isfinite(v)]
-
-    def recorded(z, differentiate):
-        value, grad = fun(z, differentiate)
-        if np.isfinite(value):
-            evaluated.append((np.array(z, float), float(value)))
-        return value, grad
+    recorded = _Recorded(fun, evaluated)
 
     distances = np.linalg.norm(starts[:, None, :] - starts[None, :, :], axis=-1)
     np.fill_diagonal(distances, np.inf)
@@ -180,6 +180,33 @@ def _restarted_trust_regions(
         left -= used
         if not stalled:
             return
+
+
+class _Recorded:
+    """``fun``, appending each finite ``(z, value)`` it returns to ``evaluated``.
+
+    Multi-level single linkage chooses each restart among all the points
+    evaluated so far.
+    """
+
+    def __init__(self, fun, evaluated):
+        self._fun = fun
+        self._evaluated = evaluated
+
+    def is_evaluated(self, z, differentiate):
+        return self._fun.is_evaluated(z, differentiate)
+
+    def _record(self, z, value):
+        if np.isfinite(value):
+            self._evaluated.append((np.array(z, float), float(value)))
+        return value
+
+    def value(self, z):
+        return self._record(z, self._fun.value(z))
+
+    def value_and_grad(self, z):
+        value, grad = self._fun.value_and_grad(z)
+        return self._record(z, value), grad
 
 
 def _refine_in_bracket(fun, points, values, best, lower, upper, *, n_iter, gtol, xtol):
@@ -217,7 +244,7 @@ def _refine_in_bracket(fun, points, values, best, lower, upper, *, n_iter, gtol,
     }
 
     def evaluate(z):
-        value, grad = fun(np.array([z]), True)
+        value, grad = fun.value_and_grad(np.array([z]))
         value, grad = float(value), float(grad[0])
         if not (np.isfinite(value) and np.isfinite(grad)):
             # Failed, or no slope to follow: worse than any other point.
@@ -333,8 +360,8 @@ def _refine_trust_region(
       a model, a step of the radius's length;
     - a trial point is evaluated for the loss alone, as many trials of a
       rough loss fail: it is accepted if it decreases the loss, and only
-      then is its gradient computed; a point evaluated already is not
-      evaluated again. A step of the radius's length that succeeds is
+      then is its gradient computed; a point evaluated already costs
+      nothing. A step of the radius's length that succeeds is
       doubled, on the loss alone, while the loss keeps decreasing; the radius
       becomes the longest step that succeeded, or twice that when no longer
       one failed. A failed step of the radius's length shrinks the radius to
@@ -349,9 +376,8 @@ def _refine_trust_region(
 
     Parameters
     ----------
-    fun : callable
-        ``fun(z, differentiate) -> (value, gradient)``, as for
-        :func:`minimize_in_box`.
+    fun : object
+        The objective, as for :func:`minimize_in_box`.
     start : ndarray of shape (n_dims,)
         The best point of the coarse pass.
     lower, upper : ndarray of shape (n_dims,)
@@ -380,24 +406,22 @@ def _refine_trust_region(
         steps (see ``_ROUGHNESS``), or a gradient was not finite.
     """
     evaluations = 0
-    # The losses of the trial points: a step that lands on one again (the
-    # sign of the gradient often stays the same) costs nothing.
-    known = {}
 
     def evaluate(z, differentiate):
+        # A step that lands on a point evaluated already (the sign of the
+        # gradient often stays the same) costs nothing.
         nonlocal evaluations
-        key = tuple(z)
-        if not differentiate and key in known:
-            return known[key], None
-        if evaluations >= n_iter:
-            raise _BudgetSpent
-        evaluations += 1
-        value, grad = fun(z, differentiate)
+        if not fun.is_evaluated(z, differentiate):
+            if evaluations >= n_iter:
+                raise _BudgetSpent
+            evaluations += 1
+        if differentiate:
+            value, grad = fun.value_and_grad(z)
+        else:
+            value, grad = fun.value(z), None
         value = float(value)
         if not np.isfinite(value):
-            known[key] = np.inf
             return np.inf, None
-        known[key] = value
         if differentiate:
             grad = np.asarray(grad, float)
             if not np.all(np.isfinite(grad)):

@@ -8,14 +8,14 @@ import numbers
 import warnings
 
 import numpy as np
-from scipy.special import expit, logit
 from sklearn.base import clone, is_classifier
 from sklearn.model_selection import check_cv
 from sklearn.utils.validation import check_is_fitted, indexable
 
-from ._cross_val import cross_val_hypergrad
 from ._models import get_model
-from ._space import expand_param_grid, split_pipeline
+from ._objective import CrossValObjective, check_data
+from ._sklearn_compat import check_method_params
+from ._space import split_pipeline
 
 __all__ = ["SearchDisplay", "plot_search"]
 
@@ -522,7 +522,7 @@ default=None
             )
         params = _check_params_arg(params, list(_searched_names(results)))
 
-        subspaces = expand_param_grid(search.estimator, search.param_grid)
+        subspaces = search._subspaces
         search_scales = {}
         for subspace in subspaces:
             for r in subspace.ranges:
@@ -704,7 +704,7 @@ def _short(value):
 def _loss_name(estimator):
     try:
         _, final, _ = split_pipeline(estimator)
-        loss = get_model(final).loss
+        loss = get_model(final).loss_name
     except ValueError:
         loss = ""
     return f"CV loss ({loss})" if loss else "CV loss"
@@ -712,11 +712,7 @@ def _loss_name(estimator):
 
 def _grid_axis(r, n):
     """``n`` values spread evenly over a range on its search scale."""
-    if r.scale == "log":
-        return np.geomspace(r.low, r.high, n)
-    if r.scale == "logit":
-        return expit(np.linspace(logit(r.low), logit(r.high), n))
-    return np.linspace(r.low, r.high, n)
+    return r.from_unconstrained(np.linspace(*r.bounds, n))
 
 
 def _loss_grid(search, subspaces, search_id, params, n, X, y, groups, fit_params):
@@ -761,17 +757,23 @@ def _loss_grid(search, subspaces, search_id, params, n, X, y, groups, fit_params
     points = np.stack(np.meshgrid(*grid_values, indexing="ij"), axis=-1)
     points = points.reshape(-1, len(params))
     losses = np.full(len(points), np.nan)
+    check_data(estimator, X, y)
+    # The folds are prepared once for the whole grid.
+    objective = CrossValObjective(
+        estimator,
+        X,
+        y,
+        splits,
+        list(params),
+        fit_params=check_method_params(X, params=fit_params or {}),
+        error_score="raise",
+    )
     error = None
     for k, point in enumerate(points):
-        # With the values set on the estimator and no params to
-        # differentiate, only the loss is computed.
-        at_point = clone(estimator).set_params(
-            **{name: float(v) for name, v in zip(params, point, strict=True)}
-        )
         try:
-            losses[k], _ = cross_val_hypergrad(
-                at_point, X, y, params={}, cv=splits, fit_params=fit_params
-            )
+            losses[k] = objective.evaluate(
+                {name: float(v) for name, v in zip(params, point, strict=True)}
+            ).loss
         except (ArithmeticError, ValueError, np.linalg.LinAlgError) as e:
             # A point where training diverges is a hole in the grid.
             error = e

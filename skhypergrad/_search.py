@@ -1,89 +1,37 @@
-"""HypergradSearchCV: GridSearchCV's interface, gradient steps inside ranges."""
+"""HypergradSearchCV: GridSearchCV's interface, gradient steps inside ranges.
+
+``fit`` reads as ``BaseSearchCV.fit``: validate, expand the space into one
+continuous search per point of the discrete grid, build each one's
+cross-validation objective, run the outer optimizer on it, format the
+evaluated points as ``cv_results_``, choose the best, refit.
+"""
 
 import numbers
 import time
 import warnings
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.base import _fit_context, clone, is_classifier
+from sklearn.base import clone, is_classifier
 from sklearn.model_selection import check_cv
-from sklearn.model_selection._search import BaseSearchCV
-from sklearn.model_selection._validation import (
-    _insert_error_scores,
-    _warn_or_raise_about_fit_failures,
-)
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
 from sklearn.utils.parallel import Parallel, delayed
-from sklearn.utils.validation import _check_method_params, indexable
+from sklearn.utils.validation import indexable
 
-from ._objective import CrossValObjective, check_data
+from ._objective import CrossValObjective, check_data, point_key
 from ._optimize import StopSearch, minimize_in_box
+from ._progress import Progress
+from ._results import Evaluation, format_results, select_best
+from ._sklearn_compat import (
+    BaseSearchCV,
+    Interval,
+    check_method_params,
+    fit_context,
+    public_scorer,
+)
 from ._space import expand_param_grid
 
-__all__ = ["HypergradSearchCV", "SearchState"]
-
-
-@dataclass
-class SearchState:
-    """What a callback sees after each outer iteration.
-
-    Attributes
-    ----------
-    search_id : int
-        Index of the point of the discrete grid being searched.
-    iteration : int
-        Outer iteration within that search, from 0 (the coarse pass
-        included): the row's ``outer_iter`` in ``cv_results_``. The
-        hypergradient at a coarse point where a run of the gradient phase
-        starts (the best one, and the restarts of several hyperparameters)
-        is reported with that point's iteration.
-    params : dict
-        The hyperparameters just evaluated, discrete ones included.
-    cv_loss : float
-        Mean validation loss over the folds at ``params``.
-    hypergradient : dict of str -> float
-        Derivative of ``cv_loss`` with respect to each continuous
-        hyperparameter, in its own units.
-    best_params : dict
-        The point with the lowest ``cv_loss`` in this search so far.
-    best_cv_loss : float
-    elapsed : float
-        Seconds since the search of this point of the grid started.
-    """
-
-    search_id: int
-    iteration: int
-    params: dict
-    cv_loss: float
-    hypergradient: dict
-    best_params: dict
-    best_cv_loss: float
-    elapsed: float
-
-
-@dataclass
-class _Evaluation:
-    params: dict
-    out: list
-    cv_loss: float
-    hypergradient: dict
-    iteration: int
-    search_id: int
-
-
-@dataclass
-class _Subsearch:
-    """One continuous search, at one point of the discrete grid."""
-
-    objective: CrossValObjective
-    subspace: object
-    search_id: int
-    seed: int
-    callback_ctx: object = None
-    evaluations: list = field(default_factory=list)
+__all__ = ["HypergradSearchCV"]
 
 
 class HypergradSearchCV(BaseSearchCV):
@@ -349,7 +297,7 @@ class HypergradSearchCV(BaseSearchCV):
         self.random_state = random_state
         self.callbacks = callbacks
 
-    def _run_search(self, evaluate_candidates):
+    def _run_search(self, evaluate_candidates, **kwargs):
         # BaseSearchCV's evaluate_candidates refits the estimator for every
         # candidate and fold and re-splits the data at each call; fit below
         # drives the search itself and scores the traced models instead.
@@ -358,7 +306,7 @@ class HypergradSearchCV(BaseSearchCV):
             "list to hand to evaluate_candidates."
         )
 
-    @_fit_context(
+    @fit_context(
         # HypergradSearchCV.estimator is not validated yet
         prefer_skip_nested_validation=False
     )
@@ -386,7 +334,7 @@ class HypergradSearchCV(BaseSearchCV):
         scorers, refit_metric = self._get_scorers()
         X, y = indexable(X, y)
         check_data(self.estimator, X, y)
-        params = _check_method_params(X, params=params)
+        params = check_method_params(X, params=params)
         routed_params = self._get_routed_params_for_fit(params)
 
         subspaces = expand_param_grid(self.estimator, self.param_grid)
@@ -394,25 +342,7 @@ class HypergradSearchCV(BaseSearchCV):
         splits = list(cv.split(X, y, **routed_params.splitter.split))
         self.n_splits_ = len(splits)
 
-        # scikit-learn's callbacks (1.9+): the search is a task, each point of
-        # the discrete grid a subtask, each outer iteration a subtask of it.
-        root_ctx = _begin(
-            self._init_callback_context(max_subtasks=1 + (self.refit is not False))
-            if hasattr(self, "_init_callback_context")
-            else None,
-            self,
-            X=X,
-            y=y,
-        )
-        search_ctx = _begin(
-            root_ctx
-            and root_ctx.subcontext(
-                task_name="search",
-                max_subtasks=len(subspaces),
-                sequential_subtasks=False,
-            ),
-            self,
-        )
+        progress = Progress(self, subspaces, self.n_splits_, X, y)
         rng = check_random_state(self.random_state)
         subsearches = [
             _Subsearch(
@@ -421,43 +351,23 @@ class HypergradSearchCV(BaseSearchCV):
                     X,
                     y,
                     splits,
-                    [r.name for r in s.ranges],
+                    s.names,
                     fit_params=routed_params.estimator.fit,
                     score_params=routed_params.scorer.score,
                     error_score=self.error_score,
+                    scorer=scorers,
+                    return_train_score=self.return_train_score,
                 ),
                 subspace=s,
                 search_id=i,
                 seed=rng.randint(np.iinfo(np.int32).max),
-                callback_ctx=search_ctx
-                and search_ctx.subcontext(
-                    task_name="continuous search",
-                    task_id=i,
-                    max_subtasks=self.n_init + self.n_iter if s.ranges else 1,
-                ),
+                progress=progress.for_subsearch(i),
             )
             for i, s in enumerate(subspaces)
         ]
-        if self.verbose > 0:
-            names = sorted({r.name for s in subspaces for r in s.ranges})
-            print(
-                f"Searching {', '.join(names) or 'no continuous hyperparameter'} "
-                f"at each of {len(subspaces)} discrete candidates, on "
-                f"{self.n_splits_} folds"
-            )
-
-        run = _SearchRunner(
-            owner=self,
-            scorer=scorers,
-            return_train_score=self.return_train_score,
-            n_init=self.n_init,
-            n_iter=self.n_iter,
-            tol=self.tol,
-            verbose=self.verbose,
-            callbacks=_as_list(self.callbacks),
-        )
+        run = _SearchRunner(n_init=self.n_init, n_iter=self.n_iter, tol=self.tol)
         subsearches, interrupted = self._run_subsearches(run, subsearches)
-        _end(search_ctx, self)
+        progress.end_search()
 
         evaluations = [e for s in subsearches for e in s.evaluations]
         if interrupted:
@@ -470,40 +380,16 @@ class HypergradSearchCV(BaseSearchCV):
                 UserWarning,
                 stacklevel=2,
             )
-        out = [fold for e in evaluations for fold in e.out]
-        _warn_or_raise_about_fit_failures(out, self.error_score)
-        if callable(self.scoring):
-            _insert_error_scores(out, self.error_score)
-        results = self._format_results(
-            [e.params for e in evaluations],
-            self.n_splits_,
-            out,
-            _more_results(evaluations, subspaces),
+        results, first_test_score = format_results(
+            self, evaluations, subspaces, self.n_splits_
         )
-
-        # From here on, as BaseSearchCV.fit once its candidates are evaluated.
-        first_test_score = out[0]["test_scores"]
-        self.multimetric_ = isinstance(first_test_score, dict)
-        if callable(self.scoring) and self.multimetric_:
-            self._check_refit_for_multimetric(first_test_score)
-            refit_metric = self.refit
-
-        if self.refit or not self.multimetric_:
-            self.best_index_ = self._select_best_index(
-                self.refit, refit_metric, results
-            )
-            if not callable(self.refit):
-                self.best_score_ = results[f"mean_test_{refit_metric}"][
-                    self.best_index_
-                ]
-            self.best_params_ = results["params"][self.best_index_]
-
+        select_best(self, results, refit_metric, first_test_score)
         if self.refit:
-            self._refit(X, y, routed_params.estimator.fit, root_ctx)
-
-        self.scorer_ = getattr(scorers, "_scorers", scorers)
+            self._refit(X, y, routed_params.estimator.fit, progress)
+        self.scorer_ = public_scorer(scorers)
         self.cv_results_ = results
-        _end(root_ctx, self, X=X, y=y)
+        self._subspaces = subspaces
+        progress.end()
         return self
 
     def _run_subsearches(self, run, subsearches):
@@ -522,26 +408,19 @@ class HypergradSearchCV(BaseSearchCV):
             return subsearches, True
         return subsearches, False
 
-    def _refit(self, X, y, fit_params, root_ctx):
+    def _refit(self, X, y, fit_params, progress):
         """Fit the user's estimator at best_params_ on all the data."""
         # The parameters are cloned too: they may be estimators (a step of a
         # pipeline searched over), as in BaseSearchCV.
         self.best_estimator_ = clone(self.estimator).set_params(
             **clone(self.best_params_, safe=False)
         )
-        refit_ctx = root_ctx and root_ctx.subcontext(task_name="refit-with-best-params")
-        with (
-            refit_ctx.propagate_callback_context(self.best_estimator_)
-            if refit_ctx
-            else nullcontext()
-        ):
-            _begin(refit_ctx, self, X=X, y=y)
+        with progress.refit_context(self.best_estimator_):
             start = time.time()
             self.best_estimator_.fit(X, y, **fit_params)
             self.refit_time_ = time.time() - start
-        if hasattr(self.best_estimator_, "feature_names_in_"):
-            self.feature_names_in_ = self.best_estimator_.feature_names_in_
-        _end(refit_ctx, self, X=X, y=y)
+            if hasattr(self.best_estimator_, "feature_names_in_"):
+                self.feature_names_in_ = self.best_estimator_.feature_names_in_
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -550,42 +429,16 @@ class HypergradSearchCV(BaseSearchCV):
         return tags
 
 
-def _more_results(evaluations, subspaces):
-    """The columns cv_results_ has beyond GridSearchCV's."""
-    more_results = {
-        "search_id": [e.search_id for e in evaluations],
-        "outer_iter": [e.iteration for e in evaluations],
-        "cv_loss": [e.cv_loss for e in evaluations],
-    }
-    for name in sorted({r.name for s in subspaces for r in s.ranges}):
-        more_results[f"hypergrad_{name}"] = [
-            e.hypergradient.get(name, np.nan) for e in evaluations
-        ]
-    return more_results
+@dataclass
+class _Subsearch:
+    """One continuous search, at one point of the discrete grid."""
 
-
-def _begin(ctx, estimator, **kwargs):
-    """Open a scikit-learn callback task, if callbacks are in use."""
-    return (
-        None
-        if ctx is None
-        else ctx.call_on_fit_task_begin(estimator=estimator, **kwargs)
-    )
-
-
-def _end(ctx, estimator, **kwargs):
-    """Close a callback task; True when a callback asks to stop."""
-    return (
-        False
-        if ctx is None
-        else ctx.call_on_fit_task_end(estimator=estimator, **kwargs)
-    )
-
-
-def _as_list(callbacks):
-    if callbacks is None:
-        return []
-    return list(callbacks) if isinstance(callbacks, list) else [callbacks]
+    objective: CrossValObjective
+    subspace: object
+    search_id: int
+    seed: int
+    progress: object
+    evaluations: list = field(default_factory=list)
 
 
 def _run_and_return(run, subsearch):
@@ -593,78 +446,83 @@ def _run_and_return(run, subsearch):
     return subsearch
 
 
+class _SearchFunction:
+    """One continuous search's CV loss as a function of the search space.
+
+    What the outer optimizer calls: ``z`` is mapped to the hyperparameters,
+    the objective (memoized by point) evaluates them, the first evaluation of
+    each point becomes a row, and each evaluation that computed something is
+    reported. The hypergradient is carried to the search space.
+    """
+
+    def __init__(self, subsearch):
+        self._subsearch = subsearch
+        self._rows = {}
+        self._start = time.time()
+
+    def is_evaluated(self, z, differentiate):
+        point = self._subsearch.subspace.to_point(z)
+        return self._subsearch.objective.is_evaluated(point, differentiate)
+
+    def value(self, z):
+        return self._evaluate(z, False).loss
+
+    def value_and_grad(self, z):
+        result = self._evaluate(z, True)
+        return result.loss, self._subsearch.subspace.gradient_in_z(
+            result.hypergradient, z
+        )
+
+    def _evaluate(self, z, differentiate):
+        subsearch = self._subsearch
+        point = subsearch.subspace.to_point(z)
+        objective = subsearch.objective
+        if objective.is_evaluated(point, differentiate):
+            return objective.evaluate(point, differentiate)
+        iteration_ctx = subsearch.progress.begin_iteration()
+        result = objective.evaluate(point, differentiate)
+        key = point_key(point)
+        evaluation = self._rows.get(key)
+        if evaluation is None:
+            evaluation = self._rows[key] = Evaluation(
+                params={**subsearch.subspace.fixed, **point},
+                result=result,
+                iteration=len(subsearch.evaluations),
+                search_id=subsearch.search_id,
+            )
+            subsearch.evaluations.append(evaluation)
+        if subsearch.progress.end_iteration(
+            iteration_ctx,
+            evaluation,
+            subsearch.evaluations,
+            time.time() - self._start,
+        ):
+            raise StopSearch
+        return result
+
+
 @dataclass
 class _SearchRunner:
     """Runs one continuous search and records every evaluated point."""
 
-    owner: object
-    scorer: object
-    return_train_score: bool
     n_init: int
     n_iter: int
     tol: float
-    verbose: int
-    callbacks: list
 
     def __call__(self, subsearch):
         """Search; return True when a callback asked to stop everything."""
-        ranges = subsearch.subspace.ranges
-        _begin(subsearch.callback_ctx, self.owner)
-        objective = subsearch.objective.prepare()
-        start = time.time()
-        # The evaluations by point: the gradient phase starts at the best
-        # coarse point, whose row then gets its hypergradient.
-        seen = {}
-
-        def evaluate(z, differentiate):
-            iteration_ctx = _begin(
-                subsearch.callback_ctx
-                and subsearch.callback_ctx.subcontext(task_name="outer iteration"),
-                self.owner,
-            )
-            point = {
-                r.name: float(r.from_unconstrained(zi))
-                for r, zi in zip(ranges, z, strict=True)
-            }
-            loss, grads, folds = objective.evaluate(point, differentiate)
-            key = tuple(point.values())
-            evaluation = seen.get(key)
-            if evaluation is None:
-                objective.score(folds, self.scorer, self.return_train_score)
-                evaluation = _Evaluation(
-                    params={**subsearch.subspace.fixed, **point},
-                    out=[fold.scores for fold in folds],
-                    cv_loss=loss,
-                    hypergradient=grads,
-                    iteration=len(subsearch.evaluations),
-                    search_id=subsearch.search_id,
-                )
-                subsearch.evaluations.append(evaluation)
-                seen[key] = evaluation
-            elif differentiate:
-                # Trained and scored already: only the hypergradient is new.
-                evaluation.hypergradient = grads
-            stop = self._report(subsearch, evaluation, folds, time.time() - start)
-            if _end(iteration_ctx, self.owner) or stop:
-                raise StopSearch
-            if not differentiate:
-                return loss, None
-            grad_z = np.array(
-                [
-                    grads[r.name] * r.derivative(zi)
-                    for r, zi in zip(ranges, z, strict=True)
-                ]
-            )
-            return loss, grad_z
-
+        subsearch.progress.begin()
+        subsearch.objective.prepare()
+        fun = _SearchFunction(subsearch)
         try:
-            if not ranges:
-                evaluate(np.zeros(0), False)
+            if not subsearch.subspace.ranges:
+                fun.value(np.zeros(0))
             else:
+                lower, upper = subsearch.subspace.bounds
                 minimize_in_box(
-                    evaluate,
-                    [r.bounds[0] for r in ranges],
-                    [r.bounds[1] for r in ranges],
+                    fun,
+                    lower,
+                    upper,
                     n_init=self.n_init,
                     n_iter=self.n_iter,
                     tol=self.tol,
@@ -673,44 +531,8 @@ class _SearchRunner:
         except StopSearch:
             return True
         finally:
-            _end(subsearch.callback_ctx, self.owner)
+            subsearch.progress.end()
             # The prepared folds are not needed any more: free them (and do
             # not send them back from a worker process).
             subsearch.objective = None
-        return False
-
-    def _report(self, subsearch, evaluation, folds, elapsed):
-        if self.verbose > 0:
-            names = [r.name for r in subsearch.subspace.ranges]
-            values = ", ".join(f"{k}={evaluation.params[k]:.4g}" for k in names)
-            gradient = evaluation.hypergradient
-            norm = (
-                f"{np.linalg.norm(list(gradient.values())):.3g}"
-                if gradient
-                else "- (loss only)"
-            )
-            print(
-                f"[search {subsearch.search_id + 1}, iter {evaluation.iteration}] "
-                f"{values}; cv_loss={evaluation.cv_loss:.6g}, "
-                f"|hypergrad|={norm} ({elapsed:.2f}s)"
-            )
-        if self.verbose > 1:
-            for k, fold in enumerate(folds):
-                status = "failed" if fold.fit_error else f"loss={fold.loss:.6g}"
-                print(f"    [CV {k + 1}/{len(folds)}] {status} ({fold.fit_time:.3f}s)")
-        if self.callbacks:
-            done = [e for e in subsearch.evaluations if np.isfinite(e.cv_loss)]
-            best = min(done, key=lambda e: e.cv_loss) if done else evaluation
-            state = SearchState(
-                search_id=subsearch.search_id,
-                iteration=evaluation.iteration,
-                params=evaluation.params,
-                cv_loss=evaluation.cv_loss,
-                hypergradient=evaluation.hypergradient,
-                best_params=best.params,
-                best_cv_loss=best.cv_loss,
-                elapsed=elapsed,
-            )
-            # Every callback sees every state, even when one asks to stop.
-            return any([bool(callback(state)) for callback in self.callbacks])
         return False

@@ -87,10 +87,45 @@ class ContinuousRange:
 
 @dataclass(frozen=True)
 class Subspace:
-    """One point of the discrete grid and the continuous ranges searched there."""
+    """One point of the discrete grid and the continuous ranges searched there.
+
+    Parameters
+    ----------
+    fixed : dict
+        The discrete hyperparameters' values.
+    ranges : tuple of ContinuousRange
+        The continuous hyperparameters, in the order of the search space's
+        axes.
+    """
 
     fixed: dict
     ranges: tuple
+
+    @property
+    def names(self):
+        return [r.name for r in self.ranges]
+
+    @property
+    def bounds(self):
+        """Lower and upper bounds of the search space, as two arrays."""
+        lower, upper = zip(*(r.bounds for r in self.ranges), strict=True)
+        return np.array(lower), np.array(upper)
+
+    def to_point(self, z):
+        """The continuous hyperparameters at ``z``, in their own units."""
+        return {
+            r.name: float(r.from_unconstrained(zi))
+            for r, zi in zip(self.ranges, z, strict=True)
+        }
+
+    def gradient_in_z(self, grads, z):
+        """Carry a hypergradient in the parameters' units to the search space."""
+        return np.array(
+            [
+                grads[r.name] * r.derivative(zi)
+                for r, zi in zip(self.ranges, z, strict=True)
+            ]
+        )
 
 
 def split_pipeline(estimator):
@@ -180,13 +215,34 @@ def _parse_range(name, value, scale):
     return ContinuousRange(name, low, high, scale)
 
 
-def _differentiable(estimator, fixed):
-    """Map full parameter name -> scale for the model of ``estimator``."""
+def _differentiable(estimator, fixed, range_like):
+    """Map full parameter name -> scale for the model of ``estimator``.
+
+    Raises ValueError for a range given to a hyperparameter the model can
+    differentiate but the estimator's settings at ``fixed`` do not use.
+    """
     candidate = clone(estimator).set_params(**clone(fixed, safe=False))
     _, final, prefix = split_pipeline(candidate)
     model = get_model(final)
     model.check_estimator(final)
-    return {prefix + name: scale for name, scale in model.hyperparameters.items()}
+    scales = {
+        prefix + name: scale for name, scale in model.hyperparameters_for(final).items()
+    }
+    for name in range_like:
+        short = name[len(prefix) :] if name.startswith(prefix) else None
+        if short in model.hyperparameters and name not in scales:
+            settings = ", ".join(f"{k}={v!r}" for k, v in fixed.items())
+            raise ValueError(
+                f"Parameter {name!r} is given a range, but "
+                f"{type(final).__name__} does not use it"
+                + (f" at {settings}" if settings else "")
+                + f"; the hyperparameters it differentiates there are "
+                f"{sorted(scales)}. To search settings that use different "
+                "hyperparameters, pass a list of dicts, one per setting, e.g. "
+                "[{'solver': ['sgd'], 'momentum': (0.5, 0.99)}, "
+                "{'solver': ['adam'], 'beta_1': (0.5, 0.99)}]."
+            )
+    return scales
 
 
 def expand_param_grid(estimator, param_grid):
@@ -217,7 +273,7 @@ def expand_param_grid(estimator, param_grid):
         range_like = {k: v for k, v in grid.items() if _is_range_like(v)}
         enumerated = {k: v for k, v in grid.items() if k not in range_like}
         for fixed in ParameterGrid(enumerated or [{}]):
-            scales = _differentiable(estimator, fixed)
+            scales = _differentiable(estimator, fixed, range_like)
             ranges = {
                 k: _parse_range(k, v, scales[k])
                 for k, v in range_like.items()

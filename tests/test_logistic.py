@@ -26,16 +26,15 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skhypergrad import HypergradSearchCV, cross_val_hypergrad
-from skhypergrad._models import _logistic
+from skhypergrad._models import _logistic_solver
+from skhypergrad._models._implicit import conjugate_gradient, implicit_hypergradient
 from skhypergrad._models._logistic import (
     LogisticRegressionModel,
-    _conjugate_gradient,
-    _implicit_value_and_grad,
     _train_objective,
     _validation_loss,
 )
 
-from ._numeric import central_difference
+from ._numeric import central_difference, make_fold, value_and_grad
 
 
 def _standardized(X):
@@ -118,11 +117,18 @@ def test_fold_matches_sklearn_fit(case, C):
     sample_weight = _sample_weight(len(X_train)) if weighted else None
     estimator = LogisticRegression(**settings)
 
-    fold = LogisticRegressionModel().fold(
-        estimator, X_train, y_train, X_val, y_val, sample_weight
+    fold = make_fold(
+        LogisticRegressionModel(),
+        estimator,
+        X_train,
+        y_train,
+        X_val,
+        y_val,
+        sample_weight,
     )
-    loss, _ = fold.value_and_grad({"C": C})
-    ours = fold.fitted_estimator()
+    solution = fold.solve({"C": C})
+    loss = solution.loss
+    ours = solution.fitted_estimator()
     reference = _reference(
         LogisticRegression(C=C, **settings), X_train, y_train, sample_weight
     )
@@ -153,24 +159,35 @@ def test_fold_matches_sklearn_default_lbfgs_to_its_tolerance(case):
     data, settings, weighted = PARITY_CASES[case]
     X_train, y_train, X_val, y_val = _dataset(data)
     sample_weight = _sample_weight(len(X_train)) if weighted else None
-    fold = LogisticRegressionModel().fold(
-        LogisticRegression(**settings), X_train, y_train, X_val, y_val, sample_weight
+    fold = make_fold(
+        LogisticRegressionModel(),
+        LogisticRegression(**settings),
+        X_train,
+        y_train,
+        X_val,
+        y_val,
+        sample_weight,
     )
-    fold.value_and_grad({"C": 1.0})
+    solution = fold.solve({"C": 1.0})
     reference = LogisticRegression(**settings).fit(X_train, y_train, sample_weight)
     np.testing.assert_allclose(
-        fold.fitted_estimator().predict_proba(X_val),
+        solution.fitted_estimator().predict_proba(X_val),
         reference.predict_proba(X_val),
         atol=1e-3,
     )
 
 
-def test_fitted_estimator_before_any_call_uses_the_estimators_C():
+def test_empty_params_solve_at_the_estimators_C():
     X_train, y_train, X_val, y_val = _dataset("binary")
-    fold = LogisticRegressionModel().fold(
-        LogisticRegression(C=0.3), X_train, y_train, X_val, y_val
+    fold = make_fold(
+        LogisticRegressionModel(),
+        LogisticRegression(C=0.3),
+        X_train,
+        y_train,
+        X_val,
+        y_val,
     )
-    ours = fold.fitted_estimator()
+    ours = fold.solve({}).fitted_estimator()
     reference = _reference(LogisticRegression(C=0.3), X_train, y_train)
     assert ours.C == 0.3
     np.testing.assert_allclose(ours.coef_, reference.coef_, rtol=1e-7)
@@ -178,14 +195,19 @@ def test_fitted_estimator_before_any_call_uses_the_estimators_C():
 
 def test_empty_params_gives_the_loss_only():
     X_train, y_train, X_val, y_val = _dataset("iris")
-    fold = LogisticRegressionModel().fold(
-        LogisticRegression(C=2.0), X_train, y_train, X_val, y_val
+    fold = make_fold(
+        LogisticRegressionModel(),
+        LogisticRegression(C=2.0),
+        X_train,
+        y_train,
+        X_val,
+        y_val,
     )
-    loss, grads = fold.value_and_grad({})
+    loss, grads, solution = value_and_grad(fold, {})
     assert grads == {}
-    expected = log_loss(y_val, fold.fitted_estimator().predict_proba(X_val))
+    expected = log_loss(y_val, solution.fitted_estimator().predict_proba(X_val))
     np.testing.assert_allclose(loss, expected, rtol=1e-10)
-    assert fold.fitted_estimator().C == 2.0
+    assert solution.fitted_estimator().C == 2.0
 
 
 def test_log_loss_is_clipped_as_sklearns():
@@ -195,17 +217,22 @@ def test_log_loss_is_clipped_as_sklearns():
     y_train = (X_train[:, 0] > 0).astype(int)
     X_val = np.array([[8.0, 0.0], [-8.0, 0.0], [0.3, 0.1], [-0.2, 0.5]])
     y_val = np.array([0, 1, 1, 0])  # the first two are far on the wrong side
-    fold = LogisticRegressionModel().fold(
-        LogisticRegression(tol=1e-15), X_train, y_train, X_val, y_val
+    fold = make_fold(
+        LogisticRegressionModel(),
+        LogisticRegression(tol=1e-15),
+        X_train,
+        y_train,
+        X_val,
+        y_val,
     )
     C = 100.0
-    loss, grads = fold.value_and_grad({"C": C})
-    proba = fold.fitted_estimator().predict_proba(X_val)
+    loss, grads, solution = value_and_grad(fold, {"C": C})
+    proba = solution.fitted_estimator().predict_proba(X_val)
     assert proba.min() < np.finfo(float).eps  # the clip is active
     assert loss == pytest.approx(log_loss(y_val, proba), rel=1e-12)
 
     def loss_at(log_C):
-        return fold.value_and_grad({"C": float(np.exp(log_C))})[0]
+        return fold.solve({"C": float(np.exp(log_C))}).loss
 
     expected = central_difference(loss_at, np.log(C), 1e-4)
     assert C * grads["C"] == pytest.approx(expected, rel=1e-5)
@@ -231,21 +258,27 @@ def test_hypergradient_matches_central_differences(
 ):
     if conjugate_gradient:
         # Jacobi-preconditioned CG instead of the Cholesky preconditioner.
-        monkeypatch.setattr(_logistic, "_MAX_DIRECT_PARAMS", 0)
+        monkeypatch.setattr(_logistic_solver, "_MAX_DIRECT_PARAMS", 0)
     data, settings, weighted = GRADIENT_CASES[case]
     X_train, y_train, X_val, y_val = _dataset(data)
     sample_weight = _sample_weight(len(X_train)) if weighted else None
     # A tight inner tolerance, so that the finite differences are accurate.
     estimator = LogisticRegression(tol=1e-15, max_iter=500, **settings)
-    fold = LogisticRegressionModel().fold(
-        estimator, X_train, y_train, X_val, y_val, sample_weight
+    fold = make_fold(
+        LogisticRegressionModel(),
+        estimator,
+        X_train,
+        y_train,
+        X_val,
+        y_val,
+        sample_weight,
     )
 
     def loss_at(log_C):
-        return fold.value_and_grad({"C": float(np.exp(log_C))})[0]
+        return fold.solve({"C": float(np.exp(log_C))}).loss
 
     log_C = np.log(C)
-    loss, grads = fold.value_and_grad({"C": C})
+    loss, grads, solution = value_and_grad(fold, {"C": C})
     assert loss == pytest.approx(loss_at(log_C), rel=1e-12)
     expected = central_difference(loss_at, log_C, 1e-4)
     # d loss / d log C = C * d loss / d C
@@ -256,13 +289,13 @@ def test_hypergradient_matches_central_differences(
 def test_numpy_solver_matches_autograd_of_the_traced_objective(data):
     """The hand-written gradient, Hessian and HVPs equal autograd's."""
     X_train, y_train, X_val, y_val = _dataset(data)
-    fold = LogisticRegressionModel().fold(
-        LogisticRegression(), X_train, y_train, X_val, y_val
+    fold = make_fold(
+        LogisticRegressionModel(), LogisticRegression(), X_train, y_train, X_val, y_val
     )
-    fold.value_and_grad({"C": 3.0})
-    objective, theta, args = fold._objective, fold._solution, fold._train_args
+    solution = fold.solve({"C": 3.0})
+    objective, theta, args = fold.objective, solution.theta, fold.train_args
     C = 3.0
-    l2 = 1.0 / (C * fold._weight_sum)
+    l2 = 1.0 / (C * fold.weight_sum)
 
     value, gradient, proba = objective.value_grad(theta, l2)
     np.testing.assert_allclose(value, _train_objective(theta, C, *args), rtol=1e-12)
@@ -279,50 +312,53 @@ def test_numpy_solver_matches_autograd_of_the_traced_objective(data):
         objective.hessian_diagonal(l2, proba), np.diag(exact), atol=1e-14
     )
     # At the optimum, the traced objective's gradient vanishes.
-    assert np.max(np.abs(gradient)) <= fold._gtol
+    assert np.max(np.abs(gradient)) <= fold.gtol
 
 
 def _autograd_solve(train_objective, theta, hyper, train_args):
     """The generic adjoint solve: CG on autograd's Hessian-vector products."""
     hvp, _ = make_hvp(train_objective)(theta, hyper, *train_args)
-    return lambda b: _conjugate_gradient(hvp, b, rtol=1e-12, max_iter=10 * len(b))[0]
+    return lambda b: conjugate_gradient(hvp, b, rtol=1e-12, max_iter=10 * len(b))[0]
 
 
 @pytest.mark.parametrize("data", ["breast_cancer", "iris", "digits"])
 def test_adjoint_solve_matches_autograd_hessian_vector_products(data):
     X_train, y_train, X_val, y_val = _dataset(data)
-    fold = LogisticRegressionModel().fold(
-        LogisticRegression(tol=1e-15), X_train, y_train, X_val, y_val
+    fold = make_fold(
+        LogisticRegressionModel(),
+        LogisticRegression(tol=1e-15),
+        X_train,
+        y_train,
+        X_val,
+        y_val,
     )
-    loss, grads = fold.value_and_grad({"C": 2.0})
-    theta, args = fold._solution, fold._train_args
-    reference = _implicit_value_and_grad(
-        _train_objective,
-        _validation_loss,
+    loss, grads, solution = value_and_grad(fold, {"C": 2.0})
+    theta, args = solution.theta, fold.train_args
+    # The whole traced training objective as the mixed term, and autograd's
+    # Hessian-vector products for the adjoint solve.
+    reference = implicit_hypergradient(
+        lambda theta: _validation_loss(theta, *fold.val_args),
         theta,
-        2.0,
-        args,
-        fold._val_args,
         _autograd_solve(_train_objective, theta, 2.0, args),
+        lambda theta, h: _train_objective(theta, h["C"], *args),
+        {"C": 2.0},
     )
-    np.testing.assert_allclose(reference[0], loss, rtol=1e-12)
-    np.testing.assert_allclose(reference[1], grads["C"], rtol=1e-7)
+    np.testing.assert_allclose(
+        _validation_loss(theta, *fold.val_args), loss, rtol=1e-12
+    )
+    np.testing.assert_allclose(reference["C"], grads["C"], rtol=1e-7)
 
 
 def test_warm_start_uses_fewer_newton_iterations():
     X_train, y_train, X_val, y_val = _dataset("digits")
     model, estimator = LogisticRegressionModel(), LogisticRegression()
-    cold = model.fold(estimator, X_train, y_train, X_val, y_val)
-    cold.value_and_grad({"C": 2.2})
-    cold_iterations = cold.fitted_estimator().n_iter_[0]
+    cold = make_fold(model, estimator, X_train, y_train, X_val, y_val).solve({"C": 2.2})
+    warm_fold = make_fold(model, estimator, X_train, y_train, X_val, y_val)
+    warm_fold.solve({"C": 2.0})
+    warm = warm_fold.solve({"C": 2.2})
 
-    warm = model.fold(estimator, X_train, y_train, X_val, y_val)
-    warm.value_and_grad({"C": 2.0})
-    warm.value_and_grad({"C": 2.2})
-    warm_iterations = warm.fitted_estimator().n_iter_[0]
-
-    assert cold_iterations >= 4
-    assert warm_iterations <= cold_iterations - 2
+    assert cold.n_iter >= 4
+    assert warm.n_iter <= cold.n_iter - 2
     np.testing.assert_allclose(
         warm.fitted_estimator().coef_, cold.fitted_estimator().coef_, atol=1e-6
     )
@@ -332,58 +368,77 @@ def test_warm_start_extrapolates_along_the_path():
     """After two solves, the line through them is a closer start."""
     X_train, y_train, X_val, y_val = _dataset("iris")
     model, estimator = LogisticRegressionModel(), LogisticRegression()
-    previous_only = model.fold(estimator, X_train, y_train, X_val, y_val)
-    previous_only.value_and_grad({"C": 1.5})
-    previous_only.value_and_grad({"C": 1.8})
+    previous_only = make_fold(model, estimator, X_train, y_train, X_val, y_val)
+    value_and_grad(previous_only, {"C": 1.5})
+    *_, from_previous = value_and_grad(previous_only, {"C": 1.8})
 
-    extrapolated = model.fold(estimator, X_train, y_train, X_val, y_val)
+    extrapolated = make_fold(model, estimator, X_train, y_train, X_val, y_val)
     for C in (1.2, 1.5, 1.8):
-        extrapolated.value_and_grad({"C": C})
-    assert (
-        extrapolated.fitted_estimator().n_iter_[0]
-        < previous_only.fitted_estimator().n_iter_[0]
-    )
+        *_, from_line = value_and_grad(extrapolated, {"C": C})
+    assert from_line.fitted_estimator().n_iter_[0] < from_previous.n_iter
+    assert from_line.n_iter == from_line.fitted_estimator().n_iter_[0]
 
 
-def test_cholesky_preconditioner_is_reused_across_calls():
+def test_cholesky_preconditioner_is_reused_across_calls(monkeypatch):
     X, y = load_digits(n_class=5, return_X_y=True)  # 5 * 65 = 325 parameters
     X_train, X_val, y_train, y_val = train_test_split(
         _standardized(X), y, test_size=0.3, stratify=y, random_state=0
     )
-    fold = LogisticRegressionModel().fold(
-        LogisticRegression(), X_train, y_train, X_val, y_val
+    fold = make_fold(
+        LogisticRegressionModel(), LogisticRegression(), X_train, y_train, X_val, y_val
     )
-    assert fold._hessian_solver.refresh_after == 30
+    assert fold.hessian_solver.refresh_after == 30
+    factorizations = []
+    dpotrf = _logistic_solver.lapack.dpotrf
+
+    def counted_dpotrf(*args, **kwargs):
+        factorizations.append(1)
+        return dpotrf(*args, **kwargs)
+
+    monkeypatch.setattr(_logistic_solver.lapack, "dpotrf", counted_dpotrf)
     for C in np.geomspace(0.5, 2.0, 8):
-        fold.value_and_grad({"C": C})
-    assert fold._hessian_solver.n_factorizations <= 4
+        fold.solve({"C": C}).hypergradient(["C"])
+    assert 1 <= len(factorizations) <= 4
 
 
 def test_multinomial_intercepts_stay_centered():
     """Shifting every intercept changes nothing; lbfgs and we keep them centered."""
     X_train, y_train, X_val, y_val = _dataset("iris")
-    fold = LogisticRegressionModel().fold(
-        LogisticRegression(), X_train, y_train, X_val, y_val
+    fold = make_fold(
+        LogisticRegressionModel(), LogisticRegression(), X_train, y_train, X_val, y_val
     )
     for C in (0.1, 10.0, 1e3):
-        fold.value_and_grad({"C": C})
-        assert abs(fold.fitted_estimator().intercept_.sum()) < 1e-10
+        solution = fold.solve({"C": C})
+        assert abs(solution.fitted_estimator().intercept_.sum()) < 1e-10
 
 
 def test_max_iter_too_small_warns():
     X_train, y_train, X_val, y_val = _dataset("breast_cancer")
-    fold = LogisticRegressionModel().fold(
-        LogisticRegression(max_iter=1), X_train, y_train, X_val, y_val
+    fold = make_fold(
+        LogisticRegressionModel(),
+        LogisticRegression(max_iter=1),
+        X_train,
+        y_train,
+        X_val,
+        y_val,
     )
     with pytest.warns(ConvergenceWarning, match=r"max_iter=1 .*Increase .*max_iter"):
-        loss, grads = fold.value_and_grad({"C": 100.0})
+        loss, grads, solution = value_and_grad(fold, {"C": 100.0})
     assert np.isfinite(loss) and np.isfinite(grads["C"])
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        LogisticRegressionModel().fold(
-            LogisticRegression(), X_train, y_train, X_val, y_val
-        ).value_and_grad({"C": 100.0})
+        value_and_grad(
+            make_fold(
+                LogisticRegressionModel(),
+                LogisticRegression(),
+                X_train,
+                y_train,
+                X_val,
+                y_val,
+            ),
+            {"C": 100.0},
+        )
 
 
 @pytest.mark.parametrize(
@@ -446,7 +501,7 @@ def _continuous_fold():
 
 
 @pytest.mark.parametrize(
-    "make_fold, settings, match",
+    "split, settings, match",
     [
         (
             _single_class_fold,
@@ -457,19 +512,20 @@ def _continuous_fold():
         (_unseen_label_fold, {}, r"labels \[2\], absent from its training fold.*Strat"),
         (_multiclass_fold, {"solver": "liblinear"}, r"'liblinear' solver does not"),
         (_continuous_fold, {}, r"Unknown label type"),
-        (_multiclass_fold, {"l1_ratio": 1.0}, r"L1"),
     ],
 )
-def test_bad_folds_are_refused(make_fold, settings, match):
+def test_bad_folds_are_refused(split, settings, match):
     with pytest.raises(ValueError, match=match):
-        LogisticRegressionModel().fold(LogisticRegression(**settings), *make_fold())
+        make_fold(LogisticRegressionModel(), LogisticRegression(**settings), *split())
 
 
 @pytest.mark.parametrize("C", [0.0, -1.0, np.inf, np.nan])
 def test_C_must_be_finite_and_positive(C):
-    fold = LogisticRegressionModel().fold(LogisticRegression(), *_dataset("binary"))
+    fold = make_fold(
+        LogisticRegressionModel(), LogisticRegression(), *_dataset("binary")
+    )
     with pytest.raises(ValueError, match=r"finite positive C.*got C="):
-        fold.value_and_grad({"C": C})
+        fold.solve({"C": C})
 
 
 def test_registered_for_logistic_regression():
@@ -623,7 +679,8 @@ def test_validation_weights_weigh_the_log_loss():
     X, y = load_breast_cancer(return_X_y=True)
     X = StandardScaler().fit_transform(X)
     weights = np.random.RandomState(0).uniform(0.1, 3, 169)
-    fold = LogisticRegressionModel().fold(
+    fold = make_fold(
+        LogisticRegressionModel(),
         LogisticRegression(),
         X[:400],
         y[:400],
@@ -631,8 +688,11 @@ def test_validation_weights_weigh_the_log_loss():
         y[400:],
         val_sample_weight=weights,
     )
-    loss, _ = fold.value_and_grad({"C": 0.5})
+    solution = fold.solve({"C": 0.5})
+    loss = solution.loss
     expected = log_loss(
-        y[400:], fold.fitted_estimator().predict_proba(X[400:]), sample_weight=weights
+        y[400:],
+        solution.fitted_estimator().predict_proba(X[400:]),
+        sample_weight=weights,
     )
     np.testing.assert_allclose(loss, expected, rtol=1e-10)

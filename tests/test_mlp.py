@@ -20,11 +20,14 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skhypergrad import HypergradSearchCV, cross_val_hypergrad
+from skhypergrad._models import _REGISTRY
+from skhypergrad._models import _mlp as mlp
 from skhypergrad._models import _mlp_layers as layers
 from skhypergrad._models import _mlp_training as training
 from skhypergrad._models._mlp import MLPClassifierModel, MLPRegressorModel
+from skhypergrad._objective import CrossValObjective
 
-from ._numeric import central_difference
+from ._numeric import central_difference, make_fold, value_and_grad
 
 N_TRAIN = 150
 
@@ -87,12 +90,14 @@ def _problem(data, **settings):
 
 
 def _fit_both(estimator, model, split, sample_weight=None, params=None):
-    """Our fold's fitted estimator and scikit-learn's, with their warnings."""
+    """Our fold, its solution's fitted estimator and scikit-learn's, with warnings."""
     X_train, y_train, X_val, y_val = split
     with warnings.catch_warnings(record=True) as ours_caught:
         warnings.simplefilter("always")
-        fold = model.fold(estimator, X_train, y_train, X_val, y_val, sample_weight)
-        loss, _ = fold.value_and_grad(params or {})
+        fold = make_fold(
+            model, estimator, X_train, y_train, X_val, y_val, sample_weight
+        )
+        loss, _, solution = value_and_grad(fold, params or {})
     with warnings.catch_warnings(record=True) as reference_caught:
         warnings.simplefilter("always")
         reference = clone(estimator).set_params(**(params or {}))
@@ -107,7 +112,7 @@ def _fit_both(estimator, model, split, sample_weight=None, params=None):
         )
         for caught in (ours_caught, reference_caught)
     ]
-    return fold, loss, fold.fitted_estimator(), reference, categories
+    return fold, solution, loss, solution.fitted_estimator(), reference, categories
 
 
 PARITY_CASES = [
@@ -173,7 +178,7 @@ PARITY_CASES = [
 def test_training_replays_sklearn_fit(data, settings, weighted):
     estimator, model, split = _problem(data, **settings)
     weights = np.random.RandomState(1).uniform(0.5, 2, N_TRAIN) if weighted else None
-    fold, loss, ours, reference, warned = _fit_both(estimator, model, split, weights)
+    _, _, loss, ours, reference, warned = _fit_both(estimator, model, split, weights)
 
     for mine, theirs in zip(
         ours.coefs_ + ours.intercepts_,
@@ -244,10 +249,10 @@ def test_parity_cases_exercise_the_stopping_rules():
     for data, settings in PARITY_CASES:
         if "tol" in settings:
             estimator, model, split = _problem(data, **settings)
-            fold, *_ = _fit_both(estimator, model, split)
-            assert fold._run.n_iter < settings["max_iter"], settings
+            _, solution, *_ = _fit_both(estimator, model, split)
+            assert solution.run.n_iter < settings["max_iter"], settings
             if settings.get("learning_rate") == "adaptive":
-                assert fold._run.divisions[-1] > 0
+                assert solution.run.divisions[-1] > 0
 
     estimator, model, split = _problem(
         "regression",
@@ -256,8 +261,8 @@ def test_parity_cases_exercise_the_stopping_rules():
         n_iter_no_change=3,
         max_iter=100,
     )
-    fold, *_ = _fit_both(estimator, model, split)
-    assert 0 < fold._run.snapshot < fold._run.n_iter
+    _, solution, *_ = _fit_both(estimator, model, split)
+    assert 0 < solution.run.snapshot < solution.run.n_iter
 
 
 def test_random_state_instance_is_copied_like_clone():
@@ -265,23 +270,21 @@ def test_random_state_instance_is_copied_like_clone():
         "digits", random_state=np.random.RandomState(3), max_iter=5
     )
     with pytest.warns(ConvergenceWarning):
-        fold = model.fold(estimator, *split)
-        fold.value_and_grad({})
-        again = model.fold(estimator, *split)
-        again.value_and_grad({})
+        solution = make_fold(model, estimator, *split).solve({})
+        again = make_fold(model, estimator, *split).solve({})
     with pytest.warns(ConvergenceWarning):
         reference = clone(estimator).fit(split[0], split[1])
-    for ours in (fold.fitted_estimator(), again.fitted_estimator()):
+    for ours in (solution.fitted_estimator(), again.fitted_estimator()):
         np.testing.assert_allclose(ours.coefs_[0], reference.coefs_[0], rtol=1e-6)
 
 
 def test_fitted_estimator_has_the_searched_values():
     estimator, model, split = _problem("digits", solver="sgd", max_iter=3)
-    fold = model.fold(estimator, *split)
+    fold = make_fold(model, estimator, *split)
     params = {"alpha": 0.3, "learning_rate_init": 0.02, "momentum": 0.5}
     with pytest.warns(ConvergenceWarning):
-        fold.value_and_grad(params)
-    fitted = fold.fitted_estimator()
+        _, _, solution = value_and_grad(fold, params)
+    fitted = solution.fitted_estimator()
     assert {k: fitted.get_params()[k] for k in params} == params
     assert fitted.get_params()["beta_1"] == estimator.beta_1
     with pytest.warns(ConvergenceWarning):
@@ -306,8 +309,8 @@ def _search_scale_derivative(fold, params, name, step=1e-4):
     n_iter = []
 
     def loss_at(s):
-        loss, _ = fold.value_and_grad({**params, name: float(to_user(s))})
-        n_iter.append((fold._run.n_iter, fold._run.snapshot))
+        loss, _, solution = value_and_grad(fold, {**params, name: float(to_user(s))})
+        n_iter.append((solution.run.n_iter, solution.run.snapshot))
         return loss
 
     fd = central_difference(loss_at, start, step)
@@ -348,7 +351,7 @@ def test_hypergradient_matches_central_differences(data, settings, solver):
         **settings,
     )
     weights = np.random.RandomState(1).uniform(0.5, 2, N_TRAIN) if weighted else None
-    fold = model.fold(estimator, *split, sample_weight=weights)
+    fold = make_fold(model, estimator, *split, sample_weight=weights)
     if solver == "sgd":
         params = {"alpha": 0.01, "learning_rate_init": 0.05, "momentum": 0.7}
     else:
@@ -360,7 +363,7 @@ def test_hypergradient_matches_central_differences(data, settings, solver):
         }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        loss, grads = fold.value_and_grad(params)
+        loss, grads, _ = value_and_grad(fold, params)
         assert np.isfinite(loss)
         for name, value in params.items():
             scale = value * (1 - value) if name in LOGIT else value
@@ -417,12 +420,16 @@ def test_forward_and_reverse_modes_agree(data, settings, solver, nesterov, monke
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for mode in ("reverse", "forward"):
-            fold = model_class(mode).fold(estimator, *split, sample_weight=weights)
-            results.append(fold.value_and_grad(params))
+            fold = make_fold(
+                model_class(mode), estimator, *split, sample_weight=weights
+            )
+            results.append(value_and_grad(fold, params)[:2])
         # Keep only every k-th checkpoint, recompute the others.
         monkeypatch.setattr(training, "_CHECKPOINT_BYTES", 1)
-        fold = model_class("reverse").fold(estimator, *split, sample_weight=weights)
-        results.append(fold.value_and_grad(params))
+        fold = make_fold(
+            model_class("reverse"), estimator, *split, sample_weight=weights
+        )
+        results.append(value_and_grad(fold, params)[:2])
     (loss, reference), *others = results
     assert all(reference.values())
     for other_loss, other in others:
@@ -435,11 +442,11 @@ def test_forward_and_reverse_modes_agree(data, settings, solver, nesterov, monke
 def test_hypergradient_after_the_loss_at_the_same_point_trains_once(mode, monkeypatch):
     estimator, _, split = _problem("digits", max_iter=6, batch_size=40)
     params = {"alpha": 0.01, "learning_rate_init": 0.01, "beta_1": 0.8}
+    names = list(params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        expected = (
-            MLPClassifierModel(mode).fold(estimator, *split).value_and_grad(params)
-        )
+        fold = make_fold(MLPClassifierModel(mode), estimator, *split)
+        expected = value_and_grad(fold, params)[:2]
         trainings = []
         original = training.train
         monkeypatch.setattr(
@@ -447,60 +454,77 @@ def test_hypergradient_after_the_loss_at_the_same_point_trains_once(mode, monkey
             "train",
             lambda *args, **kwargs: trainings.append(1) or original(*args, **kwargs),
         )
-        fold = MLPClassifierModel(mode).fold(estimator, *split)
-        loss = fold.value(params)
-        assert fold.value_and_grad(params) == expected
-        assert loss == expected[0] and len(trainings) == 1
+        fold = make_fold(MLPClassifierModel(mode), estimator, *split)
+        solution = fold.solve(params)
+        assert solution.hypergradient(names) == expected[1]
+        assert solution.loss == expected[0] and len(trainings) == 1
         # Elsewhere, or once the checkpoints were used, it trains again.
-        assert fold.value_and_grad(params) == expected
-        fold.value({**params, "alpha": 0.02})
+        assert solution.hypergradient(names) == expected[1]
+        fold.solve({**params, "alpha": 0.02})
         assert len(trainings) == 2 + (mode == "reverse")
-        # The last two trainings are kept, not more.
+        # The search keeps the last two solutions of each split, not more.
+        monkeypatch.setitem(_REGISTRY, MLPClassifier, MLPClassifierModel(mode))
+        X, y = _digits()
+        cv = [(np.arange(N_TRAIN), np.arange(N_TRAIN, len(X)))]
+        objective = CrossValObjective(estimator, X, y, cv, names)
         del trainings[:]
-        fold = MLPClassifierModel(mode).fold(estimator, *split)
-        fold.value(params)
-        fold.value({**params, "alpha": 0.03})
-        assert fold.value_and_grad(params) == expected and len(trainings) == 2
-        fold.value({**params, "alpha": 0.04})
-        fold.value({**params, "alpha": 0.05})
-        fold.value_and_grad(params)
+        objective.evaluate(params)
+        objective.evaluate({**params, "alpha": 0.03})
+        result = objective.evaluate(params, differentiate=True)
+        assert (result.loss, result.hypergradient) == expected and len(trainings) == 2
+        objective.evaluate({**params, "alpha": 0.04})
+        objective.evaluate({**params, "alpha": 0.05})
+        objective.evaluate({**params, "alpha": 0.03}, differentiate=True)
         assert len(trainings) == 5
+        # Checkpoints too large to keep for a hypergradient that may never be
+        # asked: one asked anyway trains again, unless it was announced.
+        monkeypatch.setattr(mlp, "_KEPT_CHECKPOINT_BYTES", 1)
+        del trainings[:]
+        solution = fold.solve(params)
+        assert solution.hypergradient(names) == expected[1]
+        assert solution.loss == expected[0]
+        assert len(trainings) == 1 + (mode == "reverse")
+        del trainings[:]
+        solution = fold.solve(params, differentiate=True)
+        assert solution.hypergradient(names) == expected[1] and len(trainings) == 1
 
 
 def test_auto_mode_picks_forward_for_one_hyperparameter():
-    assert MLPRegressorModel()._mode(1) == "forward"
-    assert MLPRegressorModel()._mode(3) == "reverse"
-    assert MLPRegressorModel("forward")._mode(3) == "forward"
+    assert MLPRegressorModel().mode_for(1) == "forward"
+    assert MLPRegressorModel().mode_for(3) == "reverse"
+    assert MLPRegressorModel("forward").mode_for(3) == "forward"
 
 
 def test_empty_params_gives_the_loss_only():
     estimator, model, split = _problem("regression", max_iter=3)
-    fold = model.fold(estimator, *split)
+    fold = make_fold(model, estimator, *split)
     with pytest.warns(ConvergenceWarning, match="max_iter"):
-        loss, grads = fold.value_and_grad({})
+        loss, grads, _ = value_and_grad(fold, {})
     assert grads == {} and np.isfinite(loss)
 
 
-def test_divergence_gives_a_non_finite_loss_and_zero_gradient():
+def test_divergence_gives_a_non_finite_loss_and_nan_gradient():
     estimator, model, split = _problem(
         "regression", solver="sgd", learning_rate_init=100.0, max_iter=20
     )
-    fold = model.fold(estimator, *split)
+    fold = make_fold(model, estimator, *split)
     params = {"alpha": 1e-4, "learning_rate_init": 100.0, "momentum": 0.9}
-    loss, grads = fold.value_and_grad(params)
+    loss, grads, solution = value_and_grad(fold, params)
     assert not np.isfinite(loss)
-    assert grads == {"alpha": 0.0, "learning_rate_init": 0.0, "momentum": 0.0}
-    assert fold._run.n_iter < 20  # stopped at the first non-finite weights
+    # No gradient at a diverged training: nan, as for every model.
+    assert set(grads) == {"alpha", "learning_rate_init", "momentum"}
+    assert all(np.isnan(g) for g in grads.values())
+    assert solution.run.n_iter < 20  # stopped at the first non-finite weights
     # scikit-learn's fit fails on the same settings, and so does our model.
     with pytest.raises(ValueError, match="non-finite parameter weights"):
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore", ConvergenceWarning)
             clone(estimator).set_params(**params).fit(split[0], split[1])
     with pytest.raises(ValueError, match="non-finite parameter weights"):
-        fold.fitted_estimator()
+        solution.fitted_estimator()
     # A reasonable point after a diverged one works again.
     with pytest.warns(ConvergenceWarning):
-        loss, grads = fold.value_and_grad({**params, "learning_rate_init": 1e-3})
+        loss, grads, _ = value_and_grad(fold, {**params, "learning_rate_init": 1e-3})
     assert np.isfinite(loss) and all(np.isfinite(list(grads.values())))
 
 
@@ -517,17 +541,17 @@ def test_divergence_with_early_stopping_keeps_the_best_snapshot():
     )
     params = {"alpha": 1e-4, "learning_rate_init": 100.0}
     with np.errstate(all="ignore"):
-        fold, loss, ours, reference, _ = _fit_both(
+        fold, solution, loss, ours, reference, _ = _fit_both(
             estimator, model, split, params=params
         )
     np.testing.assert_allclose(ours.coefs_[0], reference.coefs_[0], rtol=1e-6)
     assert np.isinf(ours.validation_scores_[-1]) or np.isnan(
         ours.validation_scores_[-1]
     )
-    assert fold._run.snapshot == 1 and np.isfinite(loss)
+    assert solution.run.snapshot == 1 and np.isfinite(loss)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        _, grads = fold.value_and_grad(params)
+        _, grads, _ = value_and_grad(fold, params)
     assert all(np.isfinite(list(grads.values())))
 
 
@@ -569,27 +593,29 @@ def test_check_estimator_refuses(estimator, match):
     ],
     ids=["unknown", "momentum-with-adam", "beta-with-sgd"],
 )
-def test_value_and_grad_refuses(data, settings, params, match):
+def test_solve_refuses(data, settings, params, match):
     estimator, model, split = _problem(data, max_iter=2, **settings)
-    fold = model.fold(estimator, *split)
+    fold = make_fold(model, estimator, *split)
     with pytest.raises(ValueError, match=match):
-        fold.value_and_grad(params)
+        fold.solve(params)
 
 
 def test_fold_errors():
     estimator, model, (X_train, y_train, X_val, y_val) = _problem("digits")
     with pytest.raises(ValueError, match="classes \\[9\\].*StratifiedKFold"):
-        model.fold(estimator, X_train, np.minimum(y_train, 8), X_val, y_val)
+        make_fold(model, estimator, X_train, np.minimum(y_train, 8), X_val, y_val)
     with pytest.raises(ValueError, match="validation set is too small"):
-        model.fold(
+        make_fold(
+            model,
             estimator.set_params(early_stopping=True),
             X_train[:10],
             y_train[:10],
             X_val,
             y_val,
         )
-    with pytest.raises(ValueError, match="Call value_and_grad before fitted_estimator"):
-        model.fold(clone(estimator), X_train, y_train, X_val, y_val).fitted_estimator()
+    # A fitted estimator is a solution's: an untrained fold has none to give.
+    fold = make_fold(model, clone(estimator), X_train, y_train, X_val, y_val)
+    assert not hasattr(fold, "fitted_estimator")
     with pytest.raises(ValueError, match="mode must be"):
         MLPClassifierModel(mode="backward")
 
@@ -807,13 +833,20 @@ def test_validation_weights_weigh_the_loss():
     y = y / y.std()
     weights = np.random.RandomState(0).uniform(0.1, 3, 30)
     estimator = MLPRegressor(hidden_layer_sizes=(5,), max_iter=5, random_state=0)
-    fold = MLPRegressorModel().fold(
-        estimator, X[:50], y[:50], X[50:], y[50:], val_sample_weight=weights
+    fold = make_fold(
+        MLPRegressorModel(),
+        estimator,
+        X[:50],
+        y[:50],
+        X[50:],
+        y[50:],
+        val_sample_weight=weights,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        loss = fold.value({})
+        solution = fold.solve({})
+    loss = solution.loss
     expected = mean_squared_error(
-        y[50:], fold.fitted_estimator().predict(X[50:]), sample_weight=weights
+        y[50:], solution.fitted_estimator().predict(X[50:]), sample_weight=weights
     )
     np.testing.assert_allclose(loss, expected, rtol=1e-10)

@@ -15,18 +15,35 @@ from skhypergrad._optimize import (
 
 
 class Recorder:
-    """Wraps ``z -> (value, gradient)`` and records every call."""
+    """Wraps ``z -> (value, gradient)`` as a memoized objective.
+
+    It records every call that computes: a point's value, or its gradient
+    (with the value), each once, as the cross-validation objective does.
+    """
 
     def __init__(self, fun):
         self.fun = fun
         self.points = []
         self.differentiated = []
+        self._known = {}  # tuple(z) -> whether its gradient was computed
 
-    def __call__(self, z, differentiate):
-        self.points.append(np.array(z))
-        self.differentiated.append(differentiate)
-        value, grad = self.fun(z)
-        return value, grad if differentiate else None
+    def is_evaluated(self, z, differentiate):
+        known = self._known.get(tuple(np.asarray(z, float)))
+        return known is not None and (known or not differentiate)
+
+    def _compute(self, z, differentiate):
+        if not self.is_evaluated(z, differentiate):
+            self.points.append(np.array(z))
+            self.differentiated.append(differentiate)
+            key = tuple(np.asarray(z, float))
+            self._known[key] = self._known.get(key, False) or differentiate
+        return self.fun(z)
+
+    def value(self, z):
+        return self._compute(z, False)[0]
+
+    def value_and_grad(self, z):
+        return self._compute(z, True)
 
     def best(self):
         values = [self.fun(z)[0] for z in self.points]
@@ -422,14 +439,13 @@ def test_failed_points_make_the_search_step_back():
 
 @pytest.mark.parametrize("n_dims", [1, 2])
 def test_stop_search_propagates(n_dims):
-    def stop(z, differentiate):
-        if differentiate:
+    class Stop(Recorder):
+        def value_and_grad(self, z):
             raise StopSearch
-        return float(np.sum(z**2)), None
 
     with pytest.raises(StopSearch):
         minimize_in_box(
-            stop,
+            Stop(lambda z: (float(np.sum(z**2)), 2 * z)),
             [-1.0] * n_dims,
             [1.0] * n_dims,
             n_init=3,

@@ -20,6 +20,7 @@ from skhypergrad import (
     Fold,
     HypergradSearchCV,
     SearchDisplay,
+    Solution,
     cross_val_hypergrad,
     plot_search,
     register_model,
@@ -62,48 +63,47 @@ def three_knob_loss(a, b, c, shift):
     return (la - 0.5) ** 2 + (b - 1.0) ** 2 + 0.5 * la * b + logit(c) ** 2 + shift
 
 
-class _ThreeKnobFold(Fold):
-    def __init__(self, estimator, y_val):
-        self.estimator = estimator
-        # Folds differ a little, as real ones do.
-        self.offset = 1e-3 * float(np.mean(y_val))
-        self.values = estimator.get_params()
-
-    def value_and_grad(self, params):
-        self.values = {**self.estimator.get_params(), **params}
+class _ThreeKnobSolution(Solution):
+    def __init__(self, fold, params):
+        self._fold = fold
+        self.params = dict(params)
+        self.values = {**fold.estimator.get_params(), **params}
         a, b, c = self.values["a"], self.values["b"], self.values["c"]
-        loss = three_knob_loss(a, b, c, self.values["shift"]) + self.offset
+        self.loss = float(three_knob_loss(a, b, c, self.values["shift"]) + fold.offset)
+
+    def hypergradient(self, names):
+        a, b, c = self.values["a"], self.values["b"], self.values["c"]
         grads = {
             "a": (2 * (np.log(a) - 0.5) + 0.5 * b) / a,
             "b": 2 * (b - 1.0) + 0.5 * np.log(a),
             "c": 2 * logit(c) / (c * (1 - c)),
         }
-        return float(loss), {k: float(grads[k]) for k in params}
+        return {k: float(grads[k]) for k in names}
 
     def fitted_estimator(self):
-        fitted = clone(self.estimator).set_params(**{k: self.values[k] for k in "abc"})
-        fitted.loss_ = (
-            three_knob_loss(fitted.a, fitted.b, fitted.c, fitted.shift) + self.offset
-        )
+        estimator = self._fold.estimator
+        fitted = clone(estimator).set_params(**{k: self.values[k] for k in "abc"})
+        fitted.loss_ = self.loss
         return fitted
+
+
+class _ThreeKnobFold(Fold):
+    def __init__(self, estimator, y_val):
+        self.estimator = estimator
+        # Folds differ a little, as real ones do.
+        self.offset = 1e-3 * float(np.mean(y_val))
+
+    def solve(self, params, *, differentiate=False):
+        return _ThreeKnobSolution(self, params)
 
 
 class ThreeKnobModel(DifferentiableModel):
     estimator_class = ThreeKnobRegressor
     hyperparameters = {"a": "log", "b": "linear", "c": "logit"}
-    loss = "three-knob loss"
+    loss_name = "three-knob loss"
 
-    def fold(
-        self,
-        estimator,
-        X_train,
-        y_train,
-        X_val,
-        y_val,
-        sample_weight=None,
-        val_sample_weight=None,
-    ):
-        return _ThreeKnobFold(estimator, y_val)
+    def fold(self, estimator, data):
+        return _ThreeKnobFold(estimator, data.y_val)
 
 
 @pytest.fixture(scope="module")
@@ -367,14 +367,16 @@ def test_a_list_of_dicts_draws_paths_of_the_searches_that_searched(diabetes_sear
 
 def test_failed_grid_points_are_left_blank(diabetes_search, monkeypatch):
     search, X, y = diabetes_search
-    import skhypergrad._plot
+    from skhypergrad._models._ridge import _RidgeFold
 
-    def failing(estimator, X, y, *, params, **kwargs):
-        if estimator.get_params()["ridge__alpha"] > 1e3:
+    solve = _RidgeFold.solve
+
+    def failing(self, params, **kwargs):
+        if params["alpha"] > 1e3:
             raise FloatingPointError("The training diverged")
-        return cross_val_hypergrad(estimator, X, y, params=params, **kwargs)
+        return solve(self, params, **kwargs)
 
-    monkeypatch.setattr(skhypergrad._plot, "cross_val_hypergrad", failing)
+    monkeypatch.setattr(_RidgeFold, "solve", failing)
     with pytest.warns(UserWarning, match="1 of 3 grid points.*diverged"):
         display = plot_search(search, X, y, loss_grid=3)
     ydata = display.grid_line_.get_ydata()

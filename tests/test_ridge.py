@@ -9,7 +9,7 @@ from sklearn.metrics import mean_squared_error
 
 from skhypergrad._models._ridge import RidgeModel, _validation_loss
 
-from ._numeric import central_difference
+from ._numeric import central_difference, make_fold, value_and_grad
 
 
 def _split(X, y, n_train):
@@ -34,9 +34,9 @@ def test_fold_matches_sklearn_ridge(fit_intercept, alpha, shape, n_targets, weig
     weights = np.random.RandomState(0).uniform(0.5, 2, shape[0]) if weighted else None
     estimator = Ridge(fit_intercept=fit_intercept)
 
-    fold = RidgeModel().fold(estimator, X_train, y_train, X_val, y_val, weights)
-    loss, _ = fold.value_and_grad({"alpha": alpha})
-    ours = fold.fitted_estimator()
+    fold = make_fold(RidgeModel(), estimator, X_train, y_train, X_val, y_val, weights)
+    solution = fold.solve({"alpha": alpha})
+    loss, ours = solution.loss, solution.fitted_estimator()
     reference = Ridge(alpha=alpha, fit_intercept=fit_intercept).fit(
         X_train, y_train, sample_weight=weights
     )
@@ -59,14 +59,14 @@ def test_fold_matches_sklearn_ridge(fit_intercept, alpha, shape, n_targets, weig
 def test_hypergradient_matches_central_differences(fit_intercept, alpha):
     X, y = load_linnerud(return_X_y=True)
     X_train, y_train, X_val, y_val = _split(X, y, 14)
-    fold = RidgeModel().fold(
-        Ridge(fit_intercept=fit_intercept), X_train, y_train, X_val, y_val
+    fold = make_fold(
+        RidgeModel(), Ridge(fit_intercept=fit_intercept), X_train, y_train, X_val, y_val
     )
 
-    loss, grads = fold.value_and_grad({"alpha": alpha})
+    loss, grads, _ = value_and_grad(fold, {"alpha": alpha})
 
     def loss_at_log_alpha(log_alpha):
-        return fold.value_and_grad({"alpha": float(np.exp(log_alpha))})[0]
+        return fold.solve({"alpha": float(np.exp(log_alpha))}).loss
 
     fd = central_difference(loss_at_log_alpha, np.log(alpha), step=1e-4)
     # d loss / d log(alpha) = alpha * d loss / d alpha; the absolute part of
@@ -77,21 +77,15 @@ def test_hypergradient_matches_central_differences(fit_intercept, alpha):
 
 def test_traced_loss_passes_autograd_check_grads():
     X, y = make_regression(40, 5, noise=1.0, random_state=0)
-    fold = RidgeModel().fold(Ridge(), X[:30], y[:30], X[30:], y[30:])
-    args = (
-        fold._eigenvalues,
-        fold._projected_val,
-        fold._projected_target,
-        fold._residual_offset,
-        fold._val_weights,
-    )
+    fold = make_fold(RidgeModel(), Ridge(), X[:30], y[:30], X[30:], y[30:])
+    args = fold.loss_args
     check_grads(lambda a: _validation_loss(a, *args), modes=["rev"], order=2)(0.7)
 
 
 def test_empty_params_uses_the_estimators_alpha():
     X, y = make_regression(40, 5, noise=1.0, random_state=0)
-    fold = RidgeModel().fold(Ridge(alpha=3.0), X[:30], y[:30], X[30:], y[30:])
-    loss, grads = fold.value_and_grad({})
+    fold = make_fold(RidgeModel(), Ridge(alpha=3.0), X[:30], y[:30], X[30:], y[30:])
+    loss, grads, _ = value_and_grad(fold, {})
     assert grads == {}
     reference = Ridge(alpha=3.0).fit(X[:30], y[:30])
     np.testing.assert_allclose(
@@ -114,17 +108,17 @@ def test_unsupported_ridge_settings(estimator, match):
 def test_validation_weights_weigh_the_loss_and_its_gradient():
     X, y = make_regression(60, 5, noise=5.0, random_state=0)
     weights = np.random.RandomState(1).uniform(0.1, 3, 20)
-    fold = RidgeModel().fold(
-        Ridge(), X[:40], y[:40], X[40:], y[40:], val_sample_weight=weights
+    fold = make_fold(
+        RidgeModel(), Ridge(), X[:40], y[:40], X[40:], y[40:], val_sample_weight=weights
     )
-    loss, grads = fold.value_and_grad({"alpha": 2.0})
+    loss, grads, _ = value_and_grad(fold, {"alpha": 2.0})
     predictions = Ridge(alpha=2.0).fit(X[:40], y[:40]).predict(X[40:])
     np.testing.assert_allclose(
         loss, mean_squared_error(y[40:], predictions, sample_weight=weights)
     )
 
     def loss_at_log_alpha(log_alpha):
-        return fold.value_and_grad({"alpha": float(np.exp(log_alpha))})[0]
+        return fold.solve({"alpha": float(np.exp(log_alpha))}).loss
 
     fd = central_difference(loss_at_log_alpha, np.log(2.0), step=1e-4)
     np.testing.assert_allclose(2.0 * grads["alpha"], fd, rtol=1e-6)

@@ -1,11 +1,20 @@
 """Registry of differentiable models, keyed by scikit-learn estimator class."""
 
-from ._base import DifferentiableModel, Fold
+from ._base import DifferentiableModel, Fold, FoldData, Solution, validation_weights
 from ._logistic import LogisticRegressionModel
 from ._mlp import MLPClassifierModel, MLPRegressorModel
 from ._ridge import RidgeModel
 
-__all__ = ["DifferentiableModel", "Fold", "get_model", "register_model"]
+__all__ = [
+    "DifferentiableModel",
+    "Fold",
+    "FoldData",
+    "Solution",
+    "find_model",
+    "get_model",
+    "register_model",
+    "validation_weights",
+]
 
 _REGISTRY = {}
 
@@ -22,8 +31,8 @@ def register_model(model):
     Returns
     -------
     model : DifferentiableModel
-        The registered model, so that this can be used as a decorator-like
-        call at import time.
+        The registered model, so that a module can register and keep it in
+        one statement.
     """
     if not isinstance(model, DifferentiableModel):
         raise TypeError(
@@ -39,18 +48,33 @@ def supported_estimators():
     return sorted(cls.__name__ for cls in _REGISTRY)
 
 
+def find_model(estimator):
+    """The differentiable model of ``estimator``, or None.
+
+    The model of its class, or of the nearest registered base class when
+    ``estimator``'s class inherits that base's ``fit`` (a subclass that only
+    adds methods or changes defaults trains the same way).
+    """
+    cls = type(estimator)
+    for base in cls.__mro__:
+        model = _REGISTRY.get(base)
+        if model is not None and (base is cls or cls.fit is base.fit):
+            return model
+    return None
+
+
 def get_model(estimator):
-    """Return the differentiable model of ``estimator``'s exact class."""
-    try:
-        return _REGISTRY[type(estimator)]
-    except KeyError:
+    """Return the differentiable model of ``estimator``, or raise ValueError."""
+    model = find_model(estimator)
+    if model is None:
         raise ValueError(
             f"HypergradSearchCV has no differentiable model for "
             f"{type(estimator).__name__}. Supported estimators: "
             f"{', '.join(supported_estimators())} (alone or as the last step "
             "of a Pipeline). To add one, subclass "
             "skhypergrad.DifferentiableModel and call skhypergrad.register_model."
-        ) from None
+        )
+    return model
 
 
 register_model(RidgeModel())

@@ -1,89 +1,156 @@
 """The contract between the search layer and a differentiable model.
 
 A *model* tells the search how one scikit-learn estimator class is trained
-and differentiated. The search layer never holds model math: it splits the
-data, fits the preprocessing steps of a pipeline, asks the model for one
-:class:`Fold` per cross-validation split and then only calls
-:meth:`Fold.value_and_grad` (or :meth:`Fold.value`) and
-:meth:`Fold.fitted_estimator`.
+and differentiated. Solving and differentiating are separate steps, as in
+jaxopt's ``custom_root``:
+
+1. :meth:`DifferentiableModel.fold` prepares one cross-validation split
+   (:class:`FoldData`) once: everything that does not depend on the
+   continuous hyperparameters (a factorization, an encoded target, the
+   random draws of a training).
+2. :meth:`Fold.solve` trains at one point of the continuous
+   hyperparameters and returns a :class:`Solution`, which holds the
+   validation loss and the trained parameters.
+3. :meth:`Solution.hypergradient` differentiates the validation loss at that
+   solution, when asked, and :meth:`Solution.fitted_estimator` builds the
+   scikit-learn estimator trained there, for scoring.
+
+A solution depends on nothing but its fold and its point: scoring or
+differentiating it gives the same result in any order, at any time. A fold may
+keep earlier solutions to warm-start the next solve, but never to decide
+what a solution is. Folds and solutions pickle, so that they can live in a
+worker process.
 
 Adding a model is one new module with a :class:`DifferentiableModel`
-subclass, plus one line in ``skhypergrad._models.__init__`` (or a call to
-:func:`skhypergrad.register_model` from user code).
+subclass, plus a call to :func:`skhypergrad.register_model`;
+:func:`skhypergrad.utils.check_differentiable_model` checks it.
 """
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["DifferentiableModel", "Fold", "validation_weights"]
+__all__ = [
+    "DifferentiableModel",
+    "Fold",
+    "FoldData",
+    "Solution",
+    "validation_weights",
+]
+
+
+def validation_weights(val_sample_weight, n_samples):
+    """Weights of the validation samples, summing to one.
+
+    The validation loss of every model is the weighted mean of its
+    per-sample losses with these weights (the mean over samples without
+    ``val_sample_weight``), the targets of a multi-output model counting
+    equally.
+    """
+    if val_sample_weight is None:
+        return np.full(n_samples, 1.0 / n_samples)
+    weights = np.asarray(val_sample_weight, dtype=np.float64)
+    return weights / weights.sum()
+
+
+@dataclass(frozen=True, eq=False)
+class FoldData:
+    """The data of one cross-validation split, as the model sees it.
+
+    Parameters
+    ----------
+    X_train, X_val : ndarray of shape (n_samples, n_features)
+        Training and validation features, already transformed by the
+        preprocessing steps of a pipeline.
+    y_train, y_val : ndarray
+        Training and validation targets, as given by the user.
+    sample_weight : ndarray of shape (n_train,), default=None
+        Training sample weights passed to ``fit``.
+    val_sample_weight : ndarray of shape (n_val,), default=None
+        Weights of the validation samples in the validation loss: those the
+        scorer receives (scikit-learn forwards ``sample_weight`` to scorers
+        that accept it). ``None`` weighs them equally.
+    """
+
+    X_train: object
+    y_train: object
+    X_val: object
+    y_val: object
+    sample_weight: object = None
+    val_sample_weight: object = None
+
+    @property
+    def val_weights(self):
+        """The validation weights, summing to one (see :func:`validation_weights`)."""
+        return validation_weights(self.val_sample_weight, len(self.y_val))
+
+
+class Solution(ABC):
+    """A model trained at one point on one fold.
+
+    Attributes
+    ----------
+    params : dict of str -> float
+        The point: values, in the estimator's own units, of the continuous
+        hyperparameters given to :meth:`Fold.solve`. The others keep the
+        estimator's values.
+    loss : float
+        Validation loss of the trained model; ``inf`` or ``nan`` when the
+        training diverged.
+    """
+
+    params: dict
+    loss: float
+
+    @abstractmethod
+    def hypergradient(self, names):
+        """Derivative of :attr:`loss` with respect to hyperparameters.
+
+        Parameters
+        ----------
+        names : list of str
+            Keys of :attr:`params` to differentiate with respect to.
+
+        Returns
+        -------
+        grads : dict of str -> float
+            The derivatives, in each hyperparameter's own units.
+        """
+
+    @abstractmethod
+    def fitted_estimator(self):
+        """The scikit-learn estimator trained at :attr:`params`.
+
+        A clone of the fold's estimator with the continuous hyperparameters
+        set and the fitted attributes (``coef_``, ...) filled in from the
+        solution, so that any scikit-learn scorer can be applied to it
+        without a second fit.
+        """
 
 
 class Fold(ABC):
-    """One cross-validation split of one model, ready to be evaluated.
-
-    A fold owns everything that does not depend on the continuous
-    hyperparameters (a factorization, an encoded target, a warm start), so
-    that each outer iteration only pays for what changes.
-    """
+    """One cross-validation split of one model, ready to be solved."""
 
     @abstractmethod
-    def value_and_grad(self, params):
-        """Train at ``params`` and differentiate the validation loss.
+    def solve(self, params, *, differentiate=False):
+        """Train at ``params``.
 
         Parameters
         ----------
         params : dict of str -> float
             Values, in the estimator's own units, of the continuous
             hyperparameters being searched. Hyperparameters not in ``params``
-            keep the estimator's value. May be empty: then only the loss is
-            computed.
+            keep the estimator's value. May be empty.
+        differentiate : bool, default=False
+            Whether the caller will ask for the solution's hypergradient: a
+            model whose hypergradient needs more than the loss (a record of
+            the training) may then keep it.
 
         Returns
         -------
-        loss : float
-            Validation loss of the model trained on the training part of the
-            fold. ``inf`` or ``nan`` when the training diverged.
-        grads : dict of str -> float
-            Derivative of ``loss`` with respect to each key of ``params``, in
-            the same units.
+        solution : Solution
         """
-
-    def value(self, params):
-        """Train at ``params`` and return the validation loss alone.
-
-        The search's coarse pass needs no derivative. This default calls
-        :meth:`value_and_grad`; a model whose derivative costs more than its
-        loss overrides it.
-
-        Parameters
-        ----------
-        params : dict of str -> float
-            As in :meth:`value_and_grad`.
-
-        Returns
-        -------
-        loss : float
-        """
-        return self.value_and_grad(params)[0]
-
-    @abstractmethod
-    def fitted_estimator(self):
-        """Return the scikit-learn estimator trained at the last ``params``.
-
-        It is a clone of the fold's estimator with the continuous
-        hyperparameters set and the fitted attributes (``coef_``, ...) filled
-        in from the differentiable trainer, so that any scikit-learn scorer
-        can be applied to it without a second fit.
-        """
-
-
-def validation_weights(val_sample_weight, n_samples):
-    """Weights of the validation samples, summing to one."""
-    if val_sample_weight is None:
-        return np.full(n_samples, 1.0 / n_samples)
-    weights = np.asarray(val_sample_weight, dtype=np.float64)
-    return weights / weights.sum()
 
 
 class DifferentiableModel(ABC):
@@ -92,38 +159,54 @@ class DifferentiableModel(ABC):
     Attributes
     ----------
     estimator_class : type
-        The scikit-learn estimator class this model stands for. Matched
-        exactly, not by ``isinstance``: a subclass may train differently.
+        The scikit-learn estimator class this model stands for. A subclass of
+        it that does not override ``fit`` trains the same way and gets this
+        model too.
     hyperparameters : dict of str -> {"log", "logit", "linear"}
-        The continuous hyperparameters and the scale they are searched on.
-        ``"log"`` is for positive scale parameters (searched as their
-        logarithm), ``"logit"`` for values in (0, 1) (searched as their
-        logit), ``"linear"`` for unbounded ones.
-    loss : str
+        Every continuous hyperparameter the model can differentiate, and the
+        scale it is searched on. ``"log"`` is for positive scale parameters
+        (searched as their logarithm), ``"logit"`` for values in (0, 1)
+        (searched as their logit), ``"linear"`` for unbounded ones.
+        :meth:`hyperparameters_for` says which of them an estimator's
+        settings use.
+    loss_name : str
         Name of the differentiated validation loss, for messages and docs.
     """
 
     estimator_class = None
     hyperparameters = {}
-    loss = ""
+    loss_name = ""
+
+    def hyperparameters_for(self, estimator):
+        """The continuous hyperparameters ``estimator``'s settings use.
+
+        Parameters
+        ----------
+        estimator : estimator instance
+            An instance of :attr:`estimator_class`.
+
+        Returns
+        -------
+        scales : dict of str -> {"log", "logit", "linear"}
+            A subset of :attr:`hyperparameters`. All of them by default; a
+            model overrides this when a setting makes some unused (the
+            ``momentum`` of an MLP trained with ``solver="adam"``).
+        """
+        return dict(self.hyperparameters)
 
     def check_estimator(self, estimator):  # noqa: B027 - optional hook
         """Raise ``ValueError`` if ``estimator``'s settings are not supported.
 
         Called for every point of the discrete grid before any work starts.
+
+        Parameters
+        ----------
+        estimator : estimator instance
+            An instance of :attr:`estimator_class`.
         """
 
     @abstractmethod
-    def fold(
-        self,
-        estimator,
-        X_train,
-        y_train,
-        X_val,
-        y_val,
-        sample_weight=None,
-        val_sample_weight=None,
-    ):
+    def fold(self, estimator, data):
         """Prepare one cross-validation split.
 
         Parameters
@@ -131,17 +214,8 @@ class DifferentiableModel(ABC):
         estimator : estimator instance
             An unfitted instance of :attr:`estimator_class` with the discrete
             hyperparameters already set. Not modified.
-        X_train, X_val : ndarray of shape (n_samples, n_features)
-            Training and validation features, already transformed by the
-            preprocessing steps of a pipeline.
-        y_train, y_val : ndarray
-            Training and validation targets, as given by the user.
-        sample_weight : ndarray of shape (n_train,), default=None
-            Training sample weights passed to ``fit``.
-        val_sample_weight : ndarray of shape (n_val,), default=None
-            Weights of the validation samples in the validation loss: those
-            the scorer receives (scikit-learn 1.9 forwards ``sample_weight``
-            to scorers that accept it). ``None`` weighs them equally.
+        data : FoldData
+            The split's data.
 
         Returns
         -------

@@ -42,23 +42,16 @@ from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, column_or_1d, shuffle
 
+from .._sklearn_compat import set_private_fitted_attributes, validate_estimator_params
 from . import _mlp_training as training
-from ._base import DifferentiableModel, Fold, validation_weights
+from ._base import DifferentiableModel, Fold, Solution
 
 __all__ = ["MLPClassifierModel", "MLPRegressorModel"]
 
-# The last trainings a fold keeps, and the largest checkpoints of a loss-only
-# training kept with them: the trust region asks for the hypergradient at a
-# point whose loss alone it computed one or two evaluations before (two when
-# a longer step failed after it).
-_KEPT_RUNS = 2
+# A solution computed for its loss alone keeps the checkpoints a reverse
+# sweep needs when they take at most this much memory: a hypergradient asked
+# of it later then costs the sweep alone, not a second training.
 _KEPT_CHECKPOINT_BYTES = 16 * 2**20
-
-# Which solver uses which continuous hyperparameter.
-_SOLVER_HYPERPARAMETERS = {
-    "sgd": ("alpha", "learning_rate_init", "momentum"),
-    "adam": ("alpha", "learning_rate_init", "beta_1", "beta_2"),
-}
 
 
 class _BatchOrders:
@@ -83,53 +76,234 @@ class _BatchOrders:
         return self._orders[epoch]
 
 
-class _MLPFold(Fold):
-    """One cross-validation split of an MLP; see :class:`_MLPModel.fold`."""
+class _RegressionTargets:
+    """Targets of an MLPRegressor: floats, an identity or exp output."""
 
-    def __init__(
-        self,
-        model,
-        estimator,
-        X_train,
-        y_train,
-        X_val,
-        y_val,
-        sample_weight,
-        val_weights,
-    ):
+    def __init__(self, estimator, y_train, y_val):
+        self.Y_train = np.asarray(y_train, dtype=np.float64).reshape(len(y_train), -1)
+        self.Y_val = np.asarray(y_val, dtype=np.float64).reshape(len(y_val), -1)
+        if estimator.loss == "poisson":
+            self.out_activation, self.loss, self.validation_kind = (
+                "exp",
+                "poisson",
+                "poisson",
+            )
+        else:
+            self.out_activation = "identity"
+            self.loss = self.validation_kind = "squared_error"
+
+    def decode(self, Y):
+        """The targets ``_score`` compares predictions with."""
+        return Y
+
+    def early_stopping_score(self, outputs, y, sample_weight):
+        """``MLPRegressor._score`` on the held-out part: R^2."""
+        if outputs.shape[1] == 1:
+            outputs = outputs.ravel()
+        if not np.isfinite(outputs).all():
+            return np.nan
+        return r2_score(y, outputs, sample_weight=sample_weight)
+
+    def set_fitted(self, estimator):
+        """Fitted attributes that depend on the targets: none."""
+
+
+class _ClassificationTargets:
+    """Targets of an MLPClassifier, binarized as ``fit`` binarizes them."""
+
+    def __init__(self, estimator, y_train, y_val):
+        if y_train.ndim == 2 and y_train.shape[1] == 1:
+            y_train = column_or_1d(y_train)
+        binarizer = self.binarizer = LabelBinarizer().fit(y_train)
+        if binarizer.y_type_ == "multilabel-indicator":
+            if y_val.ndim != 2 or y_val.shape[1] != len(binarizer.classes_):
+                raise ValueError(
+                    f"The validation targets have shape {y_val.shape}, but the "
+                    f"training targets are {len(binarizer.classes_)} labels."
+                )
+        else:
+            if y_val.ndim == 2 and y_val.shape[1] == 1:
+                y_val = column_or_1d(y_val)
+            unseen = np.setdiff1d(np.unique(y_val), binarizer.classes_)
+            if len(unseen):
+                raise ValueError(
+                    f"The validation fold has classes {unseen.tolist()} that the "
+                    "training fold does not have, so their log-loss is infinite. "
+                    "Use a stratified cross-validation, such as StratifiedKFold."
+                )
+        # fit trains on binarizer.transform(y).astype(bool).
+        self.Y_train, self.Y_val = (
+            binarizer.transform(y).astype(bool).astype(np.float64)
+            for y in (y_train, y_val)
+        )
+        self.out_activation = (
+            "softmax" if binarizer.y_type_ == "multiclass" else "logistic"
+        )
+        self.validation_kind = self.out_activation
+        self.loss = (
+            "log_loss" if self.out_activation == "softmax" else "binary_log_loss"
+        )
+
+    def decode(self, Y):
+        """The labels ``_score`` compares predictions with."""
+        return self.binarizer.inverse_transform(Y)
+
+    def early_stopping_score(self, outputs, y, sample_weight):
+        """``MLPClassifier._score`` on the held-out part: accuracy."""
+        if outputs.shape[1] == 1:
+            outputs = outputs.ravel()
+        y_pred = self.binarizer.inverse_transform(outputs)
+        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+            return np.nan
+        return accuracy_score(y, y_pred, sample_weight=sample_weight)
+
+    def set_fitted(self, estimator):
+        """``classes_`` and the binarizer ``predict`` reads."""
+        set_private_fitted_attributes(estimator, label_binarizer=self.binarizer)
+        estimator.classes_ = self.binarizer.classes_
+
+
+class _EarlyStoppingScore:
+    """``validation_score(theta)`` of a training with early stopping."""
+
+    def __init__(self, targets, layout, activation, X, y, sample_weight):
+        self.targets = targets
+        self.layout = layout
+        self.activation = activation
+        self.X = X
+        self.y = targets.decode(y)
+        self.sample_weight = sample_weight
+
+    def __call__(self, theta):
+        outputs = training.predict(
+            theta,
+            self.layout,
+            self.X,
+            self.activation,
+            self.targets.out_activation,
+        )
+        return self.targets.early_stopping_score(outputs, self.y, self.sample_weight)
+
+
+class _MLPSolution(Solution):
+    """A network trained at one point; its hypergradient sweeps the training."""
+
+    def __init__(self, fold, params, hp, run):
+        self._fold = fold
+        self.params = dict(params)
+        self.hp = hp
+        self.run = run
+        self.loss = np.nan if run.diverged else float(fold.validation_loss(run.theta))
+
+    def hypergradient(self, names):
+        fold = self._fold
+        names = list(names)
+        fold.check_names(names)
+        if not names:
+            return {}
+        if not np.isfinite(self.loss):
+            return dict.fromkeys(names, np.nan)
+        mode = fold.model.mode_for(len(names))
+        run = self.run
+        if mode == "reverse" and not run.checkpoints:
+            # Trained for the loss alone, without the checkpoints: train
+            # again with them (the training is deterministic).
+            run = training.train(fold.problem, self.hp, keep_checkpoints=True)
+        sweep = (
+            training.hypergradient_reverse
+            if mode == "reverse"
+            else training.hypergradient_forward
+        )
+        with np.errstate(all="ignore"):
+            grad = sweep(fold.problem, run, self.hp, names, fold.validation_loss)
+        # The checkpoints have served; the weights stay for fitted_estimator.
+        self.run.checkpoints = {}
+        return {name: float(g) for name, g in zip(names, grad, strict=True)}
+
+    def fitted_estimator(self):
+        fold, run = self._fold, self.run
+        if run.diverged or not np.isfinite(run.theta).all():
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may"
+                " contain large values and need to be preprocessed."
+            )
+        estimator = clone(fold.estimator).set_params(
+            **{
+                name: self.hp[name]
+                for name in training.solver_hyperparameters(fold.estimator.solver)
+            }
+        )
+        coefs, intercepts = fold.layout.unpack(run.theta)
+        estimator.coefs_ = [np.array(c) for c in coefs]
+        estimator.intercepts_ = [np.array(b) for b in intercepts]
+        estimator.n_features_in_ = fold.n_features
+        estimator.n_outputs_ = fold.n_outputs
+        estimator.n_layers_ = fold.layout.n_layers
+        estimator.out_activation_ = fold.targets.out_activation
+        estimator.n_iter_ = run.n_iter
+        estimator.t_ = run.t
+        estimator.loss_ = run.loss_curve[-1]
+        estimator.loss_curve_ = list(run.loss_curve)
+        estimator.best_loss_ = run.best_loss
+        set_private_fitted_attributes(
+            estimator, no_improvement_count=run.no_improvement_count
+        )
+        if fold.estimator.early_stopping:
+            estimator.validation_scores_ = list(run.validation_scores)
+            estimator.best_validation_score_ = run.best_validation_score
+        else:
+            estimator.validation_scores_ = None
+            estimator.best_validation_score_ = None
+        fold.targets.set_fitted(estimator)
+        return estimator
+
+
+class _MLPFold(Fold):
+    """One cross-validation split of an MLP; see :meth:`_MLPModel.fold`."""
+
+    def __init__(self, model, estimator, data):
         self.model = model
         self.estimator = estimator
-        self._val_weights = val_weights
-        self._n_features = X_train.shape[1]
-        y_train, self._y_val, out_activation, loss = model._encode(
-            self, estimator, y_train, y_val
+
+        def dense(X):
+            X = X.toarray() if sparse.issparse(X) else X
+            return np.asarray(X, dtype=np.float64)
+
+        X_train, X_val = dense(data.X_train), dense(data.X_val)
+        sample_weight = (
+            None
+            if data.sample_weight is None
+            else np.asarray(data.sample_weight, np.float64)
         )
-        self._n_outputs = y_train.shape[1]
+        self._val_weights = data.val_weights
+        self.n_features = X_train.shape[1]
+        self.targets = model.targets_class(
+            estimator, np.asarray(data.y_train), np.asarray(data.y_val)
+        )
+        y_train = self.targets.Y_train
+        self.n_outputs = y_train.shape[1]
         self._X_val = X_val
-        self._out_activation = out_activation
 
         hidden = estimator.hidden_layer_sizes
         hidden = list(hidden) if hasattr(hidden, "__iter__") else [hidden]
         if np.any(np.array(hidden) <= 0):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
-        self._layout = training.NetworkLayout(
-            [self._n_features, *hidden, self._n_outputs]
-        )
+        self.layout = training.NetworkLayout([self.n_features, *hidden, self.n_outputs])
 
         # The random stream of fit: _init_coef for each layer, then the
         # early-stopping split, then one shuffle per epoch.
         random_state = check_random_state(copy.deepcopy(estimator.random_state))
         factor = 2.0 if estimator.activation == "logistic" else 6.0
         coefs, intercepts = [], []
-        for fan_in, fan_out in pairwise(self._layout.layer_units):
+        for fan_in, fan_out in pairwise(self.layout.layer_units):
             bound = np.sqrt(factor / (fan_in + fan_out))
             coefs.append(random_state.uniform(-bound, bound, (fan_in, fan_out)))
             intercepts.append(random_state.uniform(-bound, bound, fan_out))
-        initial_theta = self._layout.pack(coefs, intercepts)
+        initial_theta = self.layout.pack(coefs, intercepts)
 
         validation_score = None
         if estimator.early_stopping:
-            stratify = y_train if model._stratify and self._n_outputs == 1 else None
+            stratify = y_train if model.stratify and self.n_outputs == 1 else None
             train_idx, val_idx = train_test_split(
                 np.arange(len(X_train)),
                 random_state=random_state,
@@ -142,8 +316,13 @@ class _MLPFold(Fold):
                     "'validation_fraction' or the size of your dataset."
                 )
             weight_es = None if sample_weight is None else sample_weight[val_idx]
-            validation_score = model._early_stopping_score(
-                self, X_train[val_idx], y_train[val_idx], weight_es
+            validation_score = _EarlyStoppingScore(
+                self.targets,
+                self.layout,
+                estimator.activation,
+                X_train[val_idx],
+                y_train[val_idx],
+                weight_es,
             )
             X_train, y_train = X_train[train_idx], y_train[train_idx]
             if sample_weight is not None:
@@ -161,8 +340,8 @@ class _MLPFold(Fold):
                 )
             batch_size = int(np.clip(estimator.batch_size, 1, n_samples))
 
-        self._problem = training.TrainingProblem(
-            layout=self._layout,
+        self.problem = training.TrainingProblem(
+            layout=self.layout,
             initial_theta=initial_theta,
             X=X_train,
             y=y_train,
@@ -170,8 +349,8 @@ class _MLPFold(Fold):
             batch_orders=_BatchOrders(n_samples, random_state, estimator.shuffle),
             batch_size=batch_size,
             activation=estimator.activation,
-            out_activation=out_activation,
-            loss=loss,
+            out_activation=self.targets.out_activation,
+            loss=self.targets.loss,
             settings={
                 name: getattr(estimator, name)
                 for name in (
@@ -187,158 +366,63 @@ class _MLPFold(Fold):
             },
             validation_score=validation_score,
         )
-        self._kept = []  # (hp, run) of the last trainings, oldest first
 
-    @property
-    def _hp(self):
-        """The hyperparameters of the last training, or None."""
-        return self._kept[-1][0] if self._kept else None
-
-    @property
-    def _run(self):
-        """The last training (the one :meth:`fitted_estimator` returns), or None."""
-        return self._kept[-1][1] if self._kept else None
-
-    def _predict_output(self, theta, X):
-        return training.predict(
-            theta, self._layout, X, self.estimator.activation, self._out_activation
-        )
-
-    def _validation_loss(self, theta):
+    def validation_loss(self, theta):
+        """The validation loss of the network ``theta`` (traced)."""
         return training.validation_loss(
             theta,
-            self._layout,
+            self.layout,
             self._X_val,
-            self._y_val,
+            self.targets.Y_val,
             self.estimator.activation,
-            self.model._validation_kind(self._out_activation),
+            self.targets.validation_kind,
             self._val_weights,
         )
 
-    def _hyperparameters(self, params):
+    def check_names(self, names):
+        """Refuse hyperparameters the estimator's solver does not use."""
         solver = self.estimator.solver
-        unknown = sorted(set(params) - set(training.HYPERPARAMETERS))
+        unknown = sorted(set(names) - set(training.HYPERPARAMETERS))
         if unknown:
             raise ValueError(
                 f"{type(self.estimator).__name__} has no continuous "
                 f"hyperparameter {unknown}; the differentiable ones are "
                 f"{list(training.HYPERPARAMETERS)}."
             )
-        unused = sorted(set(params) - set(_SOLVER_HYPERPARAMETERS[solver]))
+        used = training.solver_hyperparameters(solver)
+        unused = sorted(set(names) - set(used))
         if unused:
             raise ValueError(
                 f"{unused} is not used by solver={solver!r}, so the validation "
-                "loss does not depend on it. With this solver, tune "
-                f"{list(_SOLVER_HYPERPARAMETERS[solver])}."
+                f"loss does not depend on it. With this solver, tune {used}."
             )
+
+    def solve(self, params, *, differentiate=False):
+        self.check_names(list(params))
         hp = {
             name: float(getattr(self.estimator, name))
             for name in training.HYPERPARAMETERS
         }
         hp.update({name: float(value) for name, value in params.items()})
-        return hp
-
-    def _train(self, params, keep_checkpoints):
-        """Train at ``params``; return the run and its validation loss.
-
-        The last ``_KEPT_RUNS`` trainings are kept: a hypergradient asked at
-        a point whose loss alone was computed just before (the search's
-        trust region does so at every step it accepts) uses that training
-        instead of repeating it.
-        """
-        hp = self._hyperparameters(params)
-        kept = [
-            run
-            for kept_hp, run in self._kept
-            if kept_hp == hp and (run.checkpoints or not keep_checkpoints)
-        ]
-        if kept:
-            run = kept[0]
-        else:
-            run = training.train(self._problem, hp, keep_checkpoints=keep_checkpoints)
-            if run.reached_max_iter:
-                warnings.warn(
-                    "Stochastic Optimizer: Maximum iterations "
-                    f"({self.estimator.max_iter}) reached and the optimization "
-                    "hasn't converged yet. Increase max_iter to train to "
-                    "convergence (the hypergradient is exact either way).",
-                    ConvergenceWarning,
-                    stacklevel=3,
-                )
-        others = [(k, r) for k, r in self._kept if k != hp]
-        self._kept = [*others, (hp, run)][-_KEPT_RUNS:]
-        if run.diverged:
-            return run, float("nan")
-        return run, float(self._validation_loss(run.theta))
-
-    def value(self, params):
-        # Keep the checkpoints a hypergradient at this point would need, when
-        # they are small enough to hold between calls.
-        keep = (
-            bool(params)
-            and self.model._mode(len(params)) == "reverse"
-            and self._problem.checkpoints_nbytes <= _KEPT_CHECKPOINT_BYTES
+        # Keep the checkpoints of a reverse sweep when a hypergradient is
+        # coming, or, when they are small, in case one is.
+        reverse = bool(params) and self.model.mode_for(len(params)) == "reverse"
+        keep = reverse and (
+            differentiate or self.problem.checkpoints_nbytes <= _KEPT_CHECKPOINT_BYTES
         )
         with np.errstate(all="ignore"):
-            return self._train(params, keep_checkpoints=keep)[1]
-
-    def value_and_grad(self, params):
-        names = list(params)
-        mode = self.model._mode(len(names))
+            run = training.train(self.problem, hp, keep_checkpoints=keep)
+        if run.reached_max_iter:
+            warnings.warn(
+                "Stochastic Optimizer: Maximum iterations "
+                f"({self.estimator.max_iter}) reached and the optimization "
+                "hasn't converged yet. Increase max_iter to train to "
+                "convergence (the hypergradient is exact either way).",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         with np.errstate(all="ignore"):
-            run, loss = self._train(
-                params, keep_checkpoints=bool(names) and mode == "reverse"
-            )
-            grad = np.zeros(len(names))
-            if names and np.isfinite(loss):
-                hypergradient = (
-                    training.hypergradient_reverse
-                    if mode == "reverse"
-                    else training.hypergradient_forward
-                )
-                grad = hypergradient(
-                    self._problem, run, self._hp, names, self._validation_loss
-                )
-            # Free the checkpoints; the weights stay for fitted_estimator.
-            run.checkpoints = {}
-        return loss, {name: float(g) for name, g in zip(names, grad, strict=True)}
-
-    def fitted_estimator(self):
-        if self._run is None:
-            raise ValueError("Call value_and_grad before fitted_estimator.")
-        run = self._run
-        if run.diverged or not np.isfinite(run.theta).all():
-            raise ValueError(
-                "Solver produced non-finite parameter weights. The input data may"
-                " contain large values and need to be preprocessed."
-            )
-        estimator = clone(self.estimator).set_params(
-            **{
-                name: self._hp[name]
-                for name in _SOLVER_HYPERPARAMETERS[self.estimator.solver]
-            }
-        )
-        coefs, intercepts = self._layout.unpack(run.theta)
-        estimator.coefs_ = [np.array(c) for c in coefs]
-        estimator.intercepts_ = [np.array(b) for b in intercepts]
-        estimator.n_features_in_ = self._n_features
-        estimator.n_outputs_ = self._n_outputs
-        estimator.n_layers_ = self._layout.n_layers
-        estimator.out_activation_ = self._out_activation
-        estimator.n_iter_ = run.n_iter
-        estimator.t_ = run.t
-        estimator.loss_ = run.loss_curve[-1]
-        estimator.loss_curve_ = list(run.loss_curve)
-        estimator.best_loss_ = run.best_loss
-        estimator._no_improvement_count = run.no_improvement_count
-        if self.estimator.early_stopping:
-            estimator.validation_scores_ = list(run.validation_scores)
-            estimator.best_validation_score_ = run.best_validation_score
-        else:
-            estimator.validation_scores_ = None
-            estimator.best_validation_score_ = None
-        self.model._set_fitted_targets(self, estimator)
-        return estimator
+            return _MLPSolution(self, params, hp, run)
 
 
 class _MLPModel(DifferentiableModel):
@@ -354,16 +438,11 @@ class _MLPModel(DifferentiableModel):
         mode for a single hyperparameter and reverse mode otherwise.
     """
 
-    # Positive scales are searched as their logarithm; momentum and Adam's
-    # decay rates live in (0, 1) and are searched as their logit.
     hyperparameters = {
-        "alpha": "log",
-        "learning_rate_init": "log",
-        "momentum": "logit",
-        "beta_1": "logit",
-        "beta_2": "logit",
+        name: scale for name, (scale, _) in training.HYPERPARAMETERS.items()
     }
-    _stratify = False
+    targets_class = None
+    stratify = False
 
     def __init__(self, mode="auto"):
         if mode not in ("auto", "reverse", "forward"):
@@ -372,14 +451,19 @@ class _MLPModel(DifferentiableModel):
             )
         self.mode = mode
 
-    def _mode(self, n_hyperparameters):
+    def mode_for(self, n_hyperparameters):
+        """How to differentiate with respect to this many hyperparameters."""
         if self.mode != "auto":
             return self.mode
         return "forward" if n_hyperparameters <= 1 else "reverse"
 
+    def hyperparameters_for(self, estimator):
+        used = training.solver_hyperparameters(estimator.solver)
+        return {name: self.hyperparameters[name] for name in used}
+
     def check_estimator(self, estimator):
         name = type(estimator).__name__
-        estimator._validate_params()
+        validate_estimator_params(estimator)
         if estimator.solver == "lbfgs":
             raise ValueError(
                 f"{name}(solver='lbfgs') is not supported: scipy's L-BFGS-B "
@@ -402,30 +486,8 @@ class _MLPModel(DifferentiableModel):
                 "warm_start=False."
             )
 
-    def fold(
-        self,
-        estimator,
-        X_train,
-        y_train,
-        X_val,
-        y_val,
-        sample_weight=None,
-        val_sample_weight=None,
-    ):
-        def dense(X):
-            X = X.toarray() if sparse.issparse(X) else X
-            return np.asarray(X, dtype=np.float64)
-
-        return _MLPFold(
-            self,
-            estimator,
-            dense(X_train),
-            np.asarray(y_train),
-            dense(X_val),
-            np.asarray(y_val),
-            None if sample_weight is None else np.asarray(sample_weight, np.float64),
-            validation_weights(val_sample_weight, len(X_val)),
-        )
+    def fold(self, estimator, data):
+        return _MLPFold(self, estimator, data)
 
 
 class MLPRegressorModel(_MLPModel):
@@ -438,31 +500,8 @@ class MLPRegressorModel(_MLPModel):
     """
 
     estimator_class = MLPRegressor
-    loss = "mean squared error (mean Poisson deviance for loss='poisson')"
-
-    def _encode(self, fold, estimator, y_train, y_val):
-        y_train = np.asarray(y_train, dtype=np.float64).reshape(len(y_train), -1)
-        y_val = np.asarray(y_val, dtype=np.float64).reshape(len(y_val), -1)
-        if estimator.loss == "poisson":
-            return y_train, y_val, "exp", "poisson"
-        return y_train, y_val, "identity", "squared_error"
-
-    def _validation_kind(self, out_activation):
-        return "poisson" if out_activation == "exp" else "squared_error"
-
-    def _early_stopping_score(self, fold, X, y, sample_weight):
-        def score(theta):
-            y_pred = fold._predict_output(theta, X)
-            if y_pred.shape[1] == 1:
-                y_pred = y_pred.ravel()
-            if not np.isfinite(y_pred).all():
-                return np.nan
-            return r2_score(y, y_pred, sample_weight=sample_weight)
-
-        return score
-
-    def _set_fitted_targets(self, fold, estimator):
-        pass
+    loss_name = "mean squared error (mean Poisson deviance for loss='poisson')"
+    targets_class = _RegressionTargets
 
 
 class MLPClassifierModel(_MLPModel):
@@ -476,60 +515,6 @@ class MLPClassifierModel(_MLPModel):
     """
 
     estimator_class = MLPClassifier
-    loss = "log-loss"
-    _stratify = True
-
-    def _encode(self, fold, estimator, y_train, y_val):
-        if y_train.ndim == 2 and y_train.shape[1] == 1:
-            y_train = column_or_1d(y_train)
-        binarizer = LabelBinarizer().fit(y_train)
-        fold._label_binarizer = binarizer
-        if binarizer.y_type_ == "multilabel-indicator":
-            if y_val.ndim != 2 or y_val.shape[1] != len(binarizer.classes_):
-                raise ValueError(
-                    f"The validation targets have shape {y_val.shape}, but the "
-                    f"training targets are {len(binarizer.classes_)} labels."
-                )
-        else:
-            if y_val.ndim == 2 and y_val.shape[1] == 1:
-                y_val = column_or_1d(y_val)
-            unseen = np.setdiff1d(np.unique(y_val), binarizer.classes_)
-            if len(unseen):
-                raise ValueError(
-                    f"The validation fold has classes {unseen.tolist()} that the "
-                    "training fold does not have, so their log-loss is infinite. "
-                    "Use a stratified cross-validation, such as StratifiedKFold."
-                )
-        # fit trains on binarizer.transform(y).astype(bool).
-        Y_train, Y_val = (
-            binarizer.transform(y).astype(bool).astype(np.float64)
-            for y in (y_train, y_val)
-        )
-        out_activation = "softmax" if binarizer.y_type_ == "multiclass" else "logistic"
-        loss = "log_loss" if out_activation == "softmax" else "binary_log_loss"
-        return Y_train, Y_val, out_activation, loss
-
-    def _validation_kind(self, out_activation):
-        return out_activation
-
-    def _early_stopping_score(self, fold, X, y, sample_weight):
-        binarizer = fold._label_binarizer
-        y_true = binarizer.inverse_transform(y)
-
-        def score(theta):
-            output = fold._predict_output(theta, X)
-            if output.shape[1] == 1:
-                output = output.ravel()
-            y_pred = binarizer.inverse_transform(output)
-            if (
-                np.issubdtype(y_pred.dtype, np.floating)
-                and not np.isfinite(y_pred).all()
-            ):
-                return np.nan
-            return accuracy_score(y_true, y_pred, sample_weight=sample_weight)
-
-        return score
-
-    def _set_fitted_targets(self, fold, estimator):
-        estimator._label_binarizer = fold._label_binarizer
-        estimator.classes_ = fold._label_binarizer.classes_
+    loss_name = "log-loss"
+    targets_class = _ClassificationTargets
+    stratify = True

@@ -56,6 +56,7 @@ from autograd.extend import defjvp, defvjp, primitive
 from autograd.tracer import getval
 from scipy.special import xlogy
 
+from . import _losses as losses
 from . import _mlp_layers as layers
 
 __all__ = [
@@ -65,11 +66,28 @@ __all__ = [
     "hypergradient_forward",
     "hypergradient_reverse",
     "predict",
+    "solver_hyperparameters",
     "train",
     "validation_loss",
 ]
 
-HYPERPARAMETERS = ("alpha", "learning_rate_init", "momentum", "beta_1", "beta_2")
+# The continuous hyperparameters of the training: the scale each is searched
+# on and the solvers that use it. Positive scales are searched as their
+# logarithm; momentum and Adam's decay rates live in (0, 1) and are searched
+# as their logit.
+HYPERPARAMETERS = {
+    "alpha": ("log", ("sgd", "adam")),
+    "learning_rate_init": ("log", ("sgd", "adam")),
+    "momentum": ("logit", ("sgd",)),
+    "beta_1": ("logit", ("adam",)),
+    "beta_2": ("logit", ("adam",)),
+}
+
+
+def solver_hyperparameters(solver):
+    """The continuous hyperparameters ``solver`` uses, in a fixed order."""
+    return [name for name, (_, solvers) in HYPERPARAMETERS.items() if solver in solvers]
+
 
 # Checkpoints of the optimizer state kept in memory for the reverse sweep. Past
 # this budget only every k-th epoch is kept and the others are recomputed.
@@ -625,17 +643,14 @@ def validation_loss(theta, layout, X, y, activation, kind, weights):
     """
     _, z = _forward(theta, X, layout, activation)
     if kind == "squared_error":
-        per_sample = anp.mean((z - y) ** 2, axis=1)
+        per_sample = losses.squared_error(z, y)
     elif kind == "poisson":
-        # 2 (y log(y / mu) - y + mu) with mu = exp(z).
-        per_sample = 2 * anp.mean(xlogy(y, y) - y * z - y + anp.exp(z), axis=1)
+        per_sample = losses.poisson_deviance(z, y)
     elif kind == "logistic":
-        per_sample = anp.sum(anp.logaddexp(0, z) - y * z, axis=1)
+        per_sample = anp.sum(losses.binary_log_loss(z, y), axis=1)
     else:
-        shift = getval(z).max(axis=1)[:, np.newaxis]
-        log_normalizer = anp.log(anp.sum(anp.exp(z - shift), axis=1)) + shift[:, 0]
-        per_sample = log_normalizer - anp.sum(y * z, axis=1)
-    return anp.dot(weights, per_sample)
+        per_sample = losses.multinomial_log_loss(z, y)
+    return losses.weighted_mean(per_sample, weights)
 
 
 def _with_tuned(hp, names, h):
@@ -761,7 +776,8 @@ def _epoch_vjp(problem, hp, epoch, divisions, state, state_bar):
 
 def _decays(problem):
     """The optimizer's decay hyperparameters, in the order of its update."""
-    return ("beta_1", "beta_2") if problem.solver == "adam" else ("momentum",)
+    shared = ("alpha", "learning_rate_init")
+    return [n for n in solver_hyperparameters(problem.solver) if n not in shared]
 
 
 def hypergradient_reverse(problem, run, hp, names, loss):

@@ -17,21 +17,22 @@ eigendecomposition :math:`D D^T = U \\operatorname{diag}(e) U^T` and the basis
 :math:`D^T U` in place of :math:`V` (scikit-learn's cholesky solver switches
 between the two forms the same way).
 
-The decomposition, the projected target and the projected validation design
-do not depend on :math:`\\alpha`: they are computed once per fold, and each
-outer iteration costs a product with an ``(n_val, rank)`` matrix. Only
-:func:`_validation_loss` is traced.
+The decomposition (:class:`~._spectral.Spectrum`), the projected target and
+the projected validation design do not depend on :math:`\\alpha`: they are
+computed once per fold, and each solve costs a product with an
+``(n_val, rank)`` matrix. Only :func:`_validation_loss` is traced.
 """
 
 import numbers
 
-import autograd.numpy as anp
 import numpy as np
-from autograd import value_and_grad
+from autograd import grad
 from sklearn.base import clone
 from sklearn.linear_model import Ridge
 
-from ._base import DifferentiableModel, Fold, validation_weights
+from ._base import DifferentiableModel, Fold, Solution
+from ._losses import squared_error, weighted_mean
+from ._spectral import Spectrum, shrunk_predictions
 
 
 def _validation_loss(
@@ -44,73 +45,87 @@ def _validation_loss(
     ``y_mean - y_val``; ``weights`` (summing to one) weigh the samples, the
     targets count equally.
     """
-    shrink = 1.0 / (eigenvalues + alpha)
-    predictions = anp.dot(projected_val, shrink[:, None] * projected_target)
-    return anp.dot(weights, anp.mean((predictions + residual_offset) ** 2, axis=1))
+    centered = shrunk_predictions(alpha, eigenvalues, projected_val, projected_target)
+    return weighted_mean(squared_error(centered, -residual_offset), weights)
 
 
-class _RidgeFold(Fold):
-    def __init__(
-        self, estimator, X_train, y_train, X_val, y_val, sample_weight, val_weights
-    ):
-        self.estimator = estimator
-        self._val_weights = val_weights
-        self._is_1d = y_train.ndim == 1
-        y_train = y_train.reshape(len(y_train), -1)
-        y_val = y_val.reshape(len(y_val), -1)
-        weights = np.ones(len(X_train)) if sample_weight is None else sample_weight
+class _RidgeSolution(Solution):
+    def __init__(self, fold, alpha):
+        self._fold = fold
+        self.alpha = float(alpha)
+        self.params = {"alpha": self.alpha}
+        self.loss = float(_validation_loss(self.alpha, *fold.loss_args))
 
-        if estimator.fit_intercept:
-            self._X_offset = np.average(X_train, axis=0, weights=weights)
-            self._y_offset = np.average(y_train, axis=0, weights=weights)
-        else:
-            self._X_offset = np.zeros(X_train.shape[1])
-            self._y_offset = np.zeros(y_train.shape[1])
-        root_weights = np.sqrt(weights)[:, None]
-        design = root_weights * (X_train - self._X_offset)
-        target = root_weights * (y_train - self._y_offset)
-
-        n_samples, n_features = design.shape
-        if n_features <= n_samples:
-            eigenvalues, self._basis = np.linalg.eigh(design.T @ design)
-            self._projected_target = self._basis.T @ (design.T @ target)
-        else:
-            eigenvalues, U = np.linalg.eigh(design @ design.T)
-            self._basis = design.T @ U
-            self._projected_target = U.T @ target
-        # Rounding can leave tiny negative eigenvalues of a PSD matrix.
-        self._eigenvalues = np.maximum(eigenvalues, 0.0)
-        self._projected_val = (X_val - self._X_offset) @ self._basis
-        self._residual_offset = self._y_offset - y_val
-        self._n_features = n_features
-        self._alpha = estimator.alpha
-
-    def value_and_grad(self, params):
-        self._alpha = params.get("alpha", self.estimator.alpha)
-        loss, grad = value_and_grad(_validation_loss)(
-            float(self._alpha),
-            self._eigenvalues,
-            self._projected_val,
-            self._projected_target,
-            self._residual_offset,
-            self._val_weights,
-        )
-        grads = {"alpha": float(grad)} if "alpha" in params else {}
-        return float(loss), grads
+    def hypergradient(self, names):
+        if list(names) not in ([], ["alpha"]):
+            raise ValueError(f"Ridge has no continuous hyperparameters {names}.")
+        if not names:
+            return {}
+        return {
+            "alpha": float(grad(_validation_loss)(self.alpha, *self._fold.loss_args))
+        }
 
     def fitted_estimator(self):
-        shrink = 1.0 / (self._eigenvalues + self._alpha)
-        coef = (self._basis @ (shrink[:, None] * self._projected_target)).T
-        intercept = self._y_offset - coef @ self._X_offset
-        ridge = clone(self.estimator).set_params(alpha=self._alpha)
-        if self._is_1d:
+        fold = self._fold
+        shrink = fold.spectrum.shrinkage(self.alpha)
+        coef = (fold.basis @ (shrink[:, None] * fold.projected_target)).T
+        intercept = fold.y_offset - coef @ fold.X_offset
+        ridge = clone(fold.estimator).set_params(alpha=self.alpha)
+        if fold.is_1d:
             coef, intercept = coef[0], intercept[0]
         ridge.coef_ = coef
-        ridge.intercept_ = intercept if self.estimator.fit_intercept else 0.0
-        ridge.n_features_in_ = self._n_features
+        ridge.intercept_ = intercept if fold.estimator.fit_intercept else 0.0
+        ridge.n_features_in_ = fold.n_features
         ridge.n_iter_ = None
         ridge.solver_ = "cholesky"
         return ridge
+
+
+class _RidgeFold(Fold):
+    def __init__(self, estimator, data):
+        self.estimator = estimator
+        X_train = np.asarray(data.X_train, dtype=np.float64)
+        y_train = np.asarray(data.y_train, dtype=np.float64)
+        X_val = np.asarray(data.X_val, dtype=np.float64)
+        y_val = np.asarray(data.y_val, dtype=np.float64)
+        self.is_1d = y_train.ndim == 1
+        y_train = y_train.reshape(len(y_train), -1)
+        y_val = y_val.reshape(len(y_val), -1)
+        if data.sample_weight is None:
+            weights = np.ones(len(X_train))
+        else:
+            weights = np.asarray(data.sample_weight, dtype=np.float64)
+
+        if estimator.fit_intercept:
+            self.X_offset = np.average(X_train, axis=0, weights=weights)
+            self.y_offset = np.average(y_train, axis=0, weights=weights)
+        else:
+            self.X_offset = np.zeros(X_train.shape[1])
+            self.y_offset = np.zeros(y_train.shape[1])
+        root_weights = np.sqrt(weights)[:, None]
+        design = root_weights * (X_train - self.X_offset)
+        target = root_weights * (y_train - self.y_offset)
+
+        n_samples, self.n_features = design.shape
+        if self.n_features <= n_samples:
+            self.spectrum = Spectrum(design.T @ design)
+            self.basis = self.spectrum.eigenvectors
+            self.projected_target = self.basis.T @ (design.T @ target)
+        else:
+            self.spectrum = Spectrum(design @ design.T)
+            self.basis = design.T @ self.spectrum.eigenvectors
+            self.projected_target = self.spectrum.eigenvectors.T @ target
+        # Everything the validation loss needs besides alpha.
+        self.loss_args = (
+            self.spectrum.eigenvalues,
+            (X_val - self.X_offset) @ self.basis,
+            self.projected_target,
+            self.y_offset - y_val,
+            data.val_weights,
+        )
+
+    def solve(self, params, *, differentiate=False):
+        return _RidgeSolution(self, params.get("alpha", self.estimator.alpha))
 
 
 class RidgeModel(DifferentiableModel):
@@ -119,7 +134,7 @@ class RidgeModel(DifferentiableModel):
     estimator_class = Ridge
     # alpha is a positive scale: searched as log(alpha).
     hyperparameters = {"alpha": "log"}
-    loss = "mean squared error"
+    loss_name = "mean squared error"
 
     def check_estimator(self, estimator):
         if estimator.positive:
@@ -133,22 +148,5 @@ class RidgeModel(DifferentiableModel):
                 f"targets; got alpha={estimator.alpha!r}. Pass a float."
             )
 
-    def fold(
-        self,
-        estimator,
-        X_train,
-        y_train,
-        X_val,
-        y_val,
-        sample_weight=None,
-        val_sample_weight=None,
-    ):
-        return _RidgeFold(
-            estimator,
-            np.asarray(X_train, dtype=np.float64),
-            np.asarray(y_train, dtype=np.float64),
-            np.asarray(X_val, dtype=np.float64),
-            np.asarray(y_val, dtype=np.float64),
-            None if sample_weight is None else np.asarray(sample_weight, float),
-            validation_weights(val_sample_weight, len(X_val)),
-        )
+    def fold(self, estimator, data):
+        return _RidgeFold(estimator, data)

@@ -1,0 +1,51 @@
+"""Shrinkage in an eigenbasis: ridge-type solutions for every penalty at once.
+
+A ridge-type solution :math:`(G + \\alpha I)^{-1} b` with a positive
+semi-definite :math:`G = U \\operatorname{diag}(e) U^T` is
+:math:`U \\operatorname{diag}(1 / (e + \\alpha)) U^T b`. After one
+eigendecomposition, the predictions of any linear map :math:`P` of the
+solution cost a product with an ``(n, rank)`` matrix for each
+:math:`\\alpha`, and :func:`shrunk_predictions` is traced by autograd. Ridge
+uses it with :math:`G = D^T D` (or :math:`D D^T` for wide designs); kernel
+ridge with :math:`G` the kernel matrix.
+"""
+
+import autograd.numpy as anp
+import numpy as np
+
+__all__ = ["Spectrum", "shrunk_predictions"]
+
+
+class Spectrum:
+    """The eigendecomposition of a positive semi-definite matrix.
+
+    Parameters
+    ----------
+    gram : ndarray of shape (n, n)
+        The matrix; only its lower triangle is read.
+
+    Attributes
+    ----------
+    eigenvalues : ndarray of shape (n,)
+        Clipped at zero: rounding can leave tiny negative eigenvalues of a
+        positive semi-definite matrix.
+    eigenvectors : ndarray of shape (n, n)
+    """
+
+    def __init__(self, gram):
+        eigenvalues, self.eigenvectors = np.linalg.eigh(gram)
+        self.eigenvalues = np.maximum(eigenvalues, 0.0)
+
+    def shrinkage(self, alpha):
+        """The factors ``1 / (eigenvalues + alpha)`` (traced in ``alpha``)."""
+        return 1.0 / (self.eigenvalues + alpha)
+
+
+def shrunk_predictions(alpha, eigenvalues, projected, projected_target):
+    """``projected @ diag(1 / (eigenvalues + alpha)) @ projected_target`` (traced).
+
+    ``projected`` is the linear map of the predictions expressed in the
+    eigenbasis, ``projected_target`` the right-hand side in it.
+    """
+    shrink = 1.0 / (eigenvalues + alpha)
+    return anp.dot(projected, shrink[:, None] * projected_target)

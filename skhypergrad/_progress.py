@@ -1,0 +1,242 @@
+"""What a search shows while it runs: verbose lines, callbacks, sklearn's tasks.
+
+Three channels report each evaluated point, and all three live here:
+
+- ``verbose``: one line per outer iteration (``1``), plus one per fold (``2``);
+- ``callbacks=``: user functions called with a :class:`SearchState`; one
+  that returns True stops the search;
+- scikit-learn 1.9's callback API (``set_callbacks``): the search is a task,
+  each point of the discrete grid a subtask, each outer iteration a subtask
+  of that, and the refit a subtask of the search.
+"""
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._sklearn_compat import init_callback_context
+
+__all__ = ["Progress", "SearchState"]
+
+
+@dataclass
+class SearchState:
+    """What a callback sees after each outer iteration.
+
+    Attributes
+    ----------
+    search_id : int
+        Index of the point of the discrete grid being searched.
+    iteration : int
+        Outer iteration within that search, from 0 (the coarse pass
+        included): the row's ``outer_iter`` in ``cv_results_``. The
+        hypergradient at a coarse point where a run of the gradient phase
+        starts (the best one, and the restarts of several hyperparameters)
+        is reported with that point's iteration.
+    params : dict
+        The hyperparameters just evaluated, discrete ones included.
+    cv_loss : float
+        Mean validation loss over the folds at ``params``.
+    hypergradient : dict of str -> float
+        Derivative of ``cv_loss`` with respect to each continuous
+        hyperparameter, in its own units.
+    best_params : dict
+        The point with the lowest ``cv_loss`` in this search so far.
+    best_cv_loss : float
+    elapsed : float
+        Seconds since the search of this point of the grid started.
+    """
+
+    search_id: int
+    iteration: int
+    params: dict
+    cv_loss: float
+    hypergradient: dict
+    best_params: dict
+    best_cv_loss: float
+    elapsed: float
+
+
+def _begin(ctx, estimator, **kwargs):
+    """Open a scikit-learn callback task, if callbacks are in use."""
+    return (
+        None
+        if ctx is None
+        else ctx.call_on_fit_task_begin(estimator=estimator, **kwargs)
+    )
+
+
+def _end(ctx, estimator, **kwargs):
+    """Close a callback task; True when a callback asks to stop."""
+    return (
+        False
+        if ctx is None
+        else ctx.call_on_fit_task_end(estimator=estimator, **kwargs)
+    )
+
+
+def _as_list(callbacks):
+    if callbacks is None:
+        return []
+    return list(callbacks) if isinstance(callbacks, list) else [callbacks]
+
+
+class Progress:
+    """The reporting of one ``fit`` of a search, on every channel.
+
+    Parameters
+    ----------
+    search : HypergradSearchCV
+        The search being fitted (its ``verbose``, ``callbacks``, ``refit``,
+        ``n_init`` and ``n_iter``, and scikit-learn's callback context).
+    subspaces : list of Subspace
+        The continuous searches, one per point of the discrete grid.
+    n_splits : int
+    X, y :
+        The data, for scikit-learn's callbacks.
+    """
+
+    def __init__(self, search, subspaces, n_splits, X, y):
+        self.search = search
+        self.verbose = search.verbose
+        self.callbacks = _as_list(search.callbacks)
+        self._X, self._y = X, y
+        self._root = _begin(
+            init_callback_context(search, max_subtasks=1 + (search.refit is not False)),
+            search,
+            X=X,
+            y=y,
+        )
+        self._search_ctx = _begin(
+            self._root
+            and self._root.subcontext(
+                task_name="search",
+                max_subtasks=len(subspaces),
+                sequential_subtasks=False,
+            ),
+            search,
+        )
+        self.subsearch_contexts = [
+            self._search_ctx
+            and self._search_ctx.subcontext(
+                task_name="continuous search",
+                task_id=i,
+                max_subtasks=search.n_init + search.n_iter if s.ranges else 1,
+            )
+            for i, s in enumerate(subspaces)
+        ]
+        if self.verbose > 0:
+            names = sorted({r.name for s in subspaces for r in s.ranges})
+            print(
+                f"Searching {', '.join(names) or 'no continuous hyperparameter'} "
+                f"at each of {len(subspaces)} discrete candidates, on "
+                f"{n_splits} folds"
+            )
+
+    def for_subsearch(self, search_id):
+        """The reporter of one continuous search, to run where it runs."""
+        return _SubsearchProgress(
+            owner=self.search,
+            search_id=search_id,
+            ctx=self.subsearch_contexts[search_id],
+            verbose=self.verbose,
+            callbacks=self.callbacks,
+        )
+
+    def end_search(self):
+        _end(self._search_ctx, self.search)
+
+    def refit_context(self, estimator):
+        """A context in which ``estimator`` is refit, as a subtask of the search."""
+        ctx = self._root and self._root.subcontext(task_name="refit-with-best-params")
+        return _RefitTask(ctx, self.search, estimator, self._X, self._y)
+
+    def end(self):
+        _end(self._root, self.search, X=self._X, y=self._y)
+
+
+class _RefitTask:
+    def __init__(self, ctx, search, estimator, X, y):
+        self._ctx, self._search, self._estimator = ctx, search, estimator
+        self._X, self._y = X, y
+        self._propagate = (
+            ctx.propagate_callback_context(estimator) if ctx else nullcontext()
+        )
+
+    def __enter__(self):
+        self._propagate.__enter__()
+        _begin(self._ctx, self._search, X=self._X, y=self._y)
+        return self
+
+    def __exit__(self, *exc):
+        self._propagate.__exit__(*exc)
+        if exc[0] is None:
+            _end(self._ctx, self._search, X=self._X, y=self._y)
+        return False
+
+
+@dataclass
+class _SubsearchProgress:
+    """The reporting of one continuous search."""
+
+    owner: object
+    search_id: int
+    ctx: object
+    verbose: int
+    callbacks: list
+
+    def begin(self):
+        _begin(self.ctx, self.owner)
+
+    def end(self):
+        _end(self.ctx, self.owner)
+
+    def begin_iteration(self):
+        return _begin(
+            self.ctx and self.ctx.subcontext(task_name="outer iteration"), self.owner
+        )
+
+    def end_iteration(self, iteration_ctx, evaluation, evaluations, elapsed):
+        """Report ``evaluation``; True when a callback asks to stop."""
+        stop = self._report(evaluation, evaluations, elapsed)
+        return _end(iteration_ctx, self.owner) or stop
+
+    def _report(self, evaluation, evaluations, elapsed):
+        if self.verbose > 0:
+            names = list(evaluation.hypergradient_names)
+            values = ", ".join(f"{k}={evaluation.params[k]:.4g}" for k in names)
+            gradient = evaluation.hypergradient
+            norm = (
+                f"{np.linalg.norm(list(gradient.values())):.3g}"
+                if gradient
+                else "- (loss only)"
+            )
+            print(
+                f"[search {self.search_id + 1}, iter {evaluation.iteration}] "
+                f"{values}; cv_loss={evaluation.cv_loss:.6g}, "
+                f"|hypergrad|={norm} ({elapsed:.2f}s)"
+            )
+        if self.verbose > 1:
+            splits = evaluation.result.splits
+            for k, split in enumerate(splits):
+                status = "failed" if split.fit_error else f"loss={split.loss:.6g}"
+                print(
+                    f"    [CV {k + 1}/{len(splits)}] {status} ({split.fit_time:.3f}s)"
+                )
+        if not self.callbacks:
+            return False
+        done = [e for e in evaluations if np.isfinite(e.cv_loss)]
+        best = min(done, key=lambda e: e.cv_loss) if done else evaluation
+        state = SearchState(
+            search_id=self.search_id,
+            iteration=evaluation.iteration,
+            params=dict(evaluation.params),
+            cv_loss=evaluation.cv_loss,
+            hypergradient=dict(evaluation.hypergradient),
+            best_params=dict(best.params),
+            best_cv_loss=best.cv_loss,
+            elapsed=elapsed,
+        )
+        # Every callback sees every state, even when one asks to stop.
+        return any([bool(callback(state)) for callback in self.callbacks])

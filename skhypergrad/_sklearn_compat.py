@@ -1,0 +1,170 @@
+"""Every private scikit-learn name skhypergrad uses, and every version shim.
+
+scikit-learn keeps its own shims for its dependencies in ``utils/fixes.py``;
+this module does the same for scikit-learn itself, so that auditing what a new
+scikit-learn release may break means reading this file and running the
+minimum-versions suite (``make test-min``). Signatures that may drift are
+wrapped with keyword-only arguments.
+
+The search also calls private methods it inherits from ``BaseSearchCV``:
+``_get_scorers``, ``_get_routed_params_for_fit``, ``_format_results``,
+``_check_refit_for_multimetric`` and ``_select_best_index``
+(``skhypergrad/_results.py`` and ``_search.py``), and scikit-learn 1.9's
+``_init_callback_context`` through :func:`init_callback_context`. The
+fitted estimators that the models build carry private fitted attributes that
+``predict`` reads (``MLPClassifier._label_binarizer``,
+``_no_improvement_count``): see :func:`set_private_fitted_attributes`.
+"""
+
+import inspect
+import numbers
+
+from sklearn.base import _fit_context
+from sklearn.model_selection._search import BaseSearchCV
+from sklearn.model_selection._validation import (
+    _insert_error_scores,
+    _score,
+    _warn_or_raise_about_fit_failures,
+)
+from sklearn.utils import _safe_indexing
+from sklearn.utils._param_validation import HasMethods, Interval, validate_params
+from sklearn.utils.class_weight import compute_class_weight as _compute_class_weight
+from sklearn.utils.metadata_routing import _routing_enabled
+from sklearn.utils.validation import _check_method_params, _get_feature_names
+
+__all__ = [
+    "BaseSearchCV",
+    "HasMethods",
+    "Interval",
+    "check_method_params",
+    "compute_class_weight",
+    "error_scores",
+    "fit_context",
+    "get_feature_names",
+    "init_callback_context",
+    "insert_error_scores",
+    "effective_logistic_penalty",
+    "routing_enabled",
+    "safe_indexing",
+    "score",
+    "scorer_names",
+    "set_private_fitted_attributes",
+    "validate_estimator_params",
+    "validate_params",
+    "warn_or_raise_about_fit_failures",
+]
+
+fit_context = _fit_context
+insert_error_scores = _insert_error_scores
+warn_or_raise_about_fit_failures = _warn_or_raise_about_fit_failures
+
+
+def safe_indexing(X, indices):
+    """Rows ``indices`` of ``X``, whatever its container."""
+    return _safe_indexing(X, indices)
+
+
+def check_method_params(X, *, params, indices=None):
+    """Index the sample-aligned entries of ``params`` (fit or score params)."""
+    return _check_method_params(X, params=params, indices=indices)
+
+
+def get_feature_names(X):
+    """The column names of a DataFrame-like ``X``, or None."""
+    return _get_feature_names(X)
+
+
+def routing_enabled():
+    """Whether ``sklearn.set_config(enable_metadata_routing=True)`` is on."""
+    return _routing_enabled()
+
+
+def score(estimator, X, y, *, scorer, score_params, error_score):
+    """Score a fitted estimator as ``_fit_and_score`` does (dict if multimetric)."""
+    return _score(
+        estimator,
+        X,
+        y,
+        scorer,
+        score_params=score_params,
+        error_score=error_score,
+    )
+
+
+def scorer_names(scorer):
+    """The names of a multimetric scorer's metrics, or None for one metric."""
+    scorers = getattr(scorer, "_scorers", None)
+    return list(scorers) if isinstance(scorers, dict) else None
+
+
+def public_scorer(scorer):
+    """What ``BaseSearchCV.fit`` stores as ``scorer_``: the dict of a multimetric."""
+    return getattr(scorer, "_scorers", scorer)
+
+
+def error_scores(scorer, error_score):
+    """What a failed fold scores: one number, or one per metric."""
+    names = scorer_names(scorer)
+    if names is not None and isinstance(error_score, numbers.Number):
+        return dict.fromkeys(names, error_score)
+    return error_score
+
+
+_CLASS_WEIGHT_TAKES_SAMPLE_WEIGHT = (
+    "sample_weight" in inspect.signature(_compute_class_weight).parameters
+)
+
+
+def compute_class_weight(class_weight, *, classes, y, sample_weight):
+    """Class weights as the installed ``LogisticRegression.fit`` computes them.
+
+    scikit-learn 1.6 and older balance the classes by counts; newer versions
+    by the sum of the sample weights in each class.
+    """
+    if _CLASS_WEIGHT_TAKES_SAMPLE_WEIGHT:
+        return _compute_class_weight(
+            class_weight, classes=classes, y=y, sample_weight=sample_weight
+        )
+    return _compute_class_weight(class_weight, classes=classes, y=y)
+
+
+def effective_logistic_penalty(estimator):
+    """The penalty ``LogisticRegression.fit`` uses.
+
+    From scikit-learn 1.8 ``penalty`` is deprecated (its default is the
+    sentinel ``"deprecated"``) and ``l1_ratio`` alone decides.
+    """
+    penalty = getattr(estimator, "penalty", "l2")
+    if penalty != "deprecated":
+        return penalty
+    l1_ratio = estimator.l1_ratio
+    if l1_ratio is None or l1_ratio == 0:
+        return "l2"
+    return "l1" if l1_ratio == 1 else "elasticnet"
+
+
+def validate_estimator_params(estimator):
+    """Check ``estimator``'s parameters against its constraints, as ``fit`` does.
+
+    Raises scikit-learn's ``InvalidParameterError`` (a ``ValueError``).
+    """
+    estimator._validate_params()
+
+
+def set_private_fitted_attributes(estimator, **attributes):
+    """Set fitted attributes that scikit-learn keeps private but reads later.
+
+    For instance ``MLPClassifier.predict`` reads ``_label_binarizer``.
+    """
+    for name, value in attributes.items():
+        setattr(estimator, f"_{name}", value)
+
+
+def init_callback_context(estimator, **kwargs):
+    """scikit-learn 1.9's callback context for ``estimator.fit``, or None.
+
+    Older versions have no callback API.
+    """
+    if not hasattr(estimator, "_init_callback_context"):
+        return None
+    return estimator._init_callback_context(**kwargs)
