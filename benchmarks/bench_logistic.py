@@ -17,7 +17,7 @@ HypergradSearchCV. On a small machine, run it single-threaded
 (``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1``): with two threads per process,
 scikit-learn's fits were several times slower from oversubscription.
 
-``--timings`` also prints the cost of one fold's ``value_and_grad`` (cold,
+``--timings`` also prints the cost of one fold's solve and hypergradient (cold,
 and warm after a nearby C) and of a Hessian-vector product, hand-written
 numpy against autograd's.
 
@@ -47,12 +47,9 @@ from sklearn.model_selection import (
 )
 from sklearn.preprocessing import StandardScaler
 
-from skhypergrad import HypergradSearchCV
-from skhypergrad._models._logistic import (
-    LogisticRegressionModel,
-    _blas_threads_limited,
-    _train_objective,
-)
+from skhypergrad import FoldData, HypergradSearchCV
+from skhypergrad._models._logistic import LogisticRegressionModel, _train_objective
+from skhypergrad._models._logistic_solver import blas_threads_limited
 
 LOW, HIGH, N_POINTS = 1e-4, 1e4, 30
 MAX_ITER = 1000
@@ -184,34 +181,35 @@ def benchmark(name, repeat):
 
 
 def fold_timings(name, n_warm=5):
-    """Per-fold cost of value_and_grad and of one Hessian-vector product."""
+    """Per-fold cost of a solve and hypergradient, and of one Hessian-vector product."""
     X, y = load(name)
     model, estimator = LogisticRegressionModel(), LogisticRegression(max_iter=MAX_ITER)
     cold, warm, numpy_hvp, autograd_hvp = [], [], [], []
     for train, test in splits_of(X, y):
-        fold = model.fold(estimator, X[train], y[train], X[test], y[test])
+        fold = model.fold(estimator, FoldData(X[train], y[train], X[test], y[test]))
         start = time.perf_counter()
-        fold.value_and_grad({"C": 1.0})
+        solution = fold.solve({"C": 1.0}, differentiate=True)
+        solution.hypergradient(["C"])
         cold.append(time.perf_counter() - start)
         for C in np.exp(0.2 * np.arange(1, n_warm + 1)):
             start = time.perf_counter()
-            fold.value_and_grad({"C": float(C)})
+            fold.solve({"C": float(C)}, differentiate=True).hypergradient(["C"])
             warm.append(time.perf_counter() - start)
 
-        objective, theta = fold._objective, fold._solution
+        objective, theta = fold.objective, solution.theta
         _, _, proba = objective.value_grad(theta, 1.0)
         product = objective.hessp(1.0, proba)
-        traced, _ = make_hvp(_train_objective)(theta, 1.0, *fold._train_args)
+        traced, _ = make_hvp(_train_objective)(theta, 1.0, *fold.train_args)
         direction = np.ones_like(theta)
         for times, function in ((numpy_hvp, product), (autograd_hvp, traced)):
-            with _blas_threads_limited():  # as in value_and_grad
+            with blas_threads_limited():  # as in the solves
                 start = time.perf_counter()
                 for _ in range(20):
                     function(direction)
                 times.append((time.perf_counter() - start) / 20)
     return {
         "dataset": name,
-        "n_params": int(fold._objective.n_params),
+        "n_params": int(fold.objective.n_params),
         "cold_ms": 1e3 * float(np.mean(cold)),
         "warm_ms": 1e3 * float(np.mean(warm)),
         "numpy_hvp_us": 1e6 * float(np.mean(numpy_hvp)),

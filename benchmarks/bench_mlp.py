@@ -69,7 +69,7 @@ from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skhypergrad import HypergradSearchCV
+from skhypergrad import FoldData, HypergradSearchCV
 from skhypergrad._models._mlp import MLPClassifierModel, MLPRegressorModel
 
 ALPHA = (1e-5, 1e1)
@@ -303,24 +303,29 @@ def fold_timings(name, repeats=3):
     three = {"alpha": 1e-4, "learning_rate_init": 1e-3, "beta_1": 0.9}
     one = {"alpha": 1e-4}
 
-    def fold(mode):
-        # A fresh fold for each call: a fold reuses its last training when
-        # asked about the same point again.
-        return model_class(mode).fold(mlp, X_train, y[train], X_test, y[test])
+    data = FoldData(X_train, y[train], X_test, y[test])
+
+    def value(mode, params):
+        return model_class(mode).fold(mlp, data).solve(params).loss
+
+    def value_and_grad(mode, params):
+        solution = model_class(mode).fold(mlp, data).solve(params, differentiate=True)
+        return solution.loss, solution.hypergradient(list(params))
 
     def value_then_grad():
-        reverse = fold("reverse")
-        reverse.value(three)
-        return reverse.value_and_grad(three)
+        # The hypergradient of a solution computed for its loss alone: the
+        # search's trust region asks for it at each step it accepts.
+        solution = model_class("reverse").fold(mlp, data).solve(three)
+        return solution.hypergradient(list(three))
 
     cases = {
         "sklearn fit": lambda: clone(mlp).fit(X_train, y[train]),
-        "value only": lambda: fold("reverse").value(three),
-        "value+grad, 3 hp, reverse": lambda: fold("reverse").value_and_grad(three),
+        "value only": lambda: value("reverse", three),
+        "value+grad, 3 hp, reverse": lambda: value_and_grad("reverse", three),
         "value, then value+grad there, 3 hp, reverse": value_then_grad,
-        "value+grad, 3 hp, forward": lambda: fold("forward").value_and_grad(three),
-        "value+grad, 1 hp, reverse": lambda: fold("reverse").value_and_grad(one),
-        "value+grad, 1 hp, forward": lambda: fold("forward").value_and_grad(one),
+        "value+grad, 3 hp, forward": lambda: value_and_grad("forward", three),
+        "value+grad, 1 hp, reverse": lambda: value_and_grad("reverse", one),
+        "value+grad, 1 hp, forward": lambda: value_and_grad("forward", one),
     }
     times = {case: [] for case in cases}
     with warnings.catch_warnings():
