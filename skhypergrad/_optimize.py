@@ -31,6 +31,8 @@ whether a call would be answered without computing anything. The budget
 counts only the calls that compute.
 """
 
+import itertools
+
 import numpy as np
 from scipy.stats import qmc
 
@@ -70,7 +72,40 @@ def initial_points(lower, upper, n_init, random_state):
     return lower + unit * (upper - lower)
 
 
-def minimize_in_box(fun, lower, upper, *, n_init, n_iter, tol, random_state):
+def coarse_design(lower, upper, n_init, random_state, values=None, order=None):
+    """The points of the coarse pass.
+
+    Without ``values``, :func:`initial_points`. ``values[d]``, when not
+    None, lists the coordinates that dimension ``d`` must take (the values a
+    user listed, as a grid would evaluate them): every combination of the
+    listed coordinates is evaluated, each with the ``n_init`` points of
+    :func:`initial_points` in the other dimensions, if any. The combinations
+    come in the order of ``itertools.product`` over the listed dimensions
+    taken in ``order`` (by default, increasing), the last varying fastest.
+    """
+    lower, upper = np.asarray(lower, float), np.asarray(upper, float)
+    if values is None or all(v is None for v in values):
+        return initial_points(lower, upper, n_init, random_state)
+    listed = [d for d in (order or range(len(values))) if values[d] is not None]
+    free = [d for d, v in enumerate(values) if v is None]
+    free_points = (
+        initial_points(lower[free], upper[free], n_init, random_state)
+        if free
+        else np.zeros((1, 0))
+    )
+    design = []
+    for combination in itertools.product(*(values[d] for d in listed)):
+        for free_point in free_points:
+            point = np.empty(len(lower))
+            point[listed] = combination
+            point[free] = free_point
+            design.append(point)
+    return np.array(design)
+
+
+def minimize_in_box(
+    fun, lower, upper, *, n_init, n_iter, tol, random_state, values=None, order=None
+):
     """Minimize ``fun`` over a box: a coarse pass, then gradient steps.
 
     Parameters
@@ -98,18 +133,28 @@ def minimize_in_box(fun, lower, upper, *, n_init, n_iter, tol, random_state):
         guide to the loss (see :func:`_refine_trust_region`), and a run that
         stops on a short step restarts from another coarse point (see
         :func:`_restarted_trust_regions`).
-    random_state : RandomState instance
+    random_state : int, RandomState instance or None
         Draws the coarse points when there are several dimensions.
+    values : list of (array-like or None), default=None
+        Coordinates the coarse pass must evaluate along each dimension (see
+        :func:`coarse_design`); None, or a None entry, spreads ``n_init``
+        points instead.
+    order : list of int, default=None
+        The order in which :func:`coarse_design` enumerates the listed
+        dimensions.
     """
     lower, upper = np.asarray(lower, float), np.asarray(upper, float)
-    starts = initial_points(lower, upper, n_init, random_state)
+    if values is not None and lower.size == 1 and values[0] is not None:
+        values = [np.sort(values[0])]  # the bracket needs them in order
+    starts = coarse_design(lower, upper, n_init, random_state, values, order)
     values = np.array([fun.value(z) for z in starts])
     finite = np.isfinite(values)
     if n_iter == 0 or not finite.any():
         return
     best = int(np.argmin(np.where(finite, values, np.inf)))
     # A cell of the coarse pass: the spacing of its points along each axis.
-    half_cell = 0.5 * np.linalg.norm(upper - lower) / max(n_init - 1, 1)
+    cells = [max(len(np.unique(starts[:, d])) - 1, 1) for d in range(lower.size)]
+    half_cell = 0.5 * np.linalg.norm((upper - lower) / np.array(cells))
     if lower.size == 1:
         _refine_in_bracket(
             fun,

@@ -122,7 +122,9 @@ class Progress:
             and self._search_ctx.subcontext(
                 task_name="continuous search",
                 task_id=i,
-                max_subtasks=search.n_init + search.n_iter if s.ranges else 1,
+                max_subtasks=s.n_coarse(search.n_init) + search.n_iter
+                if s.ranges
+                else 1,
             )
             for i, s in enumerate(subspaces)
         ]

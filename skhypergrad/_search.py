@@ -527,6 +527,8 @@ class _SearchRunner:
                     n_iter=self.n_iter,
                     tol=self.tol,
                     random_state=subsearch.seed,
+                    values=subsearch.subspace.values_z,
+                    order=subsearch.subspace.grid_order,
                 )
         except StopSearch:
             return True

@@ -41,12 +41,16 @@ class ContinuousRange:
         The range, in the parameter's own units.
     scale : {"log", "logit", "linear"}
         How the range is mapped to the unconstrained search space.
+    values : tuple of float, default=None
+        The values a list gave, sorted: the coarse pass evaluates them
+        exactly, as a grid would. None for a tuple or a distribution.
     """
 
     name: str
     low: float
     high: float
     scale: str
+    values: tuple = None
 
     def to_unconstrained(self, value):
         value = np.asarray(value, dtype=float)
@@ -64,11 +68,23 @@ class ContinuousRange:
         else:
             value = np.asarray(z, dtype=float)
         # exp(log(high)) may round away from high: the ends of the search
-        # space are the ends of the range, exactly.
+        # space are the ends of the range, and the listed values the values,
+        # exactly.
         low_z, high_z = self.bounds
-        value = np.where(np.asarray(z) <= low_z, self.low, value)
-        value = np.where(np.asarray(z) >= high_z, self.high, value)
+        z = np.asarray(z)
+        value = np.where(z <= low_z, self.low, value)
+        value = np.where(z >= high_z, self.high, value)
+        if self.values is not None:
+            for listed, listed_z in zip(self.values, self.values_z, strict=True):
+                value = np.where(z == listed_z, listed, value)
         return np.clip(value, self.low, self.high)
+
+    @property
+    def values_z(self):
+        """The listed values in the unconstrained space, or None."""
+        if self.values is None:
+            return None
+        return self.to_unconstrained(self.values)
 
     def derivative(self, z):
         """d value / d z, to carry a hypergradient into the search space."""
@@ -104,6 +120,24 @@ class Subspace:
     @property
     def names(self):
         return [r.name for r in self.ranges]
+
+    @property
+    def values_z(self):
+        """The listed values of each range in the search space (or None)."""
+        return [r.values_z for r in self.ranges]
+
+    @property
+    def grid_order(self):
+        """The axes by name: the order in which ParameterGrid enumerates them."""
+        return sorted(range(len(self.ranges)), key=lambda d: self.ranges[d].name)
+
+    def n_coarse(self, n_init):
+        """How many points the coarse pass evaluates (see ``coarse_design``)."""
+        if not self.ranges:
+            return 1
+        listed = [len(r.values) for r in self.ranges if r.values is not None]
+        free = len(listed) < len(self.ranges)
+        return int(np.prod(listed)) * (n_init if free else 1)
 
     @property
     def bounds(self):
@@ -153,13 +187,21 @@ def _is_range_like(value):
         return True
     if isinstance(value, tuple):
         return True
-    if isinstance(value, (list, np.ndarray)):
-        return len(value) >= 2 and all(_is_number(v) for v in value)
+    if isinstance(value, (list, np.ndarray, range)):
+        return len(value) >= 2 and all(_is_number(v) for v in np.ravel(value))
     return False
 
 
 def _is_number(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _as_float(value):
+    """``float(value)``, or inf for an integer too large for a float."""
+    try:
+        return float(value)
+    except OverflowError:
+        return np.inf
 
 
 def _is_distribution(value):
@@ -175,8 +217,9 @@ def _parse_range(name, value, scale):
                 f"loguniform distributions define a search range, got {dist_name}."
             )
         low, high = (float(b) for b in value.support())
+        listed = None
     else:
-        values = list(value)
+        values = list(np.ravel(value)) if not isinstance(value, tuple) else list(value)
         if isinstance(value, tuple) and len(values) != 2:
             raise ValueError(
                 f"Parameter {name!r}: a tuple range must be (low, high), got {value!r}."
@@ -185,12 +228,19 @@ def _parse_range(name, value, scale):
             raise ValueError(
                 f"Parameter {name!r}: range bounds must be real numbers, got {value!r}."
             )
-        low, high = float(min(values)), float(max(values))
+        values = [_as_float(v) for v in values]
+        if not all(np.isfinite(values)):
+            what = "range bounds" if isinstance(value, tuple) else "values"
+            raise ValueError(
+                f"Parameter {name!r}: {what} must be finite numbers, got {value!r}."
+            )
+        low, high = min(values), max(values)
         if isinstance(value, tuple) and values[0] > values[1]:
             raise ValueError(
                 f"Parameter {name!r}: the range {value!r} is reversed; pass "
                 "(low, high) with low < high."
             )
+        listed = None if isinstance(value, tuple) else tuple(sorted(set(values)))
     if not (np.isfinite(low) and np.isfinite(high)):
         raise ValueError(
             f"Parameter {name!r}: range bounds must be finite, got [{low}, {high}]."
@@ -212,7 +262,7 @@ def _parse_range(name, value, scale):
             f"scale; its range must lie strictly inside (0, 1), got "
             f"[{low}, {high}]."
         )
-    return ContinuousRange(name, low, high, scale)
+    return ContinuousRange(name, low, high, scale, listed)
 
 
 def _differentiable(estimator, fixed, range_like):

@@ -1,6 +1,7 @@
 """HypergradSearchCV's contract: GridSearchCV's interface and numbers."""
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import sklearn
 from scipy.stats import loguniform, norm, uniform
 from sklearn.base import clone
 from sklearn.datasets import load_linnerud, make_regression
-from sklearn.exceptions import FitFailedWarning, NotFittedError
+from sklearn.exceptions import ConvergenceWarning, FitFailedWarning, NotFittedError
 from sklearn.linear_model import Lasso, Ridge
 from sklearn.metrics import make_scorer, mean_squared_error
 from sklearn.model_selection import (
@@ -17,6 +18,7 @@ from sklearn.model_selection import (
     KFold,
     cross_val_score,
 )
+from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -208,21 +210,52 @@ def test_two_dimensional_target():
 
 @pytest.mark.parametrize(
     "value",
-    [
-        (1e-3, 1e3),
-        [1e-3, 1e3],
-        [1e3, 1.0, 1e-3],
-        np.array([1e-3, 1e3]),
-        loguniform(1e-3, 1e3),
-        uniform(1e-3, 1e3 - 1e-3),
-    ],
-    ids=["tuple", "list", "unsorted-list", "array", "loguniform", "uniform"],
+    [(1e-3, 1e3), loguniform(1e-3, 1e3), uniform(1e-3, 1e3 - 1e-3)],
+    ids=["tuple", "loguniform", "uniform"],
 )
 def test_range_forms_define_the_same_range(diabetes, value):
     X, y = diabetes
     search = HypergradSearchCV(Ridge(), {"alpha": value}, n_iter=0, n_init=3).fit(X, y)
     alphas = search.cv_results_["param_alpha"].astype(float)
     np.testing.assert_allclose(alphas, [1e-3, 1.0, 1e3], rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        [1e-3, 0.1, 10.0, 1e3],
+        [1e3, 0.1, 1e-3, 10.0, 0.1],
+        np.array([1e-3, 0.1, 10.0, 1e3]),
+        np.array([[1e-3, 0.1], [10.0, 1e3]]),
+    ],
+    ids=["list", "unsorted-list-with-duplicates", "array", "2d-array"],
+)
+def test_listed_values_are_evaluated_exactly_then_refined(diabetes, value):
+    X, y = diabetes
+    search = HypergradSearchCV(
+        Ridge(), {"alpha": value}, scoring="neg_mean_squared_error", cv=CV
+    ).fit(X, y)
+    alphas = list(search.cv_results_["param_alpha"])
+    # The listed values first, exactly, in the coarse pass; then the gradient
+    # phase, inside their range.
+    assert alphas[:4] == [1e-3, 0.1, 10.0, 1e3]
+    assert all(1e-3 <= a <= 1e3 for a in alphas)
+    grid = GridSearchCV(
+        Ridge(), {"alpha": [1e-3, 0.1, 10.0, 1e3]}, scoring=MSE, cv=CV
+    ).fit(X, y)
+    np.testing.assert_allclose(
+        search.cv_results_["mean_test_score"][:4],
+        grid.cv_results_["mean_test_score"],
+        rtol=1e-9,
+    )
+    assert search.best_score_ >= grid.best_score_
+
+
+def test_a_range_object_is_a_list_of_values(diabetes):
+    X, y = diabetes
+    search = HypergradSearchCV(Ridge(), {"alpha": range(1, 4)}, n_iter=0, cv=CV)
+    search.fit(X, y)
+    assert list(search.cv_results_["param_alpha"]) == [1.0, 2.0, 3.0]
 
 
 def test_discrete_values_are_enumerated_like_grid_search(diabetes):
@@ -698,3 +731,55 @@ def test_weighted_scores_weigh_the_differentiated_loss(diabetes):
     np.testing.assert_allclose(
         search.cv_results_["cv_loss"], -search.cv_results_["mean_test_score"]
     )
+
+
+@pytest.mark.filterwarnings(
+    "ignore:Stochastic Optimizer:sklearn.exceptions.ConvergenceWarning"
+)
+def test_never_worse_than_the_grid_it_replaces():
+    """Swapping GridSearchCV for HypergradSearchCV on the same grid and cv."""
+    X, y = make_regression(120, 5, noise=10.0, random_state=0)
+    mlp = make_pipeline(
+        StandardScaler(),
+        MLPRegressor(hidden_layer_sizes=(4,), max_iter=20, random_state=0),
+    )
+    # Listed in another order than ParameterGrid's (sorted by name).
+    param_grid = {
+        "mlpregressor__learning_rate_init": [1e-3, 0.03, 0.3],
+        "mlpregressor__alpha": [1e-4, 1e-2, 1.0],
+    }
+    grid = GridSearchCV(mlp, param_grid, scoring=MSE, cv=CV).fit(X, y)
+    search = HypergradSearchCV(mlp, param_grid, scoring=MSE, cv=CV, n_iter=6)
+    search.fit(X, y)
+    # Every point of the grid first, in GridSearchCV's order, with its scores.
+    assert search.cv_results_["params"][:9] == grid.cv_results_["params"]
+    np.testing.assert_allclose(
+        search.cv_results_["mean_test_score"][:9],
+        grid.cv_results_["mean_test_score"],
+        rtol=1e-9,
+    )
+    # Then the gradient phase, which finds a better point here.
+    assert len(search.cv_results_["params"]) > 9
+    assert search.best_score_ > grid.best_score_
+
+
+def test_listed_values_combine_with_a_range(diabetes):
+    X, y = diabetes
+    search = HypergradSearchCV(
+        make_pipeline(StandardScaler(), MLPRegressor(random_state=0, max_iter=5)),
+        {
+            "mlpregressor__alpha": [1e-3, 1.0],
+            "mlpregressor__learning_rate_init": (1e-4, 1e-2),
+        },
+        cv=3,
+        n_init=3,
+        n_iter=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(X[:80], y[:80])
+    params = search.cv_results_["params"]
+    # Each listed alpha with the n_init points of the range.
+    assert [p["mlpregressor__alpha"] for p in params] == [1e-3] * 3 + [1.0] * 3
+    rates = [p["mlpregressor__learning_rate_init"] for p in params]
+    assert rates[:3] == rates[3:] and len(set(rates)) == 3
