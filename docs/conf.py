@@ -42,11 +42,9 @@ extensions = [
 ]
 
 templates_path = ["_templates"]
-# numpydoc shows the docstring of a property listed under Attributes, and the
+# numpydoc shows the docstring of a property listed under Attributes: the
 # properties HypergradSearchCV inherits from scikit-learn (n_features_in_,
-# classes_) refer to terms of scikit-learn's glossary, which is not part of
-# this site. They are rendered as plain text.
-suppress_warnings = ["ref.term"]
+# classes_) refer to terms of scikit-learn's glossary, linked by intersphinx.
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 root_doc = "index"
 default_role = "literal"
