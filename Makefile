@@ -24,8 +24,10 @@ test: $(VENV)/.installed-test
 	# SCIPY_ARRAY_API=1 as in scikit-learn's CI: its common checks need it.
 	SCIPY_ARRAY_API=1 MPLBACKEND=Agg $(BIN)/python -m pytest
 
+# Given a file name, the example saves its figure there (MPLBACKEND=Agg shows
+# none); the sphinx-gallery build runs it without one.
 demo: $(VENV)/.installed-test
-	MPLBACKEND=Agg $(BIN)/python examples/plot_ridge_diabetes.py
+	MPLBACKEND=Agg $(BIN)/python examples/plot_ridge_diabetes.py build/demo/ridge_diabetes.png
 
 # From scratch every time: the gallery would otherwise keep the figures of an
 # example whose file did not change, even when the package did.

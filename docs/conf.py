@@ -11,8 +11,16 @@ import warnings
 # Document the checkout these files are in, installed or not.
 sys.path.insert(0, os.path.abspath(".."))
 sys.path.insert(0, os.path.abspath("_ext"))
+sys.path.insert(0, os.path.abspath("intersphinx"))
+
+from pathlib import Path  # noqa: E402
+
+from make_inventories import PROJECTS, is_current  # noqa: E402
+from sphinx.util import logging  # noqa: E402
 
 import skhypergrad  # noqa: E402
+
+logger = logging.getLogger(__name__)
 
 project = "skhypergrad"
 author = "The skhypergrad developers"
@@ -23,6 +31,7 @@ version = release
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
+    "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
@@ -33,14 +42,33 @@ extensions = [
 ]
 
 templates_path = ["_templates"]
-# numpydoc shows the docstring of a property listed under Attributes, and the
+# numpydoc shows the docstring of a property listed under Attributes: the
 # properties HypergradSearchCV inherits from scikit-learn (n_features_in_,
-# classes_) refer to terms of scikit-learn's glossary, which is not part of
-# this site. They are rendered as plain text.
-suppress_warnings = ["ref.term"]
+# classes_) refer to terms of scikit-learn's glossary, linked by intersphinx.
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 root_doc = "index"
 default_role = "literal"
+
+# -- Links to other projects ------------------------------------------------
+# The build runs with no network: each project's inventory is a small file in
+# intersphinx/, written by intersphinx/generate.py, which lists the objects
+# these docs refer to with their pages on that project's site. A reference to
+# an object not listed stays plain text: add it to generate.py.
+intersphinx_mapping = {
+    name: (spec["url"], os.path.join("intersphinx", f"{name}.inv"))
+    for name, spec in PROJECTS.items()
+}
+
+
+def _check_inventories(app):
+    for name, spec in PROJECTS.items():
+        path = Path(app.srcdir, "intersphinx", f"{name}.inv")
+        if not is_current(path, spec):
+            logger.warning(
+                f"{path} does not list what intersphinx/make_inventories.py "
+                "does: run python docs/intersphinx/make_inventories.py"
+            )
+
 
 # -- API reference ----------------------------------------------------------
 autosummary_generate = True
@@ -92,3 +120,7 @@ html_theme_options = {
     "secondary_sidebar_items": {"auto_examples/*": [], "benchmarks": []},
 }
 html_sidebars = {"index": [], "getting_started": [], "benchmarks": []}
+
+
+def setup(app):
+    app.connect("builder-inited", _check_inventories)

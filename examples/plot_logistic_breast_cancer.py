@@ -27,7 +27,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skhypergrad import HypergradSearchCV
+from skhypergrad import HypergradSearchCV, plot_search
 
 X, y = load_breast_cancer(return_X_y=True)
 cv = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
@@ -70,22 +70,25 @@ for name, C, seconds in [
 # %%
 # The evaluated points
 # --------------------
-# The first five rows are the coarse pass over the range; the next ones are
-# the gradient steps. The hypergradient is ``nan`` in the coarse pass, which
-# computes the loss alone.
-results = search.cv_results_
-C_values = results["param_logisticregression__C"].astype(float)
-fig, ax = plt.subplots(figsize=(6, 4))
-ax.semilogx(C_values, results["cv_loss"], "o", color="0.6", label="evaluated")
-gradient_phase = results["outer_iter"] >= search.n_init
-ax.semilogx(
-    C_values[gradient_phase],
-    results["cv_loss"][gradient_phase],
-    "o-",
-    label="gradient phase",
-)
-ax.set_xlabel("C")
-ax.set_ylabel("CV log-loss")
-ax.legend()
-fig.tight_layout()
+# The first five points are the coarse pass over the range (hollow markers);
+# the next ones are the gradient steps (filled), drawn over the CV log-loss
+# on a 30-point grid of ``C``. The log-loss has a clear minimum between
+# ``C=0.1`` and ``C=10``; the ends of the range, far above it, are drawn on
+# the top edge of the axis. On the left, the best log-loss found so far: the
+# coarse pass finds the basin, and the gradient phase settles its bottom.
+plot_search(search, X, y, loss_grid=30)
 plt.show()
+
+# %%
+# Each row of ``cv_results_`` has the loss that was differentiated, its
+# derivative (``nan`` in the coarse pass, which computes the loss alone) and
+# the accuracy that ``scoring`` asked for.
+results = search.cv_results_
+for i in np.argsort(results["outer_iter"]):
+    print(
+        f"{results['outer_iter'][i]:3d}  "
+        f"C={results['param_logisticregression__C'][i]:10.4g}  "
+        f"log-loss={results['cv_loss'][i]:.5f}  "
+        f"d/dC={results['hypergrad_logisticregression__C'][i]:10.3g}  "
+        f"accuracy={results['mean_test_score'][i]:.4f}"
+    )

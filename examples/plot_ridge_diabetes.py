@@ -23,7 +23,7 @@ from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skhypergrad import HypergradSearchCV
+from skhypergrad import HypergradSearchCV, plot_search
 
 X, y = load_diabetes(return_X_y=True)
 pipeline = make_pipeline(StandardScaler(), Ridge())
@@ -54,27 +54,37 @@ for name, search, seconds in [
     )
 
 # %%
-# The path of the search
-# ----------------------
-# Each row of ``cv_results_`` is a point the search evaluated: five coarse
-# points over the range, then gradient steps from the best of them. The grid
-# curve shows the same cross-validation loss.
-results = hypergrad.cv_results_
-fig, ax = plt.subplots(figsize=(6, 4))
-ax.semilogx(
+# The points evaluated
+# --------------------
+# :func:`~skhypergrad.plot_search` draws the search: on the left, the best
+# cross-validated MSE found after each evaluation (each evaluation is a faint
+# dot); on the right, the points evaluated over ``alpha``: five coarse points
+# over the range (hollow), then the gradient steps from the best of them
+# (filled), which end on the star, ``best_params_``. The loss axes show the
+# minimum; the points far above it (``alpha=1e4``) are drawn on the top edge
+# as triangles. GridSearchCV's 30 points, on the same folds, lie on the same
+# curve.
+display = plot_search(hypergrad)
+display.ax_[1].plot(
     grid.cv_results_["param_ridge__alpha"].astype(float),
     -grid.cv_results_["mean_test_score"],
+    ".-",
     color="0.6",
+    linewidth=1,
+    zorder=1,
     label="GridSearchCV (30 points)",
 )
-ax.semilogx(
-    results["param_ridge__alpha"].astype(float),
-    results["cv_loss"],
-    "o-",
-    label="HypergradSearchCV iterates",
-)
-ax.set_xlabel("alpha")
-ax.set_ylabel("cross-validated MSE")
-ax.legend()
-fig.tight_layout()
+display.ax_[1].legend(fontsize="small")
+
+# sphinx_gallery_start_ignore
+# ``make demo`` runs this file as a script with a file name, where the
+# figure is saved: with the Agg backend, plt.show() shows nothing.
+import os  # noqa: E402
+import sys  # noqa: E402
+
+if len(sys.argv) > 1:
+    os.makedirs(os.path.dirname(os.path.abspath(sys.argv[1])), exist_ok=True)
+    display.figure_.savefig(sys.argv[1], dpi=100)
+    print(f"Figure saved to {sys.argv[1]}")
+# sphinx_gallery_end_ignore
 plt.show()

@@ -45,12 +45,19 @@ display = plot_search(search, X, y, loss_grid=60)
 plt.show()
 
 # %%
-# On the left, the CV loss at each outer iteration: the five points of the
-# coarse pass (``alpha`` = 1e-4, 1e-2, 1, 1e2, 1e4) and, after the dotted
-# line, the gradient phase, which starts from the best of them and stays
-# within its neighbours. On the right, the same points over ``alpha``: the
-# hollow markers are the coarse pass, the line the gradient phase, the star
-# ``best_params_``.
+# On the left, the progress of the search: the CV loss of each evaluation
+# (faint dots) and the best one so far (the step line), the five points of
+# the coarse pass (``alpha`` = 1e-4, 1e-2, 1, 1e2, 1e4) before the dotted
+# line, the gradient phase after it. On the right, the same points over
+# ``alpha``: the hollow markers are the coarse pass, the filled ones the
+# gradient phase, which starts from the best coarse point, stays between its
+# neighbours and ends on the star, ``best_params_``.
+#
+# The loss axes show the minimum: the right one spans the losses of the
+# points within two decades of the best ``alpha`` (a quarter of the range),
+# the left one the best losses so far. The point at ``alpha=1e4``, where the
+# loss is twice as high, would flatten everything else; it is drawn on the
+# top edge, as a triangle.
 #
 # Each row of ``cv_results_`` is one point, with the loss that was
 # differentiated and its derivative:
@@ -58,23 +65,30 @@ results = pd.DataFrame(search.cv_results_)
 results[["outer_iter", "param_ridge__alpha", "cv_loss", "hypergrad_ridge__alpha"]]
 
 # %%
-# Zooming in
-# ----------
-# The display keeps what it drew (``figure_``, ``ax_``, ``lines_``,
-# ``path_lines_``, ``grid_line_``, ...), so it can be restyled after the
-# fact. Here the path panel is narrowed to the values of ``alpha`` the
-# gradient phase visited, on a finer loss grid: the steps close in on the
-# minimum of the loss, where the hypergradient vanishes.
-display = plot_search(search, X, y, loss_grid=300)
-gradient_phase = results[results.outer_iter >= search.n_init]
-alphas = gradient_phase.param_ridge__alpha.astype(float)
-low, high = alphas.min() / 2, alphas.max() * 2
-grid_alpha, grid_loss = display.grid_line_.get_data()
-shown = grid_loss[(grid_alpha >= low) & (grid_alpha <= high)]
-margin = 0.1 * (shown.max() - shown.min())
-display.ax_[1].set_xlim(low, high)
-display.ax_[1].set_ylim(shown.min() - margin, shown.max() + margin)
-display.ax_[1].set_title("search path, around the minimum")
+# The whole range of the loss
+# ---------------------------
+# ``loss_lim=None`` leaves the loss axes to matplotlib, which shows every
+# point: the loss rises steeply beyond ``alpha=10``, and the minimum is a
+# flat line. A pair ``loss_lim=(low, high)`` sets both axes.
+display = plot_search(search, X, y, loss_grid=60, loss_lim=None)
+plt.show()
+
+# %%
+# Discrete hyperparameters: one colour per candidate
+# --------------------------------------------------
+# A discrete hyperparameter is enumerated, and a continuous search runs at
+# each of its values. Each candidate gets its own colour, named in the
+# legend. Without its intercept, the ridge regression's loss is nine times
+# higher everywhere: its points are all on the top edge of the axes, and the
+# legend gives its best loss.
+search = HypergradSearchCV(
+    make_pipeline(StandardScaler(), Ridge()),
+    {"ridge__alpha": (1e-4, 1e4), "ridge__fit_intercept": [True, False]},
+    scoring="neg_mean_squared_error",
+    cv=cv,
+).fit(X, y)
+
+display = plot_search(search, X, y, loss_grid=60)
 plt.show()
 
 # %%
@@ -111,7 +125,10 @@ plt.show()
 
 # %%
 # The coarse pass is a Latin hypercube over the box (hollow markers), and the
-# gradient phase starts from its best point. A learning rate too small for 30
+# gradient phase starts from its best point; the thin line goes through the
+# successive best points, the way the search went downhill. The colour scale
+# spans the loss near the best point: the regions where it is higher have
+# the top colour. A learning rate too small for 30
 # epochs leaves the network undertrained: the loss is high at the bottom of
 # the plane and falls steeply with ``learning_rate_init``, which is where the
 # gradient phase moves. The penalty ``alpha`` matters little until it is
@@ -119,4 +136,4 @@ plt.show()
 for name, value in search.best_params_.items():
     print(f"{name} = {value:.3g}")
 
-# sphinx_gallery_thumbnail_number = 3
+# sphinx_gallery_thumbnail_number = 4

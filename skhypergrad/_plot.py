@@ -1,7 +1,8 @@
-"""Plots of a fitted HypergradSearchCV: the CV loss and the path of the search.
+"""Plots of a fitted HypergradSearchCV: its progress and the path of the search.
 
-matplotlib is an optional dependency (``pip install skhypergrad[plot]``): it
-is imported only when something is drawn, never when skhypergrad is imported.
+matplotlib is an optional dependency (the ``plot`` extra: ``pip install
+".[plot]"`` in a checkout): it is imported only when something is drawn,
+never when skhypergrad is imported.
 """
 
 import numbers
@@ -21,30 +22,47 @@ __all__ = ["SearchDisplay", "plot_search"]
 
 _SCALES = ("log", "logit", "linear")
 
+# With loss_lim="auto", the loss axis spans the losses of the points within
+# this fraction of the searched range (on the search scale) of the best point.
+_WINDOW = 0.25
+_MARGIN = 0.06
+
 
 def _check_matplotlib(caller_name):
-    """Raise an ImportError naming the extra to install if matplotlib is missing."""
+    """Raise an ImportError naming what to install if matplotlib is missing."""
     try:
         import matplotlib  # noqa: F401
     except ImportError as e:
         raise ImportError(
-            f"{caller_name} requires matplotlib: pip install skhypergrad[plot]"
+            f"{caller_name} requires matplotlib: pip install matplotlib, or "
+            'install skhypergrad with its plot extra (pip install ".[plot]" '
+            "in a checkout)"
         ) from e
 
 
 class SearchDisplay:
-    """Plot of a search: CV loss by outer iteration, and the path it followed.
+    """Plot of a search: the best CV loss so far, and the points it evaluated.
 
-    The figure has two panels. The left one draws ``cv_results_["cv_loss"]``
-    against ``cv_results_["outer_iter"]``, one line per ``search_id`` (one
-    per point of the discrete grid). The right one draws the path of the
-    search over one or two continuous hyperparameters: for one, the CV loss
-    against the hyperparameter's value; for two, the points in the plane of
-    the two hyperparameters. The points of the coarse pass are drawn as
-    hollow markers, and the gradient phase as a line from the best of them
-    through the points it evaluated, in order. Optionally, the CV loss
-    computed on a grid is drawn under the path, as a line or as filled
-    contours. The best point (``best_index_``) is marked on both panels.
+    The figure has two panels. The left one shows the progress of the
+    search, as an optimization history: each evaluation's
+    ``cv_results_["cv_loss"]`` as a faint marker against
+    ``cv_results_["outer_iter"]``, and the lowest CV loss found so far as a
+    step line, one per ``search_id`` (one per point of the discrete grid).
+    The right one shows the points evaluated over one or two continuous
+    hyperparameters: for one, the CV loss against the hyperparameter's value;
+    for two, the points in the plane of the two hyperparameters, with a thin
+    line through the successive best points. The points of the coarse pass
+    are hollow markers, those of the gradient phase filled ones, drawn above
+    the marker of the best point (``best_index_``), which is shown on both
+    panels. Optionally, the CV loss computed on a grid is drawn under the
+    points, as a line or as filled contours. Each ``search_id`` has its own
+    colour, named in the legend by its discrete hyperparameters.
+
+    The loss axes (and the colour scale of the contours) are chosen to show
+    the minimum: by default the right panel spans the losses of the points
+    near the best one and the left panel the best losses so far, but for
+    the first few; the points beyond them are drawn on the edge of the axis
+    as triangles (``clipped_markers_``). ``loss_lim`` sets them otherwise.
 
     It is recommended to create a display with :meth:`from_estimator` or
     :func:`plot_search`. All parameters are stored as attributes.
@@ -72,9 +90,8 @@ class SearchDisplay:
     n_init : int, default=None
         Points of the coarse pass that started each search. When given, a
         dotted vertical line separates the coarse pass from the gradient
-        steps on the left panel, and on the right panel the coarse points are
-        drawn apart (hollow markers) from the path of the gradient phase,
-        which starts at the best of them.
+        phase on the left panel, and on the right panel the coarse points are
+        drawn as hollow markers, apart from the points of the gradient phase.
 
     loss_name : str, default="CV loss"
         Label of the loss axis.
@@ -86,7 +103,7 @@ class SearchDisplay:
     grid_loss : ndarray of shape (n,) or (n_0, n_1), default=None
         CV loss on the grid ``grid_values``: ``grid_loss[i, j]`` at
         ``(grid_values[0][i], grid_values[1][j])`` for two hyperparameters.
-        Drawn under the path when given.
+        Drawn under the points when given.
 
     grid_search_id : int, default=None
         The ``search_id`` whose discrete hyperparameters ``grid_loss`` was
@@ -98,28 +115,55 @@ class SearchDisplay:
         Figure containing the two panels.
 
     ax_ : ndarray of matplotlib Axes of shape (2,)
-        ``ax_[0]``: CV loss by outer iteration; ``ax_[1]``: the search path.
+        ``ax_[0]``: the best CV loss so far by evaluation; ``ax_[1]``: the
+        evaluated points over the hyperparameters.
 
     lines_ : list of matplotlib Line2D
-        CV loss against the outer iteration, one line per ``search_id``, in
-        the order of ``search_ids_``.
+        The lowest CV loss found so far against ``outer_iter``, a step line
+        per ``search_id``, in the order of ``search_ids_``.
+
+    evaluation_markers_ : list of matplotlib Line2D
+        The CV loss of each evaluation against ``outer_iter``, faint
+        markers, one Line2D per ``search_id`` in the order of
+        ``search_ids_``.
 
     path_lines_ : list of matplotlib Line2D
-        The path of each search that searched every hyperparameter in
-        ``params``, in the order of ``path_search_ids_``: CV loss against the
-        value (one hyperparameter) or the second hyperparameter against the
-        first (two). With ``n_init``, the path of the gradient phase: the best
-        point of the coarse pass, then the points evaluated after the coarse
-        pass, in order (a run restarted from another coarse point continues
-        the same line, from its first step away from that point, whose row is
-        the coarse one); without, every evaluated point in order.
+        The points of each search that searched every hyperparameter in
+        ``params``, as markers with no line, in the order of
+        ``path_search_ids_``: CV loss against the value (one hyperparameter)
+        or the second hyperparameter against the first (two). With
+        ``n_init``, the points evaluated after the coarse pass (the gradient
+        phase); without, every evaluated point.
+
+    incumbent_lines_ : list of matplotlib Line2D
+        For two hyperparameters, a thin line per search of ``path_lines_``
+        through the successive best points of that search, from the best
+        point of the coarse pass (with ``n_init``) or its first point: the
+        way the search went downhill. Empty for one hyperparameter.
 
     coarse_markers_ : list of matplotlib Line2D
         The points of the coarse pass of each search of ``path_lines_``, as
-        markers; empty without ``n_init``.
+        hollow markers; empty without ``n_init``.
 
     best_markers_ : list of two matplotlib Line2D
         The best point on the left and on the right panel.
+
+    clipped_markers_ : list of matplotlib Line2D
+        The evaluated points whose CV loss lies beyond the loss axis, drawn
+        on its edge as triangles pointing outwards, in the colour of their
+        ``search_id``: one Line2D per panel with a loss axis, search and
+        edge that has such points (on the left panel, and on the right one
+        for one hyperparameter). Each has a ``points_`` attribute, the
+        ``(x, cv_loss)`` of the points it stands for.
+
+    history_lim_ : tuple of two floats or None
+        The limits of the loss axis of the left panel, or ``None`` when they
+        were left to matplotlib (``loss_lim=None``).
+
+    loss_lim_ : tuple of two floats or None
+        The limits of the loss axis of the right panel (one hyperparameter)
+        or of the colour scale of the contours (two), or ``None`` when they
+        were left to matplotlib (``loss_lim=None``).
 
     grid_line_ : matplotlib Line2D or None
         The CV loss on the grid, for one hyperparameter and a grid.
@@ -158,6 +202,9 @@ class SearchDisplay:
     >>> display = SearchDisplay.from_estimator(search, X, y, loss_grid=30)
     >>> len(display.lines_), display.ax_[1].get_xscale()
     (1, 'log')
+    >>> low, high = display.loss_lim_
+    >>> bool(low < search.cv_results_["cv_loss"].min() < high)
+    True
     >>> plt.show()
     """
 
@@ -194,22 +241,23 @@ class SearchDisplay:
         grid_kw=None,
         contour_kw=None,
         colorbar=True,
+        loss_lim="auto",
     ):
         """Draw the two panels.
 
         Parameters
         ----------
         ax : sequence of two matplotlib Axes, default=None
-            Axes for the CV loss by outer iteration and for the search path.
+            Axes for the best CV loss so far and for the evaluated points.
             ``None`` creates a figure with two side-by-side axes.
 
         line_kw : dict, default=None
             Keyword arguments of :meth:`matplotlib.axes.Axes.plot` for the
-            lines of the left panel, applied to every ``search_id``.
+            step lines of the left panel, applied to every ``search_id``.
 
         path_kw : dict, default=None
             Keyword arguments of :meth:`matplotlib.axes.Axes.plot` for the
-            search paths of the right panel.
+            points of the gradient phase on the right panel.
 
         best_kw : dict, default=None
             Keyword arguments of :meth:`matplotlib.axes.Axes.plot` for the
@@ -226,6 +274,21 @@ class SearchDisplay:
         colorbar : bool, default=True
             Whether to add a colorbar to the contours.
 
+        loss_lim : "auto", None or (float, float), default="auto"
+            Limits of the loss axes and of the colour scale of the contours.
+            With ``"auto"``, each starts at the lowest CV loss. On the right
+            panel, it goes up to the highest CV loss of the points of the
+            best point's ``search_id`` that lie within a quarter of the
+            searched range of the best point, on the search scale (with two
+            hyperparameters, the points of the grid count too): the far end
+            of a range, where the loss is often much higher, does not
+            flatten the minimum. On the left panel, it goes up to the 90th
+            percentile of the best losses so far of that ``search_id``, so
+            that a bad first point does not hide the progress after it.
+            ``None`` leaves the limits to matplotlib, which shows every
+            point; a pair sets both. The points beyond the limits are drawn
+            on the edge of the axis (``clipped_markers_``).
+
         Returns
         -------
         display : SearchDisplay
@@ -233,6 +296,7 @@ class SearchDisplay:
         """
         _check_matplotlib(f"{type(self).__name__}.plot")
         import matplotlib.pyplot as plt
+        from matplotlib import patheffects
         from matplotlib.ticker import MaxNLocator
 
         results = self.cv_results
@@ -246,12 +310,12 @@ class SearchDisplay:
                 )
 
         if ax is None:
-            fig, ax = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+            fig, ax = plt.subplots(1, 2, figsize=(11, 4.4), layout="constrained")
         ax = np.asarray(ax, dtype=object).ravel()
         if ax.shape != (2,):
             raise ValueError(
-                f"ax must be a sequence of two matplotlib Axes (the CV loss by "
-                f"iteration and the search path), got {len(ax)}."
+                f"ax must be a sequence of two matplotlib Axes (the best CV loss "
+                f"so far and the evaluated points), got {len(ax)}."
             )
         ax_iter, ax_path = ax
         self.figure_ = ax_iter.figure
@@ -264,15 +328,52 @@ class SearchDisplay:
         best = self._best_row(cv_loss)
         colors = {sid: f"C{k % 10}" for k, sid in enumerate(self.search_ids_)}
         labels = _search_labels(results, self.search_ids_)
+        single = len(self.search_ids_) == 1
+        values = {name: _param_values(results, name) for name in params}
+        searched = {name: _searched_ids(results, name) for name in params}
+        self.path_search_ids_ = np.array(
+            [
+                sid
+                for sid in self.search_ids_
+                if all(sid in searched[n] for n in params)
+            ],
+            dtype=int,
+        )
+        self.history_lim_, self.loss_lim_ = self._loss_lims(
+            loss_lim, params, scales, values, cv_loss, search_id, outer_iter, best
+        )
+        self.clipped_markers_ = []
 
-        # Left: CV loss against the outer iteration, one line per search.
-        self.lines_ = []
+        # Left: the best CV loss so far, as in an optimization history.
+        self.lines_, self.evaluation_markers_ = [], []
         for sid in self.search_ids_:
             rows = _rows(search_id, outer_iter, sid)
-            kw = {"marker": "o", "markersize": 4, "color": colors[sid]}
-            kw.update(label=labels[sid], **(line_kw or {}))
-            (line,) = ax_iter.plot(outer_iter[rows], cv_loss[rows], **kw)
+            x, loss = outer_iter[rows], cv_loss[rows]
+            (markers,) = ax_iter.plot(
+                x,
+                loss,
+                linestyle="none",
+                marker="o",
+                markersize=4,
+                alpha=0.35,
+                color=colors[sid],
+                label="each evaluation" if sid == self.search_ids_[0] else None,
+                zorder=2,
+            )
+            self.evaluation_markers_.append(markers)
+            label = "best so far" if single else labels[sid]
+            kw = {
+                "drawstyle": "steps-post",
+                "linewidth": 2,
+                "color": colors[sid],
+                "zorder": 3,
+                "label": _above(label, loss, self.history_lim_),
+            }
+            kw.update(line_kw or {})
+            (line,) = ax_iter.plot(x, _running_min(loss), **kw)
             self.lines_.append(line)
+            on_top = best is not None and sid == search_id[best]
+            self._clip(ax_iter, x, loss, colors[sid], self.history_lim_, on_top)
         self.coarse_line_ = None
         if (
             self.n_init is not None
@@ -288,60 +389,81 @@ class SearchDisplay:
             )
         ax_iter.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax_iter.set(
-            xlabel="outer iteration",
+            xlabel="evaluation (outer_iter)",
             ylabel=self.loss_name,
-            title="CV loss by outer iteration",
+            title="best CV loss so far",
         )
 
-        # Right: the path over the searched hyperparameters.
-        values = {name: _param_values(results, name) for name in params}
-        searched = {name: _searched_ids(results, name) for name in params}
-        self.path_search_ids_ = np.array(
-            [
-                sid
-                for sid in self.search_ids_
-                if all(sid in searched[n] for n in params)
-            ],
-            dtype=int,
-        )
+        # Right: the evaluated points over the searched hyperparameters.
         self.grid_line_ = self.contour_ = self.colorbar_ = None
         self._plot_grid(ax_path, params, grid_kw, contour_kw, colorbar, labels)
-        self.path_lines_, self.coarse_markers_ = [], []
-        coarse_rows = {}
-        for sid in self.path_search_ids_:
-            path = _rows(search_id, outer_iter, sid)
-            label = labels[sid]
+        self.path_lines_, self.coarse_markers_, self.incumbent_lines_ = [], [], []
+        for k, sid in enumerate(self.path_search_ids_):
+            rows = _rows(search_id, outer_iter, sid)
+            coarse, gradient = rows[:0], rows
             if self.n_init is not None:
-                coarse_rows[sid], path = path[: self.n_init], path[self.n_init :]
-                # The gradient phase starts from the best coarse point.
-                losses = np.nan_to_num(cv_loss[coarse_rows[sid]], nan=np.inf)
-                path = np.concatenate([[coarse_rows[sid][np.argmin(losses)]], path])
-                if len(self.search_ids_) == 1:
-                    label = "gradient phase"
-            kw = {"marker": "o", "markersize": 4, "color": colors[sid]}
-            kw.update(label=label, **(path_kw or {}))
-            (line,) = ax_path.plot(*self._xy(values, cv_loss, params, path), **kw)
+                coarse, gradient = rows[: self.n_init], rows[self.n_init :]
+            label = labels[sid]
+            if single and self.n_init is not None:
+                label = "gradient phase"
+            if len(params) == 1:
+                label = _above(label, cv_loss[rows], self.loss_lim_)
+            if len(coarse):
+                (markers,) = ax_path.plot(
+                    *self._xy(values, cv_loss, params, coarse),
+                    marker="o",
+                    markersize=7,
+                    linestyle="none",
+                    markerfacecolor="white",
+                    markeredgewidth=1.5,
+                    color=colors[sid],
+                    label="coarse pass" if k == 0 else None,
+                    zorder=3,
+                )
+                self.coarse_markers_.append(markers)
+            kw = {
+                "marker": "o",
+                "markersize": 5,
+                "linestyle": "none",
+                "color": colors[sid],
+                "markeredgecolor": "white",
+                "markeredgewidth": 0.6,
+                "zorder": 4,
+                "label": label,
+            }
+            kw.update(path_kw or {})
+            (line,) = ax_path.plot(*self._xy(values, cv_loss, params, gradient), **kw)
             self.path_lines_.append(line)
-        for k, (sid, rows) in enumerate(coarse_rows.items()):
-            (markers,) = ax_path.plot(
-                *self._xy(values, cv_loss, params, rows),
-                marker="o",
-                markersize=6,
-                linestyle="none",
-                markerfacecolor="white",
-                color=colors[sid],
-                label="_nolegend_" if k else "coarse pass",
-            )
-            self.coarse_markers_.append(markers)
+            if len(params) == 2:
+                start = rows if not len(coarse) else _start(coarse, gradient, cv_loss)
+                steps = start[_improvements(cv_loss[start])]
+                (incumbent,) = ax_path.plot(
+                    *self._xy(values, cv_loss, params, steps),
+                    color=colors[sid],
+                    linewidth=1.5,
+                    # A white edge keeps the line visible over the contours.
+                    path_effects=[
+                        patheffects.withStroke(linewidth=3.5, foreground="white")
+                    ],
+                    zorder=3.5,
+                    label="successive best points" if k == 0 else None,
+                )
+                self.incumbent_lines_.append(incumbent)
+            else:
+                x, loss = values[params[0]][rows], cv_loss[rows]
+                on_top = best is not None and sid == search_id[best]
+                self._clip(ax_path, x, loss, colors[sid], self.loss_lim_, on_top)
 
         kw = {
             "marker": "*",
-            "markersize": 15,
-            "color": "crimson",
+            "markersize": 17,
+            "color": "gold",
             "markeredgecolor": "black",
+            "markeredgewidth": 1,
             "linestyle": "none",
             "label": "best_params_",
-            "zorder": 4,
+            # Under the points of the gradient phase, which end there.
+            "zorder": 2.5,
         }
         kw.update(best_kw or {})
         self.best_markers_ = []
@@ -355,13 +477,122 @@ class SearchDisplay:
         ax_path.set_xlabel(params[0])
         if len(params) == 1:
             ax_path.set_ylabel(self.loss_name)
+            ax_path.set_title("evaluated points")
         else:
             ax_path.set_yscale(scales[params[1]])
             ax_path.set_ylabel(params[1])
-        ax_path.set_title("search path")
+            ax_path.set_title("evaluated points, and the way downhill")
+        if self.history_lim_ is not None:
+            ax_iter.set_ylim(*self.history_lim_)
+        if self.loss_lim_ is not None and len(params) == 1:
+            ax_path.set_ylim(*self.loss_lim_)
+        for panel in {m.axes for m in self.clipped_markers_}:
+            # One legend entry for every clipped point, in neutral grey.
+            panel.plot(
+                [],
+                [],
+                marker="^",
+                linestyle="none",
+                color="0.45",
+                label="beyond the loss axis",
+            )
         ax_iter.legend(fontsize="small")
         ax_path.legend(fontsize="small")
         return self
+
+    def _clip(self, ax, x, loss, color, lim, on_top=False):
+        """Draw the points beyond the loss axis on its edge, as triangles."""
+        if lim is None:
+            return
+        low, high = lim
+        for beyond, edge, marker in [
+            (loss > high, 1.0, "^"),
+            (loss < low, 0.0, "v"),
+        ]:
+            if not beyond.any():
+                continue
+            (markers,) = ax.plot(
+                x[beyond],
+                np.full(beyond.sum(), edge),
+                # x in data coordinates, y on the edge of the axes.
+                transform=ax.get_xaxis_transform(),
+                marker=marker,
+                markersize=7,
+                linestyle="none",
+                color=color,
+                markeredgecolor="white",
+                markeredgewidth=0.5,
+                clip_on=False,
+                # The best point's search over the others at the same place.
+                zorder=5.5 if on_top else 5,
+            )
+            markers.points_ = np.c_[x[beyond], loss[beyond]]
+            self.clipped_markers_.append(markers)
+
+    def _loss_lims(
+        self, loss_lim, params, scales, values, cv_loss, search_id, outer_iter, best
+    ):
+        """The limits of the left and right loss axes (None: matplotlib's)."""
+        if loss_lim is None:
+            return None, None
+        if not isinstance(loss_lim, str):
+            try:
+                low, high = (float(v) for v in loss_lim)
+            except (TypeError, ValueError):
+                low = high = np.nan
+            if not low < high:
+                raise ValueError(
+                    "loss_lim must be 'auto', None or (low, high) with low < "
+                    f"high, got {loss_lim!r}."
+                )
+            return (low, high), (low, high)
+        if loss_lim != "auto":
+            raise ValueError(
+                f"loss_lim must be 'auto', None or (low, high), got {loss_lim!r}."
+            )
+        finite = np.isfinite(cv_loss)
+        if best is None or not finite.any():
+            return None, None
+        lowest = float(cv_loss[finite].min())
+        rows = np.flatnonzero((search_id == search_id[best]) & finite)
+
+        # Right: the points of the best point's search near it, on the search
+        # scale of each hyperparameter (and, for two, the grid's).
+        coords = [_to_search_scale(values[name][rows], scales[name]) for name in params]
+        losses = cv_loss[rows]
+        center = [_to_search_scale(values[name][best], scales[name]) for name in params]
+        if (
+            len(params) == 2
+            and self.grid_loss is not None
+            and self.grid_search_id in (None, search_id[best])
+        ):
+            grid = np.meshgrid(
+                *(np.asarray(v, dtype=float) for v in self.grid_values),
+                indexing="ij",
+            )
+            grid_loss = np.ravel(np.asarray(self.grid_loss, dtype=float))
+            keep = np.isfinite(grid_loss)
+            coords = [
+                np.concatenate([c, _to_search_scale(g.ravel()[keep], scales[name])])
+                for c, g, name in zip(coords, grid, params, strict=True)
+            ]
+            losses = np.concatenate([losses, grid_loss[keep]])
+        near = np.ones(len(losses), dtype=bool)
+        for c, z in zip(coords, center, strict=True):
+            ok = np.isfinite(c)
+            span = np.ptp(c[ok]) if ok.any() else 0.0
+            near &= ok & (np.abs(c - z) <= _WINDOW * span)
+        high = float(losses[near].max()) if near.any() else lowest
+        if not high > lowest:
+            high = float(losses.max())
+        right = _with_margin(lowest, high)
+
+        # Left: the best losses so far of that search, but for the first few.
+        order = rows[np.argsort(outer_iter[rows], kind="stable")]
+        running = _running_min(cv_loss[order])
+        high = float(np.quantile(running, 0.9))
+        left = _with_margin(lowest, high) if high > lowest else right
+        return left, right
 
     @staticmethod
     def _xy(values, cv_loss, params, rows):
@@ -391,11 +622,27 @@ class SearchDisplay:
         if self.grid_search_id is not None and len(labels) > 1:
             where = f" ({labels.get(self.grid_search_id, self.grid_search_id)})"
         if len(params) == 1:
-            kw = {"color": "0.6", "linewidth": 2, "zorder": 1}
-            kw.update(label=f"CV loss on a grid{where}", **(grid_kw or {}))
+            kw = {
+                "color": "0.6",
+                "linewidth": 2,
+                "zorder": 1,
+                "label": f"CV loss on a grid{where}",
+            }
+            kw.update(grid_kw or {})
             (self.grid_line_,) = ax.plot(grid_values[0], grid_loss, **kw)
             return
         kw = {"levels": 20, "cmap": "Greys_r", "alpha": 0.7, "zorder": 0}
+        if self.loss_lim_ is not None:
+            low, high = self.loss_lim_
+            finite = grid_loss[np.isfinite(grid_loss)]
+            kw["levels"] = np.linspace(low, high, 21)
+            beyond_high = len(finite) and finite.max() > high
+            beyond_low = len(finite) and finite.min() < low
+            kw["extend"] = {
+                (True, True): "both",
+                (True, False): "max",
+                (False, True): "min",
+            }.get((bool(beyond_high), bool(beyond_low)), "neither")
         kw.update(contour_kw or {})
         self.contour_ = ax.contourf(grid_values[0], grid_values[1], grid_loss.T, **kw)
         if colorbar:
@@ -422,8 +669,9 @@ class SearchDisplay:
         grid_kw=None,
         contour_kw=None,
         colorbar=True,
+        loss_lim="auto",
     ):
-        """Plot the CV loss and the path of a fitted search.
+        """Plot the progress of a fitted search and the points it evaluated.
 
         Parameters
         ----------
@@ -471,7 +719,7 @@ default=None
             as its logit on a logit axis.
 
         ax : sequence of two matplotlib Axes, default=None
-            Axes for the CV loss by outer iteration and for the search path.
+            Axes for the best CV loss so far and for the evaluated points.
             ``None`` creates a figure with two side-by-side axes.
 
         line_kw, path_kw, best_kw, grid_kw, contour_kw : dict, default=None
@@ -479,6 +727,10 @@ default=None
 
         colorbar : bool, default=True
             Whether to add a colorbar to the contours.
+
+        loss_lim : "auto", None or (float, float), default="auto"
+            Limits of the loss axis; see :meth:`plot`. ``None`` shows every
+            point.
 
         Returns
         -------
@@ -574,11 +826,12 @@ default=None
             grid_kw=grid_kw,
             contour_kw=contour_kw,
             colorbar=colorbar,
+            loss_lim=loss_lim,
         )
 
 
 def plot_search(search, X=None, y=None, **kwargs):
-    """Plot the CV loss by outer iteration and the path of a fitted search.
+    """Plot the progress of a fitted search and the points it evaluated.
 
     A shortcut for :meth:`SearchDisplay.from_estimator`.
 
@@ -597,7 +850,7 @@ default=None
 
     **kwargs : dict
         Keyword arguments of :meth:`SearchDisplay.from_estimator`:
-        ``params``, ``loss_grid``, ``search_id``, ``ax``, ...
+        ``params``, ``loss_grid``, ``search_id``, ``loss_lim``, ``ax``, ...
 
     Returns
     -------
@@ -659,6 +912,52 @@ def _check_params_arg(params, available):
 def _rows(search_id, outer_iter, sid):
     rows = np.flatnonzero(search_id == sid)
     return rows[np.argsort(outer_iter[rows], kind="stable")]
+
+
+def _running_min(loss):
+    """The lowest finite loss so far at each evaluation (nan before the first)."""
+    return np.fmin.accumulate(np.where(np.isfinite(loss), loss, np.nan))
+
+
+def _start(coarse, gradient, cv_loss):
+    """The rows of the gradient phase, after the best point of the coarse pass."""
+    losses = np.nan_to_num(cv_loss[coarse], nan=np.inf)
+    return np.concatenate([[coarse[np.argmin(losses)]], gradient]).astype(int)
+
+
+def _improvements(loss):
+    """Where the loss is lower than every loss before it."""
+    loss = np.where(np.isfinite(loss), loss, np.inf)
+    before = np.concatenate([[np.inf], np.minimum.accumulate(loss)[:-1]])
+    return loss < before
+
+
+def _above(label, loss, lim):
+    """``label``, saying so when every point is above the axis ``lim``."""
+    finite = loss[np.isfinite(loss)]
+    if lim is None or not len(finite) or finite.min() <= lim[1]:
+        return label
+    return f"{label} (best {finite.min():.4g}, above the axis)"
+
+
+def _with_margin(low, high):
+    """Axis limits that show ``low`` and ``high`` with a little room."""
+    if not high > low:
+        # A flat loss: any scale that shows it.
+        high = low + max(abs(low), 1.0) * 1e-3
+    margin = _MARGIN * (high - low)
+    return low - margin, high + margin
+
+
+def _to_search_scale(values, scale):
+    """Values on the scale they were searched on, where distances compare."""
+    values = np.asarray(values, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if scale == "log":
+            return np.log(values)
+        if scale == "logit":
+            return logit(values)
+    return values
 
 
 def _param_values(results, name):

@@ -1,5 +1,6 @@
 """scikit-learn's common estimator checks."""
 
+import pytest
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -37,6 +38,12 @@ SMALL = {"cv": 2, "n_init": 2, "n_iter": 2}
         ),
     ],
     expected_failed_checks=_expected_failed_checks,
+)
+# The MLPs are trained for 60 or 100 epochs only, to keep the checks fast: both
+# scikit-learn's fit and skhypergrad's replay of it say so.
+@pytest.mark.filterwarnings(
+    r"ignore:Stochastic Optimizer. Maximum iterations \((60|100)\) reached"
+    ":sklearn.exceptions.ConvergenceWarning"
 )
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)

@@ -163,20 +163,29 @@ def test_lines_are_the_cv_results_columns(diabetes_search):
     alpha = results["param_ridge__alpha"].astype(float)
     for k, sid in enumerate(search_ids):
         rows = _rows(results, sid)
+        loss = results["cv_loss"][rows]
+        # Left: each evaluation as a faint marker, the best loss so far as
+        # a step line.
+        markers = display.evaluation_markers_[k]
+        np.testing.assert_array_equal(markers.get_xdata(), results["outer_iter"][rows])
+        np.testing.assert_array_equal(markers.get_ydata(), loss)
+        assert markers.get_linestyle() == "None" and markers.get_alpha() < 1
         line = display.lines_[k]
         np.testing.assert_array_equal(line.get_xdata(), results["outer_iter"][rows])
-        np.testing.assert_array_equal(line.get_ydata(), results["cv_loss"][rows])
-        # Right: the n_init=5 coarse points apart, the gradient phase from
-        # the best of them.
+        np.testing.assert_array_equal(line.get_ydata(), np.minimum.accumulate(loss))
+        assert line.get_drawstyle() == "steps-post"
+        # Right: the n_init=5 coarse points apart, then the points of the
+        # gradient phase, as markers: no line through them in the order
+        # they were evaluated.
         coarse, gradient = rows[:5], rows[5:]
         markers = display.coarse_markers_[k]
         np.testing.assert_array_equal(markers.get_xdata(), alpha[coarse])
         np.testing.assert_array_equal(markers.get_ydata(), results["cv_loss"][coarse])
-        path = [coarse[np.argmin(results["cv_loss"][coarse])], *gradient]
-        np.testing.assert_array_equal(display.path_lines_[k].get_xdata(), alpha[path])
-        np.testing.assert_array_equal(
-            display.path_lines_[k].get_ydata(), results["cv_loss"][path]
-        )
+        path = display.path_lines_[k]
+        np.testing.assert_array_equal(path.get_xdata(), alpha[gradient])
+        np.testing.assert_array_equal(path.get_ydata(), results["cv_loss"][gradient])
+        assert path.get_linestyle() == "None" and path.get_marker() == "o"
+    assert display.incumbent_lines_ == []
     np.testing.assert_array_equal(display.search_ids_, search_ids)
     np.testing.assert_array_equal(display.path_search_ids_, search_ids)
 
@@ -197,20 +206,127 @@ def test_axes_scales_labels_and_legend(diabetes_search):
     assert display.figure_ is ax_iter.figure is ax_path.figure
     assert ax_iter.get_xscale() == "linear"
     assert ax_path.get_xscale() == "log"
-    assert ax_iter.get_xlabel() == "outer iteration"
+    assert ax_iter.get_xlabel() == "evaluation (outer_iter)"
     assert ax_iter.get_ylabel() == "CV loss (mean squared error)"
     assert ax_path.get_xlabel() == "ridge__alpha"
     assert ax_path.get_ylabel() == "CV loss (mean squared error)"
+    # One colour per discrete candidate, named in the legends; the candidate
+    # whose every point is far above the best one says so.
+    worse = min(search.cv_results_["cv_loss"][search.cv_results_["search_id"] == 1])
+    above = f"ridge__fit_intercept=False (best {worse:.4g}, above the axis)"
     legend = [t.get_text() for t in ax_path.get_legend().get_texts()]
     assert legend == [
-        "ridge__fit_intercept=True",
-        "ridge__fit_intercept=False",
         "coarse pass",
+        "ridge__fit_intercept=True",
+        above,
         "best_params_",
+        "beyond the loss axis",
     ]
+    legend = [t.get_text() for t in ax_iter.get_legend().get_texts()]
+    assert legend == [
+        "each evaluation",
+        "ridge__fit_intercept=True",
+        above,
+        "end of the coarse pass",
+        "best_params_",
+        "beyond the loss axis",
+    ]
+    assert [line.get_color() for line in display.lines_] == ["C0", "C1"]
+    assert [line.get_color() for line in display.path_lines_] == ["C0", "C1"]
     # The coarse pass of n_init=5 points ends between iterations 4 and 5.
     np.testing.assert_array_equal(display.coarse_line_.get_xdata(), [4.5, 4.5])
     assert display.grid_line_ is None and display.contour_ is None
+
+
+def _clipped(display, ax):
+    """The (x, cv_loss) of the points drawn on the edges of ``ax``, and where.
+
+    The edges are in axes coordinates: 1.0 is the top, 0.0 the bottom.
+    """
+    markers = [m for m in display.clipped_markers_ if m.axes is ax]
+    if not markers:
+        return np.empty((0, 2)), set()
+    points = np.concatenate([m.points_ for m in markers])
+    return points, {float(v) for m in markers for v in m.get_ydata()}
+
+
+def test_loss_axes_show_the_minimum_and_mark_what_they_clip(diabetes_search):
+    search, X, y = diabetes_search
+    results = search.cv_results_
+    loss = results["cv_loss"]
+    alpha = results["param_ridge__alpha"].astype(float)
+    best = search.best_index_
+    display = plot_search(search, X, y, loss_grid=20)
+    ax_iter, ax_path = display.ax_
+
+    # Right: the axis starts just under the lowest loss and spans the points
+    # of the best search within a quarter of the range (two decades of
+    # alpha's eight) of the best point; the far end of the range, 1e4, where
+    # the loss is twice the minimum, is beyond it.
+    low, high = display.loss_lim_
+    assert ax_path.get_ylim() == pytest.approx((low, high))
+    assert low < loss.min() < low + 0.1 * (high - low)
+    best_search = results["search_id"] == results["search_id"][best]
+    near = best_search & (np.abs(np.log10(alpha / alpha[best])) <= 2)
+    assert loss[near].max() < high
+    assert high < 0.2 * loss[best_search].max() + 0.8 * loss.min()
+    # Every point above the axis is drawn on its top edge, in its search's
+    # colour, and no point within it is.
+    points, edges = _clipped(display, ax_path)
+    above = loss > high
+    assert above.sum() == len(points) > 0 and edges == {1.0}
+    np.testing.assert_array_equal(np.sort(points[:, 1]), np.sort(loss[above]))
+    assert alpha[best_search & (alpha == 1e4)] in points[:, 0]
+    # Every point of fit_intercept=False is far above: all are on the edge.
+    assert (loss[results["search_id"] == 1] > high).all()
+    colors = {m.get_color() for m in display.clipped_markers_ if m.axes is ax_path}
+    assert colors == {"C0", "C1"}
+    assert all(not m.get_clip_on() for m in display.clipped_markers_)
+
+    # Left: from the lowest loss to the best losses so far but for the
+    # first few; the evaluations above it are on the edge too.
+    low, high = display.history_lim_
+    assert ax_iter.get_ylim() == pytest.approx((low, high))
+    running = np.minimum.accumulate(loss[_rows(results, 0)])
+    assert low < running[-1] and np.quantile(running, 0.9) < high
+    points, edges = _clipped(display, ax_iter)
+    assert len(points) == (loss > high).sum() and edges == {1.0}
+
+
+def test_the_gradient_phase_is_drawn_over_the_best_point(diabetes_search):
+    search, _, _ = diabetes_search
+    display = plot_search(search)
+    for markers in display.best_markers_:
+        assert all(
+            line.get_zorder() > markers.get_zorder() for line in display.path_lines_
+        )
+        assert all(line.get_zorder() > markers.get_zorder() for line in display.lines_)
+    # The best point is the last point of its gradient phase, drawn on top.
+    best = search.best_index_
+    x, loss = display.best_markers_[1].get_xydata()[0]
+    assert (x, loss) in set(map(tuple, display.path_lines_[0].get_xydata()))
+    assert loss == search.cv_results_["cv_loss"][best]
+
+
+def test_loss_lim_none_shows_every_point_and_a_pair_sets_both(diabetes_search):
+    search, _, _ = diabetes_search
+    loss = search.cv_results_["cv_loss"]
+    display = plot_search(search, loss_lim=None)
+    assert display.loss_lim_ is None and display.history_lim_ is None
+    assert display.clipped_markers_ == []
+    for ax in display.ax_:
+        low, high = ax.get_ylim()
+        assert low <= loss.min() and loss.max() <= high
+
+    display = plot_search(search, loss_lim=(2900, 3100))
+    assert display.loss_lim_ == display.history_lim_ == (2900.0, 3100.0)
+    assert [ax.get_ylim() for ax in display.ax_] == [(2900, 3100)] * 2
+    points, edges = _clipped(display, display.ax_[1])
+    assert len(points) == (loss > 3100).sum() and edges == {1.0}
+    display = plot_search(search, loss_lim=(3000, 3100))
+    points, edges = _clipped(display, display.ax_[1])
+    assert edges == {0.0, 1.0}
+    assert len(points) == ((loss > 3100) | (loss < 3000)).sum()
 
 
 def test_loss_grid_one_hyperparameter_is_cross_val_hypergrad(diabetes_search):
@@ -266,12 +382,23 @@ def test_two_hyperparameters_path_in_the_plane_and_contour(three_knob_search):
         )
         path = display.path_lines_[k].get_xydata()
         np.testing.assert_array_equal(
-            path[1:], np.c_[results["param_a"][rows[6:]], results["param_b"][rows[6:]]]
+            path, np.c_[results["param_a"][rows[6:]], results["param_b"][rows[6:]]]
         )
+        assert display.path_lines_[k].get_linestyle() == "None"
+        # The thin line goes through the successive best points, from the
+        # best coarse one: its losses decrease.
         start = rows[np.argmin(results["cv_loss"][rows[:6]])]
+        steps = display.incumbent_lines_[k].get_xydata()
         np.testing.assert_array_equal(
-            path[0], [results["param_a"][start], results["param_b"][start]]
+            steps[0], [results["param_a"][start], results["param_b"][start]]
         )
+        point_rows = [
+            rows[(results["param_a"][rows] == a) & (results["param_b"][rows] == b)]
+            for a, b in steps
+        ]
+        losses = [results["cv_loss"][r].min() for r in point_rows]
+        assert np.all(np.diff(losses) < 0)
+        assert losses[-1] == results["cv_loss"][rows].min()
     ax_path = display.ax_[1]
     assert (ax_path.get_xscale(), ax_path.get_yscale()) == ("log", "linear")
     assert (ax_path.get_xlabel(), ax_path.get_ylabel()) == ("a", "b")
@@ -289,6 +416,15 @@ def test_two_hyperparameters_path_in_the_plane_and_contour(three_knob_search):
     expected = three_knob_loss(a_values[:, None], b_values[None, :], best_c, shift)
     offsets = np.mean([1e-3 * y[test].mean() for _, test in KFold(3).split(X)])
     np.testing.assert_allclose(display.grid_loss, expected + offsets, rtol=1e-12)
+    # The colour scale shows the loss near the best point: its levels run
+    # from the lowest loss, and the higher grid values get the top colour.
+    low, high = display.loss_lim_
+    levels = display.contour_.levels
+    assert levels[0] == pytest.approx(low) and levels[-1] == pytest.approx(high)
+    assert low < results["cv_loss"].min() < high
+    assert display.contour_.extend in ("max", "neither")
+    if display.grid_loss.max() > high:
+        assert display.contour_.extend == "max"
     best = search.best_index_
     assert display.best_markers_[1].get_xdata()[0] == results["param_a"][best]
     assert display.best_markers_[1].get_ydata()[0] == results["param_b"][best]
@@ -327,7 +463,8 @@ def test_given_axes_and_restyling(diabetes_search):
     assert all(m.get_color() == "gold" for m in display.best_markers_)
     # Restyled after the fact through the stored artists.
     display.lines_[0].set_linewidth(4)
-    assert display.ax_[0].get_lines()[0].get_linewidth() == 4
+    (line,) = [li for li in display.ax_[0].get_lines() if li is display.lines_[0]]
+    assert line.get_linewidth() == 4
 
 
 def test_display_from_its_data_alone(diabetes_search):
@@ -336,8 +473,8 @@ def test_display_from_its_data_alone(diabetes_search):
     display = SearchDisplay(
         cv_results=results, params=["ridge__alpha"], scales={"ridge__alpha": "log"}
     ).plot()
-    # Without best_index, the lowest cv_loss is marked; without n_init, the
-    # path is every point in order, and no coarse pass is drawn.
+    # Without best_index, the lowest cv_loss is marked; without n_init,
+    # every point is drawn alike, and no coarse pass is drawn.
     best = np.argmin(results["cv_loss"])
     assert display.best_markers_[0].get_ydata()[0] == results["cv_loss"][best]
     assert display.coarse_line_ is None and display.coarse_markers_ == []
@@ -348,6 +485,7 @@ def test_display_from_its_data_alone(diabetes_search):
     )
     assert display.ax_[0].get_ylabel() == "CV loss"
     assert display.ax_[1].get_xscale() == "log"
+    assert display.path_lines_[0].get_label() == "ridge__fit_intercept=True"
 
 
 def test_a_list_of_dicts_draws_paths_of_the_searches_that_searched(diabetes_search):
@@ -393,6 +531,9 @@ def test_failed_grid_points_are_left_blank(diabetes_search, monkeypatch):
         ({"loss_grid": 3, "search_id": 7, "X": 0, "y": 0}, ValueError, "between 0"),
         ({"ax": [None, None, None]}, ValueError, "sequence of two matplotlib Axes"),
         ({"scales": {"ridge__alpha": "sqrt"}}, ValueError, "must be one of"),
+        ({"loss_lim": "tight"}, ValueError, "loss_lim must be 'auto', None or"),
+        ({"loss_lim": (3.0, 1.0)}, ValueError, "with low < high"),
+        ({"loss_lim": 3.0}, ValueError, "with low < high"),
     ],
 )
 def test_bad_arguments(diabetes_search, kwargs, error, match):
@@ -439,7 +580,8 @@ def test_missing_matplotlib_names_the_extra(diabetes_search, monkeypatch, draw, 
     with pytest.raises(ImportError) as excinfo:
         draw(search)
     assert str(excinfo.value) == (
-        f"{caller} requires matplotlib: pip install skhypergrad[plot]"
+        f"{caller} requires matplotlib: pip install matplotlib, or install "
+        'skhypergrad with its plot extra (pip install ".[plot]" in a checkout)'
     )
 
 
