@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted, indexable
 from ._models import get_model
 from ._objective import CrossValObjective, check_data
 from ._sklearn_compat import check_method_params
-from ._space import split_pipeline
+from ._space import split_pipeline, to_search_scale
 
 __all__ = ["SearchDisplay", "plot_search"]
 
@@ -951,13 +951,8 @@ def _with_margin(low, high):
 
 def _to_search_scale(values, scale):
     """Values on the scale they were searched on, where distances compare."""
-    values = np.asarray(values, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        if scale == "log":
-            return np.log(values)
-        if scale == "logit":
-            return logit(values)
-    return values
+        return to_search_scale(values, scale)
 
 
 def _param_values(results, name):

@@ -24,9 +24,25 @@ from sklearn.pipeline import Pipeline
 
 from ._models import get_model
 
-__all__ = ["ContinuousRange", "Subspace", "expand_param_grid", "split_pipeline"]
+__all__ = [
+    "ContinuousRange",
+    "Subspace",
+    "expand_param_grid",
+    "split_pipeline",
+    "to_search_scale",
+]
 
 _DISTRIBUTIONS = {"uniform", "loguniform", "reciprocal"}
+
+
+def to_search_scale(value, scale):
+    """``value`` on its search scale: its log, its logit, or itself."""
+    value = np.asarray(value, dtype=float)
+    if scale == "log":
+        return np.log(value)
+    if scale == "logit":
+        return logit(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -53,12 +69,7 @@ class ContinuousRange:
     values: tuple = None
 
     def to_unconstrained(self, value):
-        value = np.asarray(value, dtype=float)
-        if self.scale == "log":
-            return np.log(value)
-        if self.scale == "logit":
-            return logit(value)
-        return value
+        return to_search_scale(value, self.scale)
 
     def from_unconstrained(self, z):
         if self.scale == "log":
