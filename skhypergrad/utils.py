@@ -10,7 +10,6 @@ import numbers
 import pickle
 
 import numpy as np
-from scipy.special import expit, logit
 from sklearn.base import clone, is_classifier
 from sklearn.model_selection import check_cv
 from sklearn.utils import check_array, check_consistent_length, check_X_y
@@ -18,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._models import DifferentiableModel, FoldData
 from ._sklearn_compat import HasMethods, Interval, validate_params
+from ._space import from_search_scale, search_scale_derivative, to_search_scale
 
 __all__ = ["check_differentiable_model"]
 
@@ -28,28 +28,16 @@ _FAR = 0.5
 
 
 def _to_search_scale(value, scale):
-    if scale == "log":
-        return float(np.log(value))
-    if scale == "logit":
-        return float(logit(value))
-    return float(value)
+    return float(to_search_scale(value, scale))
 
 
 def _from_search_scale(z, scale):
-    if scale == "log":
-        return float(np.exp(z))
-    if scale == "logit":
-        return float(expit(z))
-    return float(z)
+    return float(from_search_scale(z, scale))
 
 
 def _derivative_of_value(value, scale):
     """``d value / d z`` for the search coordinate ``z`` of ``value``."""
-    if scale == "log":
-        return value
-    if scale == "logit":
-        return value * (1.0 - value)
-    return 1.0
+    return float(search_scale_derivative(value, scale))
 
 
 def _number(value):
@@ -184,24 +172,30 @@ class _Checker:
         return fold.solve(dict(point), differentiate=differentiate)
 
     def run(self):
+        self.own = _own_values(self.estimator, self.scales)
         before = self.estimator.get_params(deep=False)
-        self.check_reference_solution()
-        self.check_loss_only_solve()
-        self.check_stateless()
-        self.check_default_params()
-        self.check_fitted_estimator()
-        self.check_hypergradient()
-        self.check_pickle()
-        after = self.estimator.get_params(deep=False)
-        changed = sorted(k for k in before if after.get(k) is not before[k])
-        if changed:
-            self.fail(
-                "estimator not modified",
-                f"model.fold or Fold.solve changed the estimator's {changed}; "
-                "they must work on a clone.",
-            )
+        for check in (
+            self.check_solution,
+            self.check_loss_only_solve,
+            self.check_stateless,
+            self.check_default_params,
+            self.check_fitted_estimator,
+            self.check_hypergradient,
+            self.check_pickle,
+        ):
+            check()
+            after = self.estimator.get_params(deep=False)
+            changed = sorted(k for k in before if not _same(after.get(k), before[k]))
+            if changed:
+                self.fail(
+                    "estimator not modified",
+                    f"during the {check.__name__[len('check_') :]!r} checks, "
+                    f"model.fold or the fold changed the estimator's {changed}: "
+                    f"{ {k: before[k] for k in changed} } became "
+                    f"{ {k: after.get(k) for k in changed} }. Work on a clone.",
+                )
 
-    def check_reference_solution(self):
+    def check_solution(self):
         """A fresh fold solved once, for its loss and hypergradient."""
         solution = self.solve(self.fresh_fold(), self.params, differentiate=True)
         self.loss = float(solution.loss)
@@ -231,17 +225,17 @@ class _Checker:
             self.first,
             self.loss,
             "It must equal solve(params, differentiate=True).loss on another "
-            "new fold: differentiate may only keep more of the training.",
+            "new fold: differentiate may only keep more of the training, and a "
+            "fold's random draws must come from the estimator's random_state.",
         )
 
     def check_stateless(self):
         """Solving elsewhere changes neither a solution nor the next solve."""
-        own = _own_values(self.estimator, self.scales)
         far = {
             name: _from_search_scale(
                 _to_search_scale(value, self.scales[name]) + _FAR, self.scales[name]
             )
-            for name, value in {**own, **self.params}.items()
+            for name, value in {**self.own, **self.params}.items()
         }
         self.solve(self.fold, far)
         hint = (
@@ -275,7 +269,7 @@ class _Checker:
 
     def check_default_params(self):
         """``solve({})`` solves at the estimator's own values."""
-        own = _own_values(self.estimator, self.scales)
+        own = self.own
         default = self.solve(self.fold, {})
         self.compare_loss(
             "default params",
@@ -392,13 +386,12 @@ class _Checker:
                 "pickle",
                 f"the fold and its solution do not pickle: {type(e).__name__}: {e}",
             )
-        hint = "after a pickle round-trip."
         self.compare_loss(
             "pickle", "the unpickled solution's loss", solution, self.loss
         )
         self.compare_hypergradients(
             "pickle",
-            "the unpickled solution's hypergradient",
+            "the unpickled solution's hypergradient (asked after unpickling)",
             self.hypergradient("pickle", solution),
             self.grads,
         )
@@ -407,7 +400,6 @@ class _Checker:
             "the unpickled fold's solve(params).loss",
             self.solve(fold, self.params),
             self.loss,
-            hint,
         )
 
 
@@ -418,6 +410,16 @@ def _outputs(estimator, X):
         for method in _PREDICT_METHODS
         if hasattr(estimator, method)
     }
+
+
+def _same(a, b):
+    """Whether a parameter of the estimator is unchanged (same object or value)."""
+    if a is b:
+        return True
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - arrays and other ambiguous comparisons
+        return False
 
 
 def _own_values(estimator, scales):
@@ -434,7 +436,7 @@ def _own_values(estimator, scales):
 
 
 def _check_params(model, estimator, params):
-    """The points's values as floats, or ValueError in the search's words."""
+    """The point's values as floats, or ValueError in the search's words."""
     scales = model.hyperparameters_for(estimator)
     checked = {}
     for name, value in params.items():
@@ -535,8 +537,8 @@ def check_differentiable_model(
         unpickled solution has the reference's loss and hypergradient and
         the unpickled fold solves to the same loss.
     ``'estimator not modified'``
-        Building folds and solving them leaves ``estimator``'s parameters
-        as they were.
+        After each of the checks above, ``estimator``'s parameters are as
+        they were: ``model.fold`` and the fold work on clones.
 
     Parameters
     ----------
@@ -644,6 +646,14 @@ def check_differentiable_model(
     The validation loss itself is not compared with a scikit-learn metric
     (the checker does not know which loss a model differentiates); the
     ``'fitted_estimator'`` check compares what the scorers see.
+
+    The ``'pickle'`` check uses the standard :mod:`pickle`, which finds a
+    class by its module and name: a model's classes defined in a module or a
+    script pass, those defined in code run by ``exec`` or a doctest do not.
+
+    The example :ref:`sphx_glr_auto_examples_plot_kernel_ridge_model.py`
+    writes a model for :class:`~sklearn.kernel_ridge.KernelRidge` and checks
+    it.
     """
     if not isinstance(estimator, model.estimator_class):
         raise TypeError(
@@ -652,6 +662,15 @@ def check_differentiable_model(
             f"; got a {type(estimator).__name__} estimator."
         )
     model.check_estimator(estimator)
+    if (
+        getattr(model, "stochastic", False)
+        and estimator.get_params().get("random_state") is None
+    ):
+        raise ValueError(
+            f"{type(model).__name__} is stochastic and the estimator's "
+            "random_state is None: each fold would draw new random numbers. Pass "
+            "an integer random_state (HypergradSearchCV fixes one the same way)."
+        )
     X, y = check_X_y(X, y, multi_output=True, y_numeric=False)
     if sample_weight is not None:
         sample_weight = check_array(
