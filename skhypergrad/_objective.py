@@ -39,6 +39,7 @@ from ._models import FoldData, get_model
 from ._sklearn_compat import (
     check_method_params,
     error_scores,
+    fit_and_score,
     get_feature_names,
     routing_enabled,
     safe_indexing,
@@ -46,7 +47,13 @@ from ._sklearn_compat import (
 )
 from ._space import split_pipeline
 
-__all__ = ["CrossValObjective", "PointResult", "SplitResult", "check_data"]
+__all__ = [
+    "CrossValObjective",
+    "GridPoint",
+    "PointResult",
+    "SplitResult",
+    "check_data",
+]
 
 # Solutions each split keeps, most recent first: a hypergradient is asked of
 # a point whose loss was computed one or two evaluations before (a trust
@@ -435,6 +442,96 @@ class CrossValObjective:
                     error_score=self.error_score,
                 )
         result.scores = out
+
+
+class GridPoint:
+    """A point with no continuous range, fitted and scored as GridSearchCV does.
+
+    An estimator without a differentiable model, or a point where only
+    discrete values are searched, is evaluated by scikit-learn's own
+    ``_fit_and_score`` on each split: its scores, errors, warnings and
+    verbose lines are GridSearchCV's. It has no differentiable loss: the
+    result's ``loss`` is nan.
+
+    Parameters
+    ----------
+    estimator : estimator instance
+        The user's estimator, unfitted.
+    point : dict
+        The parameters to set on it.
+    X, y, splits, fit_params, score_params, error_score, scorer, return_train_score
+        As for :class:`CrossValObjective`; ``fit_params`` and
+        ``score_params`` are passed whole, as GridSearchCV passes them.
+    verbose : int
+        scikit-learn's verbosity for each fit.
+    candidate_progress : tuple of int
+        ``(index, count)`` of this point among the search's.
+    """
+
+    def __init__(
+        self,
+        estimator,
+        point,
+        X,
+        y,
+        splits,
+        *,
+        fit_params,
+        score_params,
+        error_score,
+        scorer,
+        return_train_score,
+        verbose,
+        candidate_progress,
+    ):
+        self.estimator = estimator
+        self.point = point
+        self.X, self.y, self.splits = X, y, splits
+        self.fit_params = fit_params or {}
+        self.score_params = score_params or {}
+        self.error_score = error_score
+        self.scorer = scorer
+        self.return_train_score = return_train_score
+        self.verbose = verbose
+        self.candidate_progress = candidate_progress
+        self.results = []
+
+    def prepare(self):
+        return self
+
+    def is_evaluated(self, point, differentiate=False):
+        return bool(self.results)
+
+    def evaluate(self, point=None, differentiate=False):
+        """Fit and score every split once; the same result afterwards."""
+        if not self.results:
+            outs = [
+                fit_and_score(
+                    clone(self.estimator),
+                    self.X,
+                    self.y,
+                    scorer=self.scorer,
+                    train=train,
+                    test=test,
+                    parameters=self.point,
+                    fit_params=self.fit_params,
+                    score_params=self.score_params,
+                    return_train_score=self.return_train_score,
+                    error_score=self.error_score,
+                    verbose=self.verbose,
+                    split_progress=(k, len(self.splits)),
+                    candidate_progress=self.candidate_progress,
+                )
+                for k, (train, test) in enumerate(self.splits)
+            ]
+            splits = [
+                SplitResult(np.nan, {}, out["fit_error"], out["fit_time"], out)
+                for out in outs
+            ]
+            self.results.append(
+                PointResult(point={}, loss=np.nan, splits=splits, hypergradient={})
+            )
+        return self.results[0]
 
 
 def _dense(X):

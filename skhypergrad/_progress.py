@@ -14,6 +14,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
+from joblib.logger import short_format_time
 
 from ._sklearn_compat import init_callback_context
 
@@ -80,6 +81,27 @@ def _as_list(callbacks):
     if callbacks is None:
         return []
     return list(callbacks) if isinstance(callbacks, list) else [callbacks]
+
+
+def _score_line(index, n_splits, params, out):
+    """GridSearchCV's line for one fold at ``verbose > 2`` (``_fit_and_score``)."""
+    start = f"[CV {index + 1}/{n_splits}] END "
+    message = ", ".join(f"{k}={params[k]}" for k in sorted(params))
+    message += ";" if message else ""
+    test, train = out["test_scores"], out.get("train_scores")
+    if isinstance(test, dict):
+        for name in sorted(test):
+            message += f" {name}: ("
+            if train is not None:
+                message += f"train={train[name]:.3f}, "
+            message += f"test={test[name]:.3f})"
+    elif train is not None:
+        message += f", score=(train={train:.3f}, test={test:.3f})"
+    else:
+        message += f", score={test:.3f}"
+    total = out["fit_time"] + out["score_time"]
+    message += f" total time={short_format_time(total)}"
+    return start + "." * (80 - len(start) - len(message)) + message
 
 
 class Progress:
@@ -205,8 +227,14 @@ class _SubsearchProgress:
         return _end(iteration_ctx, self.owner) or stop
 
     def _report(self, evaluation, evaluations, elapsed):
-        if self.verbose > 0:
-            names = list(evaluation.hypergradient_names)
+        names = list(evaluation.hypergradient_names)
+        if self.verbose > 0 and not names:
+            # Fitted by scikit-learn, which printed its own lines.
+            print(
+                f"[search {self.search_id + 1}] no continuous hyperparameter: "
+                f"fitted and scored as GridSearchCV ({elapsed:.2f}s)"
+            )
+        elif self.verbose > 0:
             values = ", ".join(f"{k}={evaluation.params[k]:.4g}" for k in names)
             gradient = evaluation.hypergradient
             norm = (
@@ -219,13 +247,15 @@ class _SubsearchProgress:
                 f"{values}; cv_loss={evaluation.cv_loss:.6g}, "
                 f"|hypergrad|={norm} ({elapsed:.2f}s)"
             )
-        if self.verbose > 1:
+        if self.verbose > 1 and names:
             splits = evaluation.result.splits
             for k, split in enumerate(splits):
                 status = "failed" if split.fit_error else f"loss={split.loss:.6g}"
                 print(
                     f"    [CV {k + 1}/{len(splits)}] {status} ({split.fit_time:.3f}s)"
                 )
+                if self.verbose > 2:
+                    print(_score_line(k, len(splits), evaluation.params, split.scores))
         if not self.callbacks:
             return False
         done = [e for e in evaluations if np.isfinite(e.cv_loss)]

@@ -18,7 +18,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import indexable
 
-from ._objective import CrossValObjective, check_data, point_key
+from ._objective import CrossValObjective, GridPoint, check_data, point_key
 from ._optimize import StopSearch, minimize_in_box
 from ._progress import Progress
 from ._results import Evaluation, format_results, select_best
@@ -337,26 +337,19 @@ class HypergradSearchCV(BaseSearchCV):
         params = check_method_params(X, params=params)
         routed_params = self._get_routed_params_for_fit(params)
 
-        subspaces = expand_param_grid(self.estimator, self.param_grid)
+        subspaces = expand_param_grid(
+            self.estimator, self.param_grid, random_state=self._random_state()
+        )
         cv = check_cv(self.cv, y, classifier=is_classifier(self.estimator))
         splits = list(cv.split(X, y, **routed_params.splitter.split))
         self.n_splits_ = len(splits)
 
         progress = Progress(self, subspaces, self.n_splits_, X, y)
-        rng = check_random_state(self.random_state)
+        rng = check_random_state(self._random_state())
         subsearches = [
             _Subsearch(
-                objective=CrossValObjective(
-                    clone(self.estimator).set_params(**clone(s.fixed, safe=False)),
-                    X,
-                    y,
-                    splits,
-                    s.names,
-                    fit_params=routed_params.estimator.fit,
-                    score_params=routed_params.scorer.score,
-                    error_score=self.error_score,
-                    scorer=scorers,
-                    return_train_score=self.return_train_score,
+                objective=self._objective(
+                    s, i, len(subspaces), X, y, splits, routed_params, scorers
                 ),
                 subspace=s,
                 search_id=i,
@@ -391,6 +384,47 @@ class HypergradSearchCV(BaseSearchCV):
         self._subspaces = subspaces
         progress.end()
         return self
+
+    def _random_state(self):
+        """The search's random stream: fixed when ``random_state`` is None.
+
+        A search is deterministic by default, as GridSearchCV is: None
+        draws the same coarse points and seeds as 0 does.
+        """
+        return 0 if self.random_state is None else self.random_state
+
+    def _objective(
+        self, subspace, index, n_subspaces, X, y, splits, routed_params, scorer
+    ):
+        """What evaluates the points of one subspace."""
+        if not subspace.ranges:
+            # Nothing continuous: fitted and scored as GridSearchCV does.
+            return GridPoint(
+                self.estimator,
+                subspace.fixed,
+                X,
+                y,
+                splits,
+                fit_params=routed_params.estimator.fit,
+                score_params=routed_params.scorer.score,
+                error_score=self.error_score,
+                scorer=scorer,
+                return_train_score=self.return_train_score,
+                verbose=self.verbose,
+                candidate_progress=(index, n_subspaces),
+            )
+        return CrossValObjective(
+            clone(self.estimator).set_params(**clone(subspace.fixed, safe=False)),
+            X,
+            y,
+            splits,
+            subspace.names,
+            fit_params=routed_params.estimator.fit,
+            score_params=routed_params.scorer.score,
+            error_score=self.error_score,
+            scorer=scorer,
+            return_train_score=self.return_train_score,
+        )
 
     def _run_subsearches(self, run, subsearches):
         """Run every continuous search; say whether it was interrupted."""

@@ -22,6 +22,7 @@ import numbers
 from sklearn.base import _fit_context
 from sklearn.model_selection._search import BaseSearchCV
 from sklearn.model_selection._validation import (
+    _fit_and_score,
     _insert_error_scores,
     _score,
     _warn_or_raise_about_fit_failures,
@@ -39,6 +40,7 @@ __all__ = [
     "check_method_params",
     "compute_class_weight",
     "error_scores",
+    "fit_and_score",
     "fit_context",
     "get_feature_names",
     "init_callback_context",
@@ -87,6 +89,48 @@ def score(estimator, X, y, *, scorer, score_params, error_score):
         y,
         scorer,
         score_params=score_params,
+        error_score=error_score,
+    )
+
+
+def fit_and_score(
+    estimator,
+    X,
+    y,
+    *,
+    scorer,
+    train,
+    test,
+    parameters,
+    fit_params,
+    score_params,
+    return_train_score,
+    error_score,
+    verbose,
+    split_progress,
+    candidate_progress,
+):
+    """Fit and score one candidate on one split, as GridSearchCV does.
+
+    Returns the dict GridSearchCV's ``evaluate_candidates`` collects (scores,
+    times, number of test samples, fit error).
+    """
+    return _fit_and_score(
+        estimator,
+        X,
+        y,
+        scorer=scorer,
+        train=train,
+        test=test,
+        verbose=verbose,
+        parameters=parameters,
+        fit_params=fit_params,
+        score_params=score_params,
+        return_train_score=return_train_score,
+        return_n_test_samples=True,
+        return_times=True,
+        split_progress=split_progress,
+        candidate_progress=candidate_progress,
         error_score=error_score,
     )
 
@@ -146,9 +190,12 @@ def effective_logistic_penalty(estimator):
 def validate_estimator_params(estimator):
     """Check ``estimator``'s parameters against its constraints, as ``fit`` does.
 
-    Raises scikit-learn's ``InvalidParameterError`` (a ``ValueError``).
+    Raises scikit-learn's ``InvalidParameterError`` (a ``ValueError``). An
+    estimator that declares no ``_parameter_constraints`` (many third-party
+    ones) is not checked.
     """
-    estimator._validate_params()
+    if hasattr(estimator, "_parameter_constraints"):
+        estimator._validate_params()
 
 
 def set_private_fitted_attributes(estimator, **attributes):

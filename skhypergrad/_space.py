@@ -21,13 +21,17 @@ from scipy.special import expit, logit
 from sklearn.base import clone
 from sklearn.model_selection import ParameterGrid
 from sklearn.pipeline import Pipeline
+from sklearn.utils import check_random_state
 
-from ._models import get_model
+from ._models import find_model, supported_hyperparameters
+from ._sklearn_compat import validate_estimator_params
 
 __all__ = [
     "ContinuousRange",
     "Subspace",
     "expand_param_grid",
+    "from_search_scale",
+    "search_scale_derivative",
     "split_pipeline",
     "to_search_scale",
 ]
@@ -43,6 +47,24 @@ def to_search_scale(value, scale):
     if scale == "logit":
         return logit(value)
     return value
+
+
+def from_search_scale(z, scale):
+    """The value whose search coordinate is ``z``: the inverse of the above."""
+    if scale == "log":
+        return np.exp(z)
+    if scale == "logit":
+        return expit(z)
+    return np.asarray(z, dtype=float)
+
+
+def search_scale_derivative(value, scale):
+    """``d value / d z`` at ``value``: carries a hypergradient to the scale."""
+    if scale == "log":
+        return value
+    if scale == "logit":
+        return value * (1 - value)
+    return np.ones_like(value)
 
 
 @dataclass(frozen=True)
@@ -72,12 +94,7 @@ class ContinuousRange:
         return to_search_scale(value, self.scale)
 
     def from_unconstrained(self, z):
-        if self.scale == "log":
-            value = np.exp(z)
-        elif self.scale == "logit":
-            value = expit(z)
-        else:
-            value = np.asarray(z, dtype=float)
+        value = from_search_scale(z, self.scale)
         # exp(log(high)) may round away from high: the ends of the search
         # space are the ends of the range, and the listed values the values,
         # exactly.
@@ -99,12 +116,7 @@ class ContinuousRange:
 
     def derivative(self, z):
         """d value / d z, to carry a hypergradient into the search space."""
-        value = self.from_unconstrained(z)
-        if self.scale == "log":
-            return value
-        if self.scale == "logit":
-            return value * (1 - value)
-        return np.ones_like(value)
+        return search_scale_derivative(self.from_unconstrained(z), self.scale)
 
     @property
     def bounds(self):
@@ -276,22 +288,41 @@ def _parse_range(name, value, scale):
     return ContinuousRange(name, low, high, scale, listed)
 
 
-def _differentiable(estimator, fixed, range_like):
-    """Map full parameter name -> scale for the model of ``estimator``.
+def _differentiable(estimator, fixed, range_like, rng):
+    """The continuous hyperparameters of ``estimator`` at ``fixed``.
 
-    Raises ValueError for a range given to a hyperparameter the model can
-    differentiate but the estimator's settings at ``fixed`` do not use.
+    Returns ``(scales, seeded)``: full parameter name -> scale, for those
+    ``range_like`` gives a range to, and the parameters to fix besides
+    ``fixed`` (a seed for a stochastic model whose ``random_state`` is
+    None). Raises ValueError for a tuple or distribution given to a
+    hyperparameter the model can differentiate but the estimator's settings
+    at ``fixed`` do not use (a list there is enumerated, as GridSearchCV
+    would), and for settings the model does not support.
     """
     candidate = clone(estimator).set_params(**clone(fixed, safe=False))
     _, final, prefix = split_pipeline(candidate)
-    model = get_model(final)
+    model = find_model(final)
+    if model is None:
+        return {}, {}
+    differentiable = {prefix + name for name in model.hyperparameters}
+    if not differentiable & set(range_like):
+        # Only discrete values: the point is fitted by scikit-learn, as
+        # GridSearchCV fits it, whatever the model supports.
+        return {}, {}
+    seeded = {}
+    if model.stochastic and final.get_params().get("random_state") is None:
+        # A random_state of None would draw new weights at every fit: the CV
+        # loss would have no gradient. One seed per discrete point, drawn
+        # from the search's random_state, and kept in its params.
+        seeded[prefix + "random_state"] = int(rng.randint(np.iinfo(np.int32).max))
+        final.set_params(random_state=seeded[prefix + "random_state"])
     model.check_estimator(final)
     scales = {
         prefix + name: scale for name, scale in model.hyperparameters_for(final).items()
     }
-    for name in range_like:
-        short = name[len(prefix) :] if name.startswith(prefix) else None
-        if short in model.hyperparameters and name not in scales:
+    for name, value in range_like.items():
+        explicit = isinstance(value, tuple) or _is_distribution(value)
+        if explicit and name in differentiable and name not in scales:
             settings = ", ".join(f"{k}={v!r}" for k, v in fixed.items())
             raise ValueError(
                 f"Parameter {name!r} is given a range, but "
@@ -303,19 +334,24 @@ def _differentiable(estimator, fixed, range_like):
                 "[{'solver': ['sgd'], 'momentum': (0.5, 0.99)}, "
                 "{'solver': ['adam'], 'beta_1': (0.5, 0.99)}]."
             )
-    return scales
+    return scales, seeded
 
 
-def expand_param_grid(estimator, param_grid):
+def expand_param_grid(estimator, param_grid, random_state=None):
     """Split ``param_grid`` into the subspaces to search, validating it all.
 
     Every point of the discrete grid is checked (parameter names, supported
-    model, ranges) before any work starts.
+    model, ranges, the estimator's parameters) before any work starts. A
+    point with no continuous range (an estimator without a differentiable
+    model, or discrete values only) is a subspace without ranges: it is
+    fitted and scored as GridSearchCV does.
 
     Parameters
     ----------
     estimator : estimator instance
     param_grid : dict or list of dicts
+    random_state : int, RandomState instance or None, default=None
+        Draws the seeds of stochastic models whose ``random_state`` is None.
 
     Returns
     -------
@@ -327,40 +363,76 @@ def expand_param_grid(estimator, param_grid):
         raise TypeError(
             f"param_grid must be a non-empty dict or list of dicts, got {param_grid!r}."
         )
+    rng = check_random_state(random_state)
     subspaces = []
     for grid in param_grid:
         if not isinstance(grid, dict):
             raise TypeError(f"param_grid entries must be dicts, got {grid!r}.")
         range_like = {k: v for k, v in grid.items() if _is_range_like(v)}
         enumerated = {k: v for k, v in grid.items() if k not in range_like}
-        for fixed in ParameterGrid(enumerated or [{}]):
-            scales = _differentiable(estimator, fixed, range_like)
+        points = [
+            (fixed, *_differentiable(estimator, fixed, range_like, rng))
+            for fixed in ParameterGrid(enumerated or [{}])
+        ]
+        if not any(scales for _, scales, _ in points):
+            subspaces.extend(_enumerated(estimator, grid, range_like))
+            continue
+        for fixed, scales, seeded in points:
             ranges = {
                 k: _parse_range(k, v, scales[k])
                 for k, v in range_like.items()
                 if k in scales
             }
+            at_fixed = clone(estimator).set_params(**clone(fixed, safe=False))
             not_differentiable = {
-                k: _as_candidates(k, v)
+                k: _as_candidates(at_fixed, k, v, scales)
                 for k, v in range_like.items()
                 if k not in scales
             }
             for extra in ParameterGrid(not_differentiable or [{}]):
-                point = {**fixed, **extra}
-                # Let scikit-learn name any unknown parameter, in its words.
-                clone(estimator).set_params(
+                point = {**fixed, **extra, **seeded}
+                candidate = clone(estimator).set_params(
                     **clone(point, safe=False),
                     **{r.name: r.low for r in ranges.values()},
                 )
+                if ranges:
+                    # Invalid values fail here, in scikit-learn's words, and
+                    # not in every fold; without ranges, scikit-learn's fit
+                    # fails them, as in GridSearchCV.
+                    validate_estimator_params(split_pipeline(candidate)[1])
                 subspaces.append(Subspace(point, tuple(ranges.values())))
     return subspaces
 
 
-def _as_candidates(name, value):
-    if _is_distribution(value):
-        raise ValueError(
-            f"Parameter {name!r} is not a differentiable hyperparameter of the "
-            "model, so it cannot be given as a distribution; pass a list of "
-            "values to enumerate."
+def _enumerated(estimator, grid, range_like):
+    """The points of ``grid`` with no continuous range, as ParameterGrid's."""
+    for name, value in range_like.items():
+        _as_candidates(estimator, name, value, {})
+    points = list(ParameterGrid(grid))
+    for point in points:
+        # Let scikit-learn name any unknown parameter, in its words.
+        clone(estimator).set_params(**clone(point, safe=False))
+    return [Subspace(point, ()) for point in points]
+
+
+def _as_candidates(estimator, name, value, scales):
+    """The values of a parameter that has no hypergradient, to enumerate."""
+    if _is_distribution(value) or isinstance(value, tuple):
+        if name not in estimator.get_params(deep=True):
+            # Let scikit-learn name the unknown parameter, in its words.
+            clone(estimator).set_params(**{name: None})
+        _, final, _ = split_pipeline(estimator)
+        where = (
+            f"{type(final).__name__} has no differentiable model"
+            if find_model(final) is None
+            else f"it is not a continuous hyperparameter of {type(final).__name__} "
+            f"(those searched here: {sorted(scales)})"
         )
-    return list(value)
+        form = "distribution" if _is_distribution(value) else "tuple"
+        raise ValueError(
+            f"Parameter {name!r} is given a range ({form} {value!r}), but {where}, "
+            "so HypergradSearchCV searches it as GridSearchCV does: pass a list "
+            f"of values to enumerate, such as {name!r}: [...]. Continuous "
+            f"hyperparameters: {supported_hyperparameters()}."
+        )
+    return list(np.ravel(value)) if isinstance(value, np.ndarray) else list(value)

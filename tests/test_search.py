@@ -262,12 +262,20 @@ def test_discrete_values_are_enumerated_like_grid_search(diabetes):
     X, y = diabetes
     param_grid = [
         {"alpha": [2.5], "fit_intercept": [True, False]},
-        {"alpha": (1e-2, 1e2), "fit_intercept": [False], "tol": (1e-4, 1e-3)},
+        {"alpha": (1e-2, 1e2), "fit_intercept": [False], "tol": [1e-4, 1e-3]},
     ]
     search = HypergradSearchCV(Ridge(), param_grid, n_iter=2, n_init=2).fit(X, y)
     params = search.cv_results_["params"]
     assert params[0] == {"alpha": 2.5, "fit_intercept": True}
     assert params[1] == {"alpha": 2.5, "fit_intercept": False}
+    # Points with no range are fitted and scored by scikit-learn, exactly as
+    # GridSearchCV does; they have no differentiable loss.
+    grid = GridSearchCV(Ridge(), param_grid[0]).fit(X, y)
+    for key in ("mean_test_score", "split0_test_score", "split4_test_score"):
+        np.testing.assert_array_equal(
+            search.cv_results_[key][:2], grid.cv_results_[key]
+        )
+    assert np.isnan(search.cv_results_["cv_loss"][:2]).all()
     # tol is not differentiable: its two values are enumerated, and alpha is
     # searched at each.
     tols = {p["tol"] for p in params[2:]}
@@ -462,9 +470,15 @@ def test_verbose_prints_one_line_per_outer_iteration(diabetes, capsys):
         ({"alpha": (1.0, np.inf)}, ValueError, "must be finite"),
         ({"alpha": norm(0, 1)}, ValueError, "only frozen scipy.stats uniform"),
         (
-            {"tol": loguniform(1e-4, 1e-2)},
+            {"alpha": (1.0, 2.0), "tol": loguniform(1e-4, 1e-2)},
             ValueError,
-            "cannot be given as a distribution",
+            r"'tol' is given a range \(distribution .*not a continuous hyperparameter "
+            r"of Ridge.*pass a list of values",
+        ),
+        (
+            {"alpha": (1.0, 2.0), "tol": (1e-4, 1e-2)},
+            ValueError,
+            r"'tol' is given a range \(tuple \(0.0001, 0.01\)\).*Ridge: alpha",
         ),
         (
             {"alpha": (1.0, 2.0), "not_a_param": [1]},
@@ -482,21 +496,78 @@ def test_bad_param_grid(diabetes, param_grid, error, match):
 
 
 @pytest.mark.parametrize(
-    "estimator, match",
+    "estimator, param_grid, match",
     [
-        (Lasso(), "no differentiable model for Lasso. Supported estimators: .*Ridge"),
-        (make_pipeline(StandardScaler(), Lasso()), "no differentiable model for Lasso"),
-        (Ridge(positive=True), "positive=True"),
+        (
+            Lasso(),
+            {"alpha": (0.1, 1.0)},
+            r"'alpha' is given a range \(tuple .*Lasso has no differentiable model.*"
+            r"list of values.*Continuous hyperparameters: LogisticRegression: C;",
+        ),
+        (
+            make_pipeline(StandardScaler(), Lasso()),
+            {"lasso__alpha": loguniform(0.1, 1.0)},
+            "Lasso has no differentiable model",
+        ),
+        (Ridge(positive=True), {"alpha": (0.1, 1.0)}, "positive=True"),
         (
             make_pipeline(StandardScaler(), make_pipeline(Ridge())),
+            {},
             "Flatten the pipeline",
         ),
     ],
 )
-def test_unsupported_estimators(diabetes, estimator, match):
+def test_ranges_for_unsupported_estimators_are_refused(
+    diabetes, estimator, param_grid, match
+):
     X, y = diabetes
     with pytest.raises(ValueError, match=match):
-        HypergradSearchCV(estimator, {}).fit(X, y)
+        HypergradSearchCV(estimator, param_grid).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "estimator, param_grid",
+    [
+        (
+            Lasso(random_state=0),
+            {"alpha": [0.1, 1.0, 10.0], "selection": ["cyclic", "random"]},
+        ),
+        (make_pipeline(StandardScaler(), Lasso()), {"lasso__alpha": [0.1, 1.0]}),
+        # Settings the differentiable model refuses are fine without a range.
+        (Ridge(positive=True), {"alpha": [0.5]}),
+        (MLPRegressor(max_iter=5, solver="lbfgs", random_state=0), {"alpha": [1e-4]}),
+    ],
+)
+def test_any_estimator_is_searched_as_grid_search_without_ranges(
+    diabetes, estimator, param_grid
+):
+    X, y = diabetes
+    X, y = X[:100], y[:100]
+    kwargs = {"cv": CV, "scoring": MSE}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search = HypergradSearchCV(estimator, param_grid, **kwargs).fit(X, y)
+        grid = GridSearchCV(estimator, param_grid, **kwargs).fit(X, y)
+    assert search.cv_results_["params"] == grid.cv_results_["params"]
+    for key, value in grid.cv_results_.items():
+        if key.endswith("_time") or key.startswith("param"):
+            continue
+        np.testing.assert_array_equal(search.cv_results_[key], value, err_msg=key)
+    assert search.best_params_ == grid.best_params_
+    assert search.best_score_ == grid.best_score_
+
+
+def test_an_unseeded_network_is_fitted_when_only_discrete_values_are_searched(
+    diabetes,
+):
+    # GridSearchCV fits it, with new random weights at each fit (D4).
+    X, y = diabetes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search = HypergradSearchCV(
+            MLPRegressor(max_iter=5), {"alpha": [1e-4, 1e-2]}, cv=3
+        ).fit(X[:90], y[:90])
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
 
 
 def _with_nan(array):
@@ -783,3 +854,57 @@ def test_listed_values_combine_with_a_range(diabetes):
     assert [p["mlpregressor__alpha"] for p in params] == [1e-3] * 3 + [1.0] * 3
     rates = [p["mlpregressor__learning_rate_init"] for p in params]
     assert rates[:3] == rates[3:] and len(set(rates)) == 3
+
+
+@pytest.mark.filterwarnings(
+    "ignore:Stochastic Optimizer:sklearn.exceptions.ConvergenceWarning"
+)
+def test_an_unseeded_network_gets_a_seed_from_the_search(diabetes):
+    """D4: random_state=None would make the CV loss random; a seed is drawn."""
+    X, y = diabetes
+    X = StandardScaler().fit_transform(X[:90])
+
+    def search(random_state):
+        return HypergradSearchCV(
+            MLPRegressor(hidden_layer_sizes=(3,), max_iter=5),
+            {"alpha": (1e-4, 1e-1)},
+            cv=3,
+            n_init=3,
+            n_iter=2,
+            random_state=random_state,
+        ).fit(X, y[:90])
+
+    first, again, other = search(None), search(None), search(1)
+    seeds = {p["random_state"] for p in first.cv_results_["params"]}
+    assert len(seeds) == 1 and isinstance(seeds.pop(), int)
+    assert first.best_estimator_.random_state == first.best_params_["random_state"]
+    assert first.cv_results_["params"] == again.cv_results_["params"]
+    assert first.best_params_["random_state"] != other.best_params_["random_state"]
+
+
+@pytest.mark.filterwarnings(
+    "ignore:Stochastic Optimizer:sklearn.exceptions.ConvergenceWarning"
+)
+def test_the_default_search_is_deterministic():
+    """Without random_state, the coarse pass of several hyperparameters is the
+    same every run, as a grid's points are."""
+    X, y = make_regression(90, 4, noise=5.0, random_state=0)
+    space = {
+        "mlpregressor__alpha": (1e-4, 1.0),
+        "mlpregressor__learning_rate_init": (1e-3, 1e-1),
+        "mlpregressor__beta_1": (0.5, 0.95),
+    }
+    mlp = make_pipeline(
+        StandardScaler(),
+        MLPRegressor(hidden_layer_sizes=(3,), max_iter=5, random_state=0),
+    )
+    runs = [
+        HypergradSearchCV(mlp, space, cv=3, n_init=4, n_iter=3).fit(X, y)
+        for _ in range(2)
+    ]
+    for key, value in runs[0].cv_results_.items():
+        if not key.endswith("_time"):
+            np.testing.assert_array_equal(runs[1].cv_results_[key], value)
+    seeded = HypergradSearchCV(mlp, space, cv=3, n_init=4, n_iter=0, random_state=5)
+    seeded.fit(X, y)
+    assert seeded.cv_results_["params"][:4] != runs[0].cv_results_["params"][:4]

@@ -13,6 +13,7 @@ __all__ = [
     "find_model",
     "get_model",
     "register_model",
+    "supported_hyperparameters",
     "validation_weights",
 ]
 
@@ -46,6 +47,14 @@ def register_model(model):
 def supported_estimators():
     """Names of the estimator classes that have a differentiable model."""
     return sorted(cls.__name__ for cls in _REGISTRY)
+
+
+def supported_hyperparameters():
+    """``"Estimator: a, b; ..."``: what each registered model differentiates."""
+    return "; ".join(
+        f"{cls.__name__}: {', '.join(model.hyperparameters)}"
+        for cls, model in sorted(_REGISTRY.items(), key=lambda item: item[0].__name__)
+    )
 
 
 def find_model(estimator):

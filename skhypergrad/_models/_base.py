@@ -171,11 +171,16 @@ class DifferentiableModel(ABC):
         settings use.
     loss_name : str
         Name of the differentiated validation loss, for messages and docs.
+    stochastic : bool
+        Whether the training draws random numbers from the estimator's
+        ``random_state``. The search then fixes a ``random_state`` of None
+        to a seed, so that the CV loss is a function of the hyperparameters.
     """
 
     estimator_class = None
     hyperparameters = {}
     loss_name = ""
+    stochastic = False
 
     def hyperparameters_for(self, estimator):
         """The continuous hyperparameters ``estimator``'s settings use.

@@ -36,7 +36,7 @@ _FACTORS_KEPT = 3
 
 # The solves multiply (n_samples, n_features + 1) arrays by vectors or a few
 # columns: too little work to share between BLAS threads. One thread made a
-# fold's value_and_grad 1.5-10x faster on 2 cores (the most when other
+# fold's solve and hypergradient 1.5-10x faster on 2 cores (the most when other
 # processes load the machine).
 _BLAS_THREADS = 1
 

@@ -443,6 +443,7 @@ class _MLPModel(DifferentiableModel):
     }
     targets_class = None
     stratify = False
+    stochastic = True
 
     def __init__(self, mode="auto"):
         if mode not in ("auto", "reverse", "forward"):
@@ -477,7 +478,8 @@ class _MLPModel(DifferentiableModel):
                 f"{name}(random_state=None) draws new initial weights and batch "
                 "orders at every fit, so its cross-validation loss is a random "
                 "function of the hyperparameters and has no gradient. Pass an "
-                "integer random_state."
+                "integer random_state (HypergradSearchCV draws one from its own "
+                "random_state)."
             )
         if estimator.warm_start:
             raise ValueError(
