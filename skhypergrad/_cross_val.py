@@ -9,24 +9,28 @@ from sklearn.utils.validation import indexable
 
 from ._models import get_model
 from ._objective import CrossValObjective, check_data
-from ._sklearn_compat import HasMethods, check_method_params, validate_params
+from ._sklearn_compat import (
+    HasMethods,
+    check_method_params,
+    validate_estimator_params,
+    validate_parameter_constraints,
+)
 from ._space import split_pipeline
 
 __all__ = ["cross_val_hypergrad"]
 
 
-@validate_params(
-    {
-        "estimator": [HasMethods(["fit"])],
-        "X": ["array-like", "sparse matrix"],
-        "y": ["array-like"],
-        "params": [dict],
-        "cv": ["cv_object"],
-        "groups": ["array-like", None],
-        "fit_params": [dict, None],
-    },
-    prefer_skip_nested_validation=False,
-)
+_CONSTRAINTS = {
+    "estimator": [HasMethods(["fit"])],
+    "X": ["array-like", "sparse matrix"],
+    "y": ["array-like"],
+    "params": [dict],
+    "cv": ["cv_object"],
+    "groups": ["array-like", None],
+    "fit_params": [dict, None],
+}
+
+
 def cross_val_hypergrad(
     estimator, X, y, *, params, cv=None, groups=None, fit_params=None
 ):
@@ -88,6 +92,22 @@ def cross_val_hypergrad(
     >>> round(loss, 1), grads["alpha"] > 0
     (3420.3, True)
     """
+    # Validated here rather than by sklearn's validate_params decorator, which
+    # would rename the estimator in the errors of its parameters (Ridge's
+    # alpha) after this function.
+    validate_parameter_constraints(
+        _CONSTRAINTS,
+        {
+            "estimator": estimator,
+            "X": X,
+            "y": y,
+            "params": params,
+            "cv": cv,
+            "groups": groups,
+            "fit_params": fit_params,
+        },
+        caller_name="cross_val_hypergrad",
+    )
     X, y, groups = indexable(X, y, groups)
     check_data(estimator, X, y)
     fit_params = check_method_params(X, params=fit_params or {})
@@ -106,6 +126,8 @@ def cross_val_hypergrad(
         if not isinstance(value, numbers.Real) or not np.isfinite(value):
             raise ValueError(f"{name!r} must be a finite real number, got {value!r}.")
     estimator = clone(estimator).set_params(**params)
+    # An invalid value (alpha=-1) fails here, in scikit-learn's words.
+    validate_estimator_params(split_pipeline(estimator)[1])
 
     cv = check_cv(cv, y, classifier=is_classifier(estimator))
     splits = list(cv.split(X, y, groups))

@@ -38,6 +38,7 @@ from sklearn.utils.metadata_routing import process_routing
 from ._models import FoldData, get_model
 from ._sklearn_compat import (
     check_method_params,
+    check_sample_weight,
     error_scores,
     fit_and_score,
     get_feature_names,
@@ -209,7 +210,9 @@ class CrossValObjective:
         self._preprocessing, self._final, self._prefix = split_pipeline(estimator)
         self._model = get_model(self._final)
         # Checks the fit parameters before any work.
-        self._split_fit_params(self.fit_params)
+        _, sample_weight = self._split_fit_params(self.fit_params)
+        if sample_weight is not None:
+            check_sample_weight(sample_weight, X)
         self._splits = None
         self._memo = {}
         self.results = []
@@ -277,6 +280,18 @@ class CrossValObjective:
                 )
                 X_test = split.preprocessing.transform(X_test)
             split.feature_names = get_feature_names(X_train)
+            # What the final estimator's fit would check: its input after the
+            # preprocessing steps (NaN passed through, an empty training part).
+            X_train, X_test = (
+                check_array(
+                    X,
+                    accept_sparse=True,
+                    dtype="numeric",
+                    ensure_all_finite=not get_tags(self._final).input_tags.allow_nan,
+                    estimator=self._final,
+                )
+                for X in (X_train, X_test)
+            )
             data = FoldData(
                 X_train=_dense(X_train),
                 y_train=np.asarray(y_train),
@@ -359,7 +374,10 @@ class CrossValObjective:
         try:
             solution = split.solution(model_params, differentiate)
             if not np.isfinite(solution.loss):
-                raise FloatingPointError(
+                # A model says why in its own words when it builds the fitted
+                # estimator (an MLP's non-finite weights, as its fit says).
+                solution.fitted_estimator()
+                raise ValueError(
                     f"The training diverged: the validation loss is "
                     f"{solution.loss} at {model_params}."
                 )

@@ -69,7 +69,9 @@ def initial_points(lower, upper, n_init, random_state):
         unit = grid[:, None]
     else:
         unit = qmc.LatinHypercube(d=lower.size, seed=random_state).random(n_init)
-    return lower + unit * (upper - lower)
+    points = lower + unit * (upper - lower)
+    # lower + (upper - lower) may round below upper: the ends are the ends.
+    return np.where(unit == 1, upper, points)
 
 
 def coarse_design(lower, upper, n_init, random_state, values=None, order=None):

@@ -28,16 +28,26 @@ from sklearn.model_selection._validation import (
     _warn_or_raise_about_fit_failures,
 )
 from sklearn.utils import _safe_indexing
-from sklearn.utils._param_validation import HasMethods, Interval, validate_params
+from sklearn.utils._param_validation import (
+    HasMethods,
+    Interval,
+    validate_parameter_constraints,
+    validate_params,
+)
 from sklearn.utils.class_weight import compute_class_weight as _compute_class_weight
 from sklearn.utils.metadata_routing import _routing_enabled
-from sklearn.utils.validation import _check_method_params, _get_feature_names
+from sklearn.utils.validation import (
+    _check_method_params,
+    _check_sample_weight,
+    _get_feature_names,
+)
 
 __all__ = [
     "BaseSearchCV",
     "HasMethods",
     "Interval",
     "check_method_params",
+    "check_sample_weight",
     "compute_class_weight",
     "error_scores",
     "fit_and_score",
@@ -52,6 +62,7 @@ __all__ = [
     "scorer_names",
     "set_private_fitted_attributes",
     "validate_estimator_params",
+    "validate_parameter_constraints",
     "validate_params",
     "warn_or_raise_about_fit_failures",
 ]
@@ -69,6 +80,21 @@ def safe_indexing(X, indices):
 def check_method_params(X, *, params, indices=None):
     """Index the sample-aligned entries of ``params`` (fit or score params)."""
     return _check_method_params(X, params=params, indices=indices)
+
+
+_SAMPLE_WEIGHT_OPTIONS = inspect.signature(_check_sample_weight).parameters
+
+
+def check_sample_weight(sample_weight, X):
+    """Validate ``sample_weight`` for ``X``: 1-D, one per sample, finite,
+    non-negative and not all zero, in scikit-learn's words."""
+    options = {"ensure_non_negative": True}
+    if "allow_all_zero_weights" in _SAMPLE_WEIGHT_OPTIONS:
+        options["allow_all_zero_weights"] = False
+    sample_weight = _check_sample_weight(sample_weight, X, **options)
+    if not sample_weight.any():
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+    return sample_weight
 
 
 def get_feature_names(X):
@@ -154,22 +180,12 @@ def error_scores(scorer, error_score):
     return error_score
 
 
-_CLASS_WEIGHT_TAKES_SAMPLE_WEIGHT = (
-    "sample_weight" in inspect.signature(_compute_class_weight).parameters
-)
-
-
 def compute_class_weight(class_weight, *, classes, y, sample_weight):
-    """Class weights as the installed ``LogisticRegression.fit`` computes them.
-
-    scikit-learn 1.6 and older balance the classes by counts; newer versions
-    by the sum of the sample weights in each class.
-    """
-    if _CLASS_WEIGHT_TAKES_SAMPLE_WEIGHT:
-        return _compute_class_weight(
-            class_weight, classes=classes, y=y, sample_weight=sample_weight
-        )
-    return _compute_class_weight(class_weight, classes=classes, y=y)
+    """Class weights as ``LogisticRegression.fit`` computes them (1.7+):
+    balanced by the sum of the sample weights in each class."""
+    return _compute_class_weight(
+        class_weight, classes=classes, y=y, sample_weight=sample_weight
+    )
 
 
 def effective_logistic_penalty(estimator):

@@ -509,7 +509,6 @@ def _continuous_fold():
             r"This solver needs samples of at least 2 classes in the data, but the "
             r"data contains only one class: np.int64\(1\)",
         ),
-        (_unseen_label_fold, {}, r"labels \[2\], absent from its training fold.*Strat"),
         (_multiclass_fold, {"solver": "liblinear"}, r"'liblinear' solver does not"),
         (_continuous_fold, {}, r"Unknown label type"),
     ],
@@ -517,6 +516,27 @@ def _continuous_fold():
 def test_bad_folds_are_refused(split, settings, match):
     with pytest.raises(ValueError, match=match):
         make_fold(LogisticRegressionModel(), LogisticRegression(**settings), *split())
+
+
+def test_a_class_the_training_fold_lacks_costs_the_clipped_log_loss():
+    """D1: log_loss with all the labels gives the unseen class probability 0,
+    clipped to eps; GridSearchCV scores such a fold, and so does the search."""
+    X_train, y_train, X_val, y_val = _unseen_label_fold()
+    # A tight inner tolerance, so that the finite differences are accurate.
+    estimator = LogisticRegression(tol=1e-15, max_iter=500)
+    fold = make_fold(
+        LogisticRegressionModel(), estimator, X_train, y_train, X_val, y_val
+    )
+    loss, grads, solution = value_and_grad(fold, {"C": 0.7})
+    proba = solution.fitted_estimator().predict_proba(X_val)
+    all_labels = np.column_stack([proba, np.zeros(len(proba))])
+    assert loss == pytest.approx(log_loss(y_val, all_labels, labels=[0, 1, 2]))
+    # The unseen class's part does not depend on C: the gradient is that of
+    # the seen samples.
+    expected = central_difference(
+        lambda log_C: fold.solve({"C": float(np.exp(log_C))}).loss, np.log(0.7), 1e-4
+    )
+    assert 0.7 * grads["C"] == pytest.approx(expected, rel=1e-5)
 
 
 @pytest.mark.parametrize("C", [0.0, -1.0, np.inf, np.nan])

@@ -602,8 +602,14 @@ def test_solve_refuses(data, settings, params, match):
 
 def test_fold_errors():
     estimator, model, (X_train, y_train, X_val, y_val) = _problem("digits")
-    with pytest.raises(ValueError, match="classes \\[9\\].*StratifiedKFold"):
-        make_fold(model, estimator, X_train, np.minimum(y_train, 8), X_val, y_val)
+    # D1: a class the training fold lacks costs the clipped log-loss of
+    # probability 0 (scikit-learn's log_loss with all the labels).
+    fold = make_fold(model, estimator, X_train, np.minimum(y_train, 8), X_val, y_val)
+    unseen = y_val == 9
+    assert unseen.any()
+    assert fold.unseen_loss == pytest.approx(
+        unseen.mean() * -np.log(np.finfo(float).eps)
+    )
     with pytest.raises(ValueError, match="validation set is too small"):
         make_fold(
             model,
@@ -815,7 +821,8 @@ def test_a_diverging_training_scores_error_score_and_the_search_steps_back():
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        with pytest.warns(FitFailedWarning, match="diverged"):
+        # The words of MLPRegressor.fit (B9).
+        with pytest.warns(FitFailedWarning, match="non-finite parameter weights"):
             search.fit(X, y)
     results = search.cv_results_
     failed = ~np.isfinite(results["cv_loss"])

@@ -73,7 +73,13 @@ from ._logistic_solver import (
     blas_threads_limited,
     newton_solve,
 )
-from ._losses import binary_log_loss, clipped, multinomial_log_loss, weighted_mean
+from ._losses import (
+    MAX_LOG_LOSS,
+    binary_log_loss,
+    clipped,
+    multinomial_log_loss,
+    weighted_mean,
+)
 
 # The inner solve stops when the largest gradient entry of the normalized
 # objective falls below this fraction of its value at zero (or below ``tol``
@@ -146,7 +152,7 @@ class _LogisticSolution(Solution):
         self._proba = proba
         self.n_iter = n_iter
         self.loss = (
-            float(_validation_loss(theta, *fold.val_args))
+            float(_validation_loss(theta, *fold.val_args)) + fold.unseen_loss
             if np.all(np.isfinite(theta))
             else np.nan
         )
@@ -235,16 +241,15 @@ class _LogisticFold(Fold):
                 "one-versus-rest scheme."
             )
         val_index = np.searchsorted(self.classes_, y_val)
-        unseen = (val_index >= n_classes) | (
-            self.classes_[np.minimum(val_index, n_classes - 1)] != y_val
+        seen = (val_index < n_classes) & (
+            self.classes_[np.minimum(val_index, n_classes - 1)] == y_val
         )
-        if np.any(unseen):
-            raise ValueError(
-                f"The validation fold contains the labels {np.unique(y_val[unseen])}, "
-                f"absent from its training fold (classes {self.classes_}), so its "
-                "log-loss is infinite. Use a stratified splitter such as "
-                "StratifiedKFold, or drop the rare classes."
-            )
+        # A validation sample of a class the training fold lacks has the
+        # loss scikit-learn's log_loss gives it with all the labels: its
+        # probability 0, clipped to eps. It does not depend on C.
+        val_weights = data.val_weights
+        self.unseen_loss = float(val_weights[~seen].sum() * MAX_LOG_LOSS)
+        X_val, val_index, val_weights = X_val[seen], val_index[seen], val_weights[seen]
 
         n_samples, self.n_features_in_ = X_train.shape
         if data.sample_weight is None:
@@ -296,7 +301,7 @@ class _LogisticFold(Fold):
             penalty.ravel() / weight_sum,
         )
         self.penalty = self.train_args[-1]
-        self.val_args = (X_val, Y_val, data.val_weights)
+        self.val_args = (X_val, Y_val, val_weights)
         self.objective = LogisticObjective(
             X_train,
             Y_train,

@@ -13,6 +13,7 @@ from autograd.scipy.special import logsumexp
 from scipy.special import xlogy
 
 __all__ = [
+    "MAX_LOG_LOSS",
     "binary_log_loss",
     "clipped",
     "multinomial_log_loss",
@@ -25,7 +26,7 @@ __all__ = [
 # sample's loss lies in [-log(1 - eps), -log(eps)].
 _EPS = np.finfo(np.float64).eps
 _MIN_LOG_LOSS = -np.log1p(-_EPS)
-_MAX_LOG_LOSS = -np.log(_EPS)
+MAX_LOG_LOSS = -np.log(_EPS)
 
 
 def weighted_mean(per_sample, weights):
@@ -67,4 +68,4 @@ def multinomial_log_loss(logits, Y):
 
 def clipped(log_loss):
     """A log-loss bounded as scikit-learn's ``log_loss`` bounds it."""
-    return anp.clip(log_loss, _MIN_LOG_LOSS, _MAX_LOG_LOSS)
+    return anp.clip(log_loss, _MIN_LOG_LOSS, MAX_LOG_LOSS)

@@ -45,6 +45,7 @@ from sklearn.utils import check_random_state, column_or_1d, shuffle
 from .._sklearn_compat import set_private_fitted_attributes, validate_estimator_params
 from . import _mlp_training as training
 from ._base import DifferentiableModel, Fold, Solution
+from ._losses import MAX_LOG_LOSS
 
 __all__ = ["MLPClassifierModel", "MLPRegressorModel"]
 
@@ -80,6 +81,8 @@ class _RegressionTargets:
     """Targets of an MLPRegressor: floats, an identity or exp output."""
 
     def __init__(self, estimator, y_train, y_val):
+        # Every validation sample is "seen": there are no classes.
+        self.seen = np.ones(len(y_val), dtype=bool)
         self.Y_train = np.asarray(y_train, dtype=np.float64).reshape(len(y_train), -1)
         self.Y_val = np.asarray(y_val, dtype=np.float64).reshape(len(y_val), -1)
         if estimator.loss == "poisson":
@@ -115,6 +118,7 @@ class _ClassificationTargets:
         if y_train.ndim == 2 and y_train.shape[1] == 1:
             y_train = column_or_1d(y_train)
         binarizer = self.binarizer = LabelBinarizer().fit(y_train)
+        self.seen = np.ones(len(y_val), dtype=bool)
         if binarizer.y_type_ == "multilabel-indicator":
             if y_val.ndim != 2 or y_val.shape[1] != len(binarizer.classes_):
                 raise ValueError(
@@ -124,13 +128,9 @@ class _ClassificationTargets:
         else:
             if y_val.ndim == 2 and y_val.shape[1] == 1:
                 y_val = column_or_1d(y_val)
-            unseen = np.setdiff1d(np.unique(y_val), binarizer.classes_)
-            if len(unseen):
-                raise ValueError(
-                    f"The validation fold has classes {unseen.tolist()} that the "
-                    "training fold does not have, so their log-loss is infinite. "
-                    "Use a stratified cross-validation, such as StratifiedKFold."
-                )
+            # A class the training fold lacks: see ``unseen``.
+            self.seen = np.isin(y_val, binarizer.classes_)
+            y_val = y_val[self.seen]
         # fit trains on binarizer.transform(y).astype(bool).
         self.Y_train, self.Y_val = (
             binarizer.transform(y).astype(bool).astype(np.float64)
@@ -193,7 +193,11 @@ class _MLPSolution(Solution):
         self.params = dict(params)
         self.hp = hp
         self.run = run
-        self.loss = np.nan if run.diverged else float(fold.validation_loss(run.theta))
+        self.loss = (
+            np.nan
+            if run.diverged
+            else float(fold.validation_loss(run.theta)) + fold.unseen_loss
+        )
 
     def hypergradient(self, names):
         fold = self._fold
@@ -275,14 +279,19 @@ class _MLPFold(Fold):
             if data.sample_weight is None
             else np.asarray(data.sample_weight, np.float64)
         )
-        self._val_weights = data.val_weights
         self.n_features = X_train.shape[1]
         self.targets = model.targets_class(
             estimator, np.asarray(data.y_train), np.asarray(data.y_val)
         )
         y_train = self.targets.Y_train
         self.n_outputs = y_train.shape[1]
-        self._X_val = X_val
+        # A validation sample of a class the training fold lacks has the loss
+        # scikit-learn's log_loss gives it with all the labels: probability
+        # 0, clipped to eps. It depends on no hyperparameter.
+        seen = self.targets.seen
+        self._val_weights = data.val_weights[seen]
+        self.unseen_loss = float(data.val_weights[~seen].sum() * MAX_LOG_LOSS)
+        self._X_val = X_val[seen]
 
         hidden = estimator.hidden_layer_sizes
         hidden = list(hidden) if hasattr(hidden, "__iter__") else [hidden]

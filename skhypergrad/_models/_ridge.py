@@ -67,7 +67,7 @@ class _RidgeSolution(Solution):
 
     def fitted_estimator(self):
         fold = self._fold
-        shrink = fold.spectrum.shrinkage(self.alpha)
+        shrink = 1.0 / (fold.eigenvalues + self.alpha)
         coef = (fold.basis @ (shrink[:, None] * fold.projected_target)).T
         intercept = fold.y_offset - coef @ fold.X_offset
         ridge = clone(fold.estimator).set_params(alpha=self.alpha)
@@ -108,16 +108,21 @@ class _RidgeFold(Fold):
 
         n_samples, self.n_features = design.shape
         if self.n_features <= n_samples:
-            self.spectrum = Spectrum(design.T @ design)
-            self.basis = self.spectrum.eigenvectors
-            self.projected_target = self.basis.T @ (design.T @ target)
+            spectrum = Spectrum(design.T @ design)
+            vectors = spectrum.eigenvectors[:, spectrum.kept]
+            self.basis = vectors
+            self.projected_target = vectors.T @ (design.T @ target)
         else:
-            self.spectrum = Spectrum(design @ design.T)
-            self.basis = design.T @ self.spectrum.eigenvectors
-            self.projected_target = self.spectrum.eigenvectors.T @ target
+            spectrum = Spectrum(design @ design.T)
+            vectors = spectrum.eigenvectors[:, spectrum.kept]
+            self.basis = design.T @ vectors
+            self.projected_target = vectors.T @ target
+        # Only the directions outside the null space of the design: the
+        # solution has no component along the others (see Spectrum).
+        self.eigenvalues = spectrum.eigenvalues[spectrum.kept]
         # Everything the validation loss needs besides alpha.
         self.loss_args = (
-            self.spectrum.eigenvalues,
+            self.eigenvalues,
             (X_val - self.X_offset) @ self.basis,
             self.projected_target,
             self.y_offset - y_val,

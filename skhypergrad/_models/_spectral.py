@@ -27,18 +27,21 @@ class Spectrum:
     Attributes
     ----------
     eigenvalues : ndarray of shape (n,)
-        Clipped at zero: rounding can leave tiny negative eigenvalues of a
-        positive semi-definite matrix.
+        Those at the rounding level of the largest (the null space of a
+        rank-deficient design, and rounding's tiny negative ones) are zero.
     eigenvectors : ndarray of shape (n, n)
+    kept : ndarray of bool, shape (n,)
+        The eigenvalues above the rounding level. A solution has no
+        component along the others: as the penalty vanishes it tends to the
+        minimum-norm least-squares solution, as scikit-learn's does, instead
+        of dividing rounding noise by the penalty.
     """
 
     def __init__(self, gram):
         eigenvalues, self.eigenvectors = np.linalg.eigh(gram)
-        self.eigenvalues = np.maximum(eigenvalues, 0.0)
-
-    def shrinkage(self, alpha):
-        """The factors ``1 / (eigenvalues + alpha)`` (traced in ``alpha``)."""
-        return 1.0 / (self.eigenvalues + alpha)
+        cutoff = len(eigenvalues) * np.finfo(float).eps * max(eigenvalues.max(), 0.0)
+        self.kept = eigenvalues > cutoff
+        self.eigenvalues = np.where(self.kept, eigenvalues, 0.0)
 
 
 def shrunk_predictions(alpha, eigenvalues, projected, projected_target):
