@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test demo docs lint bench clean
+.PHONY: test test-min demo docs lint bench clean
 
 $(VENV)/.installed-test: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,26 @@ $(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-test
 test: $(VENV)/.installed-test
 	# SCIPY_ARRAY_API=1 as in scikit-learn's CI: its common checks need it.
 	SCIPY_ARRAY_API=1 MPLBACKEND=Agg $(BIN)/python -m pytest
+
+# The suite on the oldest releases pyproject.toml accepts, pinned in
+# requirements/min.txt (tests/test_min_dependencies.py keeps the two equal).
+# A venv of its own, rebuilt from scratch when the pins change; wheels only.
+# The package is installed with the pins as constraints, so that pip fails
+# if pyproject.toml's requirements do not accept them.
+VENV_MIN ?= .venv-min
+BIN_MIN := $(VENV_MIN)/bin
+
+$(VENV_MIN)/.installed-test: pyproject.toml requirements/min.txt
+	rm -rf $(VENV_MIN)
+	$(PYTHON) -m venv $(VENV_MIN)
+	$(BIN_MIN)/python -m pip install --quiet --upgrade pip
+	$(BIN_MIN)/python -m pip install --quiet --only-binary=:all: -r requirements/min.txt
+	$(BIN_MIN)/python -m pip install --quiet -c requirements/min.txt -e ".[test]"
+	$(BIN_MIN)/python -m pip check
+	touch $@
+
+test-min: $(VENV_MIN)/.installed-test
+	SCIPY_ARRAY_API=1 MPLBACKEND=Agg $(BIN_MIN)/python -m pytest
 
 # Given a file name, the example saves its figure there (MPLBACKEND=Agg shows
 # none); the sphinx-gallery build runs it without one.
@@ -48,4 +68,4 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/bench_ridge.py
 
 clean:
-	rm -rf $(VENV) docs/_build docs/auto_examples docs/gen_modules
+	rm -rf $(VENV) $(VENV_MIN) docs/_build docs/auto_examples docs/gen_modules

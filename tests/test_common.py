@@ -22,22 +22,34 @@ def _expected_failed_checks(search):
 SMALL = {"cv": 2, "n_init": 2, "n_iter": 2}
 
 
-@parametrize_with_checks(
-    [
-        HypergradSearchCV(Ridge(), {"alpha": (0.1, 10.0)}, **SMALL),
-        HypergradSearchCV(LogisticRegression(), {"C": (0.1, 10.0)}, **SMALL),
-        HypergradSearchCV(
-            MLPRegressor(hidden_layer_sizes=(10,), max_iter=60, random_state=0),
-            {"alpha": (1e-4, 1e-1), "learning_rate_init": (1e-3, 1e-2)},
-            **SMALL,
-        ),
-        HypergradSearchCV(
-            MLPClassifier(hidden_layer_sizes=(20,), max_iter=100, random_state=0),
-            {"alpha": (1e-4, 1e-1)},
-            **SMALL,
-        ),
-    ],
-    expected_failed_checks=_expected_failed_checks,
+def _as_list(parametrize):
+    """The same parametrization, its argument values in a list.
+
+    scikit-learn < 1.9 gives pytest.mark.parametrize a generator of checks,
+    which pytest 9.1+ deprecates (an error under this suite's filters).
+    """
+    names, values = parametrize.args
+    return pytest.mark.parametrize(names, list(values), **parametrize.kwargs)
+
+
+@_as_list(
+    parametrize_with_checks(
+        [
+            HypergradSearchCV(Ridge(), {"alpha": (0.1, 10.0)}, **SMALL),
+            HypergradSearchCV(LogisticRegression(), {"C": (0.1, 10.0)}, **SMALL),
+            HypergradSearchCV(
+                MLPRegressor(hidden_layer_sizes=(10,), max_iter=60, random_state=0),
+                {"alpha": (1e-4, 1e-1), "learning_rate_init": (1e-3, 1e-2)},
+                **SMALL,
+            ),
+            HypergradSearchCV(
+                MLPClassifier(hidden_layer_sizes=(20,), max_iter=100, random_state=0),
+                {"alpha": (1e-4, 1e-1)},
+                **SMALL,
+            ),
+        ],
+        expected_failed_checks=_expected_failed_checks,
+    )
 )
 # The MLPs are trained for 60 or 100 epochs only, to keep the checks fast: both
 # scikit-learn's fit and skhypergrad's replay of it say so.

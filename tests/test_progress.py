@@ -7,9 +7,14 @@ from sklearn.model_selection import KFold
 
 from skhypergrad import HypergradSearchCV
 
-sklearn_callback = pytest.importorskip("sklearn.callback", reason="scikit-learn < 1.9")
+from ._versions import requires_sklearn
 
 CV = KFold(3, shuffle=True, random_state=0)
+
+
+requires_callback_api = requires_sklearn(
+    "1.9", "no callback API (sklearn.callback, set_callbacks)"
+)
 
 
 class RecordingCallback:
@@ -36,6 +41,7 @@ class RecordingCallback:
         pass
 
 
+@requires_callback_api
 def test_each_outer_iteration_is_a_sklearn_callback_task(diabetes):
     X, y = diabetes
     callback = RecordingCallback()
@@ -55,6 +61,7 @@ def test_each_outer_iteration_is_a_sklearn_callback_task(diabetes):
     assert callback.ended[-1] == "fit"
 
 
+@requires_callback_api
 def test_a_sklearn_callback_can_stop_the_search(diabetes):
     X, y = diabetes
     search = HypergradSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, cv=CV)
@@ -64,11 +71,14 @@ def test_a_sklearn_callback_can_stop_the_search(diabetes):
     assert hasattr(search, "best_estimator_")
 
 
+@requires_callback_api
 def test_progress_bar_follows_the_search(diabetes):
     pytest.importorskip("rich")
+    from sklearn.callback import ProgressBar
+
     X, y = diabetes
     search = HypergradSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, cv=CV)
-    search.set_callbacks(sklearn_callback.ProgressBar())
+    search.set_callbacks(ProgressBar())
     # As from GridSearchCV: the refit Ridge itself takes no callbacks.
     with pytest.warns(UserWarning, match="Ridge does not support callbacks"):
         search.fit(X, y)

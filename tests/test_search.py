@@ -25,6 +25,7 @@ from sklearn.preprocessing import StandardScaler
 from skhypergrad import HypergradSearchCV, SearchState, cross_val_hypergrad
 
 from ._numeric import central_difference
+from ._versions import numpy_at_least
 
 CV = KFold(5, shuffle=True, random_state=0)
 MSE = "neg_mean_squared_error"
@@ -353,10 +354,19 @@ def test_n_jobs_gives_the_same_results(diabetes):
     param_grid = {"alpha": (1e-3, 1e3), "fit_intercept": [True, False]}
     one = HypergradSearchCV(Ridge(), param_grid, cv=CV).fit(X, y)
     two = HypergradSearchCV(Ridge(), param_grid, cv=CV, n_jobs=2).fit(X, y)
-    np.testing.assert_array_equal(
-        one.cv_results_["mean_test_score"], two.cv_results_["mean_test_score"]
-    )
-    assert one.best_params_ == two.best_params_
+    scores = one.cv_results_["mean_test_score"], two.cv_results_["mean_test_score"]
+    if numpy_at_least("1.25"):
+        np.testing.assert_array_equal(*scores)
+        assert one.best_params_ == two.best_params_
+    else:
+        # joblib's workers run BLAS on fewer threads than this process, and
+        # the OpenBLAS in NumPy < 1.25's wheels (0.3.20 in 1.23, 0.3.21 in
+        # 1.24) then rounds some products differently, in the last bits,
+        # which the gradient steps carry into the best alpha.
+        np.testing.assert_allclose(*scores, rtol=1e-12)
+        best = one.best_params_, two.best_params_
+        assert best[0]["fit_intercept"] == best[1]["fit_intercept"]
+        assert best[0]["alpha"] == pytest.approx(best[1]["alpha"], rel=1e-9)
 
 
 def test_inputs_are_not_modified(diabetes):
