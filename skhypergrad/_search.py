@@ -70,16 +70,21 @@ class HypergradSearchCV(BaseSearchCV):
     param_grid : dict or list of dicts
         Parameter names (``"ridge__alpha"`` inside a pipeline) mapped to:
 
-        - for a differentiable hyperparameter, a range: a tuple
-          ``(low, high)``, a list or array of two or more numbers (searched
-          over ``[min, max]``), or a frozen ``scipy.stats.uniform`` or
-          ``loguniform`` distribution (searched over its support). Scale
-          parameters such as ``alpha`` are searched on a log scale and need a
-          positive range;
+        - for a differentiable hyperparameter, a list, array or ``range``
+          of two or more numbers: every value is evaluated as GridSearchCV
+          evaluates it, then the gradient phase refines inside
+          ``[min, max]``, so the search is never worse than the grid;
+          a tuple ``(low, high)`` or a frozen ``scipy.stats.uniform`` or
+          ``loguniform`` distribution: a range, searched from ``n_init``
+          coarse points. Scale parameters such as ``alpha`` are searched on
+          a log scale and need positive values;
         - anything else: a list of values, enumerated as GridSearchCV does.
-          A one-element list fixes a value.
+          A one-element list fixes a value. An estimator without a
+          differentiable model is searched exactly as GridSearchCV searches
+          it.
 
-        A list of dicts searches each dict's space in turn.
+        A list of dicts searches each dict's space in turn. The user guide's
+        page on the parameter space has the details.
 
     scoring : str, callable, list, tuple or dict, default=None
         What to report and rank, as in GridSearchCV. The search itself
@@ -121,7 +126,8 @@ class HypergradSearchCV(BaseSearchCV):
         spread on the search scale for one hyperparameter, a Latin hypercube
         for several. The coarse pass computes the CV loss alone; the gradient
         phase starts from the best of its points, which keeps the search off
-        plateaus at the ends of the range.
+        plateaus at the ends of the range. Listed values replace the points
+        of their hyperparameter: each is evaluated.
 
     n_iter : int, default=20
         Largest number of evaluations after the coarse pass, for each point
@@ -145,7 +151,10 @@ class HypergradSearchCV(BaseSearchCV):
         better point near it (see the user guide's page on the optimizer).
 
     random_state : int, RandomState instance or None, default=None
-        Draws the coarse points when several hyperparameters are searched.
+        Draws the coarse points when several hyperparameters are searched,
+        and the seed of an MLP whose ``random_state`` is None (kept in the
+        ``params`` of its rows). None is deterministic, as a grid is: it
+        draws what ``0`` draws.
 
     callbacks : callable or list of callables, default=None
         Called after each outer iteration with a :class:`SearchState`; a
@@ -163,7 +172,9 @@ class HypergradSearchCV(BaseSearchCV):
 
         - ``search_id``: the point of the discrete grid searched;
         - ``outer_iter``: the outer iteration within that search;
-        - ``cv_loss``: the mean validation loss that was differentiated;
+        - ``cv_loss``: the mean validation loss that was differentiated
+          (``nan`` for a point fitted by scikit-learn: no continuous
+          hyperparameter there, or no differentiable model);
         - ``hypergrad_<name>``: its derivative with respect to each
           continuous hyperparameter (``nan`` where not searched, and where
           the loss alone was computed: the coarse pass except the points

@@ -2,10 +2,12 @@
 
 A ``param_grid`` entry is *continuous* when its estimator declares the
 hyperparameter differentiable and the entry describes a range: a tuple
-``(low, high)``, a list or array of two or more numbers (its range is
-``[min, max]``), or a frozen ``scipy.stats.uniform`` / ``loguniform``
-distribution (its support). Every other entry is enumerated exactly as
-:class:`~sklearn.model_selection.GridSearchCV` would.
+``(low, high)``, a frozen ``scipy.stats.uniform`` / ``loguniform``
+distribution (its support), or a list, array or ``range`` of two or more
+numbers (its range is ``[min, max]``, and the coarse pass evaluates the
+listed values exactly). Every other entry is enumerated exactly as
+:class:`~sklearn.model_selection.GridSearchCV` would; a point with no
+continuous entry is fitted and scored by scikit-learn, as GridSearchCV does.
 
 The outer optimizer works in an unconstrained space: a positive scale
 parameter (``alpha``, ``C``) is searched as its logarithm, so that equal
