@@ -10,6 +10,7 @@ Three channels report each evaluated point, and all three live here:
   of that, and the refit a subtask of the search.
 """
 
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -119,9 +120,11 @@ class Progress:
         The data, for scikit-learn's callbacks.
     """
 
-    def __init__(self, search, subspaces, n_splits, X, y):
+    def __init__(self, search, subspaces, n_splits, X, y, loss_note=None):
         self.search = search
+        self.start = time.time()
         self.verbose = search.verbose
+        self._subspaces = subspaces
         self.callbacks = _as_list(search.callbacks)
         self._X, self._y = X, y
         self._root = _begin(
@@ -157,12 +160,20 @@ class Progress:
                 f"at each of {len(subspaces)} discrete candidates, on "
                 f"{n_splits} folds"
             )
+            if loss_note:
+                print(loss_note)
 
     def for_subsearch(self, search_id):
         """The reporter of one continuous search, to run where it runs."""
+        fixed = self._subspaces[search_id].fixed
+        name = f"search {search_id + 1}/{len(self._subspaces)}"
+        if len(self._subspaces) > 1 and fixed:
+            name += " (" + ", ".join(f"{k}={_short(v)}" for k, v in fixed.items()) + ")"
         return _SubsearchProgress(
             owner=self.search,
             search_id=search_id,
+            name=name,
+            start=self.start,
             ctx=self.subsearch_contexts[search_id],
             verbose=self.verbose,
             callbacks=self.callbacks,
@@ -202,13 +213,22 @@ class _RefitTask:
 
 @dataclass
 class _SubsearchProgress:
-    """The reporting of one continuous search."""
+    """The reporting of one continuous search.
+
+    Each evaluation that computed something is one verbose line, numbered in
+    the order evaluated: a new point's loss (and its hypergradient when it
+    was computed with it), or the hypergradient added later at a point
+    evaluated before, which the line names by its row (``iter``).
+    """
 
     owner: object
     search_id: int
+    name: str
+    start: float
     ctx: object
     verbose: int
     callbacks: list
+    n_evaluations: int = 0
 
     def begin(self):
         _begin(self.ctx, self.owner)
@@ -221,33 +241,28 @@ class _SubsearchProgress:
             self.ctx and self.ctx.subcontext(task_name="outer iteration"), self.owner
         )
 
-    def end_iteration(self, iteration_ctx, evaluation, evaluations, elapsed):
-        """Report ``evaluation``; True when a callback asks to stop."""
-        stop = self._report(evaluation, evaluations, elapsed)
+    def end_iteration(self, iteration_ctx, evaluation, evaluations, elapsed, new):
+        """Report ``evaluation``; True when a callback asks to stop.
+
+        ``new`` says whether the point was evaluated for the first time (else
+        only its hypergradient is new).
+        """
+        self.n_evaluations += 1
+        stop = self._report(evaluation, evaluations, elapsed, new)
         return _end(iteration_ctx, self.owner) or stop
 
-    def _report(self, evaluation, evaluations, elapsed):
+    def _report(self, evaluation, evaluations, elapsed, new):
         names = list(evaluation.hypergradient_names)
+        since_fit = time.time() - self.start
         if self.verbose > 0 and not names:
             # Fitted by scikit-learn, which printed its own lines.
             print(
-                f"[search {self.search_id + 1}] no continuous hyperparameter: "
-                f"fitted and scored as GridSearchCV ({elapsed:.2f}s)"
+                f"[{self.name}] no continuous hyperparameter: fitted and scored "
+                f"as GridSearchCV ({since_fit:.2f}s)"
             )
         elif self.verbose > 0:
-            values = ", ".join(f"{k}={evaluation.params[k]:.4g}" for k in names)
-            gradient = evaluation.hypergradient
-            norm = (
-                f"{np.linalg.norm(list(gradient.values())):.3g}"
-                if gradient
-                else "- (loss only)"
-            )
-            print(
-                f"[search {self.search_id + 1}, iter {evaluation.iteration}] "
-                f"{values}; cv_loss={evaluation.cv_loss:.6g}, "
-                f"|hypergrad|={norm} ({elapsed:.2f}s)"
-            )
-        if self.verbose > 1 and names:
+            print(self._line(evaluation, names, new, since_fit))
+        if self.verbose > 1 and names and new:
             splits = evaluation.result.splits
             for k, split in enumerate(splits):
                 status = "failed" if split.fit_error else f"loss={split.loss:.6g}"
@@ -272,3 +287,22 @@ class _SubsearchProgress:
         )
         # Every callback sees every state, even when one asks to stop.
         return any([bool(callback(state)) for callback in self.callbacks])
+
+    def _line(self, evaluation, names, new, since_fit):
+        values = ", ".join(f"{k}={evaluation.params[k]:.4g}" for k in names)
+        gradient = evaluation.hypergradient
+        derivatives = ", ".join(f"{k}: {gradient[k]:.3g}" for k in gradient)
+        where = f"eval {self.n_evaluations}, iter {evaluation.iteration}"
+        if new:
+            what = f"cv_loss={evaluation.cv_loss:.6g}"
+            if gradient:
+                what += f", hypergradient {derivatives}"
+        else:
+            what = f"hypergradient {derivatives} (cv_loss={evaluation.cv_loss:.6g})"
+        return f"[{self.name}, {where}] {values} -> {what} ({since_fit:.2f}s)"
+
+
+def _short(value):
+    """A discrete value, short enough for a progress line."""
+    text = type(value).__name__ if hasattr(value, "get_params") else repr(value)
+    return text if len(text) <= 30 else text[:27] + "..."

@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.base import clone, is_classifier
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import check_cv
 from sklearn.utils import check_random_state
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import indexable
 
+from ._models import find_model
 from ._objective import CrossValObjective, GridPoint, check_data, point_key
 from ._optimize import StopSearch, minimize_in_box
 from ._progress import Progress
@@ -29,7 +31,7 @@ from ._sklearn_compat import (
     fit_context,
     public_scorer,
 )
-from ._space import expand_param_grid
+from ._space import expand_param_grid, split_pipeline
 
 __all__ = ["HypergradSearchCV"]
 
@@ -355,7 +357,9 @@ class HypergradSearchCV(BaseSearchCV):
         splits = list(cv.split(X, y, **routed_params.splitter.split))
         self.n_splits_ = len(splits)
 
-        progress = Progress(self, subspaces, self.n_splits_, X, y)
+        progress = Progress(
+            self, subspaces, self.n_splits_, X, y, loss_note=self._loss_note(subspaces)
+        )
         rng = check_random_state(self._random_state())
         subsearches = [
             _Subsearch(
@@ -373,6 +377,8 @@ class HypergradSearchCV(BaseSearchCV):
         subsearches, interrupted = self._run_subsearches(run, subsearches)
         progress.end_search()
 
+        for subsearch in subsearches:
+            _warn_about_convergence(subsearch, len(subsearches))
         evaluations = [e for s in subsearches for e in s.evaluations]
         if interrupted:
             if not evaluations:
@@ -388,6 +394,7 @@ class HypergradSearchCV(BaseSearchCV):
             self, evaluations, subspaces, self.n_splits_
         )
         select_best(self, results, refit_metric, first_test_score)
+        _warn_about_bounds(self, results, subspaces)
         if self.refit:
             self._refit(X, y, routed_params.estimator.fit, progress)
         self.scorer_ = public_scorer(scorers)
@@ -395,6 +402,28 @@ class HypergradSearchCV(BaseSearchCV):
         self._subspaces = subspaces
         progress.end()
         return self
+
+    def _loss_note(self, subspaces):
+        """What the verbose header says when the ranking is not by the loss."""
+        notes = set()
+        for subspace in subspaces:
+            if not subspace.ranges:
+                continue
+            estimator = clone(self.estimator).set_params(
+                **clone(subspace.fixed, safe=False)
+            )
+            final = split_pipeline(estimator)[1]
+            model = find_model(final)
+            equivalent = model.loss_scoring_for(final)
+            ranking = self.refit if isinstance(self.refit, str) else self.scoring
+            if ranking != equivalent or callable(self.refit):
+                shown = "the estimator's score" if ranking is None else repr(ranking)
+                notes.add(
+                    f"The gradient phase follows the {model.loss_name}; the best "
+                    f"point is the best by {shown}, which may be another point "
+                    f"(scoring={equivalent!r} ranks as the loss does)."
+                )
+        return " ".join(sorted(notes)) or None
 
     def _random_state(self):
         """The search's random stream: fixed when ``random_state`` is None.
@@ -484,6 +513,8 @@ class _Subsearch:
     seed: int
     progress: object
     evaluations: list = field(default_factory=list)
+    # (point, message) of each ConvergenceWarning of its inner trainings.
+    convergence_warnings: list = field(default_factory=list)
 
 
 def _run_and_return(run, subsearch):
@@ -525,10 +556,14 @@ class _SearchFunction:
         if objective.is_evaluated(point, differentiate):
             return objective.evaluate(point, differentiate)
         iteration_ctx = subsearch.progress.begin_iteration()
-        result = objective.evaluate(point, differentiate)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = objective.evaluate(point, differentiate)
+        _collect_warnings(caught, subsearch.convergence_warnings, point)
         key = point_key(point)
         evaluation = self._rows.get(key)
-        if evaluation is None:
+        new = evaluation is None
+        if new:
             evaluation = self._rows[key] = Evaluation(
                 params={**subsearch.subspace.fixed, **point},
                 result=result,
@@ -541,9 +576,75 @@ class _SearchFunction:
             evaluation,
             subsearch.evaluations,
             time.time() - self._start,
+            new,
         ):
             raise StopSearch
         return result
+
+
+def _warn_about_bounds(search, results, subspaces):
+    """Warn when the best point is on a bound and the loss decreases beyond it."""
+    best = getattr(search, "best_index_", None)
+    if best is None:
+        return
+    subspace = subspaces[results["search_id"][best]]
+    params = results["params"][best]
+    for r in subspace.ranges:
+        gradient = results[f"hypergrad_{r.name}"][best]
+        value = params[r.name]
+        if value == r.low and gradient > 0:
+            side, bound, way = "lower", r.low, "below"
+        elif value == r.high and gradient < 0:
+            side, bound, way = "upper", r.high, "above"
+        else:
+            continue
+        warnings.warn(
+            f"The best point has {r.name}={bound:.6g}, the {side} end of its "
+            f"range, where the CV loss still decreases outwards (hypergradient "
+            f"{gradient:.3g}): the range is too narrow. Widen it {way} "
+            f"{bound:.6g}.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def _collect_warnings(caught, convergence, point):
+    """Keep the convergence warnings of inner trainings; warn the others again.
+
+    A search trains hundreds of times: the ConvergenceWarnings of those
+    trainings are summed up in one warning per search instead (see
+    :func:`_warn_about_convergence`).
+    """
+    for warning in caught:
+        if issubclass(warning.category, ConvergenceWarning):
+            convergence.append((point, str(warning.message)))
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+
+
+def _warn_about_convergence(subsearch, n_subsearches):
+    """One ConvergenceWarning for the inner trainings of one search."""
+    messages = subsearch.convergence_warnings
+    if not messages:
+        return
+    points = {point_key(point): point for point, _ in messages}
+    shown = "; ".join(
+        ", ".join(f"{k}={v:.4g}" for k, v in point.items())
+        for point in list(points.values())[:3]
+    ) + ("; ..." if len(points) > 3 else "")
+    which = f"search {subsearch.search_id + 1} of {n_subsearches}"
+    fixed = ", ".join(f"{k}={v!r}" for k, v in subsearch.subspace.fixed.items())
+    warnings.warn(
+        f"{len(messages)} inner trainings of {which}"
+        + (f" ({fixed})" if fixed else "")
+        + f" did not converge, at {len(points)} of its "
+        f"{len(subsearch.evaluations)} points ({shown}). The first said: "
+        f"{messages[0][1]}",
+        ConvergenceWarning,
+        stacklevel=4,
+    )
 
 
 @dataclass

@@ -1,5 +1,7 @@
 """Numerical helpers shared by the tests."""
 
+import pytest
+
 from skhypergrad import FoldData
 
 
@@ -29,3 +31,14 @@ def value_and_grad(fold, params):
     """Solve ``fold`` at ``params``; the loss, its hypergradient and the solution."""
     solution = fold.solve(params, differentiate=True)
     return solution.loss, solution.hypergradient(list(params)), solution
+
+
+# Warnings that some tests expect, filtered where they are expected so that
+# any other warning stands out.
+narrow_range = pytest.mark.filterwarnings(
+    "ignore:The best point has .* the range is too narrow:UserWarning"
+)
+short_trainings = pytest.mark.filterwarnings(
+    "ignore:.* inner trainings .* did not converge"
+    ":sklearn.exceptions.ConvergenceWarning"
+)

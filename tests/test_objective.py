@@ -17,7 +17,7 @@ from skhypergrad._models import find_model, get_model
 from skhypergrad._models._ridge import RidgeModel, _RidgeFold
 from skhypergrad._objective import CrossValObjective
 
-from ._numeric import make_fold
+from ._numeric import make_fold, short_trainings
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Stochastic Optimizer. Maximum iterations"
@@ -155,6 +155,7 @@ def test_folds_and_solutions_pickle(name):
     )
 
 
+@short_trainings
 def test_a_range_for_a_hyperparameter_the_settings_do_not_use_is_refused(
     monkeypatch,
 ):

@@ -24,7 +24,7 @@ from sklearn.preprocessing import StandardScaler
 
 from skhypergrad import HypergradSearchCV, SearchState, cross_val_hypergrad
 
-from ._numeric import central_difference
+from ._numeric import central_difference, narrow_range, short_trainings
 from ._versions import numpy_at_least
 
 CV = KFold(5, shuffle=True, random_state=0)
@@ -154,6 +154,7 @@ def test_fitted_attributes_and_delegation(diabetes):
     assert callable(search.scorer_)
 
 
+@narrow_range
 def test_feature_names_are_kept(diabetes):
     pd = pytest.importorskip("pandas")
     X, y = diabetes
@@ -162,6 +163,7 @@ def test_feature_names_are_kept(diabetes):
     np.testing.assert_array_equal(search.feature_names_in_, frame.columns)
 
 
+@narrow_range
 def test_refit_false_and_callable_refit(diabetes):
     X, y = diabetes
     search = HypergradSearchCV(Ridge(), {"alpha": (1e-2, 1e2)}, refit=False, n_iter=3)
@@ -199,6 +201,7 @@ def test_multimetric_scoring(diabetes):
         HypergradSearchCV(Ridge(), {"alpha": (1, 2)}, scoring=scoring).fit(X, y)
 
 
+@narrow_range
 def test_two_dimensional_target():
     X, y = load_linnerud(return_X_y=True)
     cv = KFold(4)
@@ -451,16 +454,34 @@ def test_callback_stops_the_search_and_keeps_the_best(diabetes):
     assert hasattr(search, "best_estimator_")
 
 
-def test_verbose_prints_one_line_per_outer_iteration(diabetes, capsys):
+def test_verbose_prints_one_line_per_evaluation_in_order(diabetes, capsys):
     X, y = diabetes
-    search = HypergradSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, verbose=1, cv=3).fit(
-        X, y
-    )
-    lines = [line for line in capsys.readouterr().out.splitlines() if "iter" in line]
-    # One line per point, and one more for the hypergradient at the best
-    # coarse point, where the gradient phase starts.
-    assert len(lines) == len(search.cv_results_["params"]) + 1
-    assert re.search(r"alpha=\S+; cv_loss=\S+, \|hypergrad\|=\S+", lines[0])
+    search = HypergradSearchCV(
+        Ridge(),
+        {"alpha": (1e-3, 1e3), "fit_intercept": [True, False]},
+        verbose=1,
+        cv=3,
+        scoring="r2",
+    ).fit(X, y)
+    out = capsys.readouterr().out
+    # The silent choice, said: the path follows the loss, the ranking the score.
+    assert "follows the mean squared error; the best point is the best by 'r2'" in out
+    for search_id, fixed in ((1, "True"), (2, "False")):
+        prefix = f"[search {search_id}/2 (fit_intercept={fixed}), eval "
+        lines = [line for line in out.splitlines() if line.startswith(prefix)]
+        numbers = [int(re.match(r".*eval (\d+),", line).group(1)) for line in lines]
+        rows = np.sum(search.cv_results_["search_id"] == search_id - 1)
+        # One line per evaluation, numbered in order: each point, and the
+        # hypergradient added later at the best coarse point.
+        assert numbers == list(range(1, rows + 2))
+        assert re.search(r"iter 0\] alpha=\S+ -> cv_loss=\S+ \(\d+\.\d+s\)", lines[0])
+        added = [line for line in lines if "-> hypergradient alpha: " in line]
+        assert len(added) == 1 and "(cv_loss=" in added[0]
+        assert re.search(r"-> cv_loss=\S+, hypergradient alpha: \S+ \(", lines[-1])
+    # The time is since fit began: it never goes back from one search to the
+    # next.
+    times = [float(t) for t in re.findall(r"\((\d+\.\d+)s\)$", out, re.M)]
+    assert times == sorted(times)
 
     HypergradSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, verbose=2, cv=3, n_iter=0).fit(
         X, y
@@ -575,7 +596,7 @@ def test_an_unseeded_network_is_fitted_when_only_discrete_values_are_searched(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         search = HypergradSearchCV(
-            MLPRegressor(max_iter=5), {"alpha": [1e-4, 1e-2]}, cv=3
+            MLPRegressor(max_iter=5), {"hidden_layer_sizes": [(3,), (5,)]}, cv=3
         ).fit(X[:90], y[:90])
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
 
@@ -747,6 +768,7 @@ def test_sample_weight_with_metadata_routing(diabetes):
     assert not np.isclose(unweighted.best_score_, grid.best_score_, rtol=1e-6)
 
 
+@narrow_range
 def test_pipelines_check_their_own_input():
     # Text, and missing values a step imputes: GridSearchCV accepts both, so
     # the search leaves the checks to the pipeline's steps.
@@ -814,6 +836,7 @@ def test_weighted_scores_weigh_the_differentiated_loss(diabetes):
     )
 
 
+@short_trainings
 @pytest.mark.filterwarnings(
     "ignore:Stochastic Optimizer:sklearn.exceptions.ConvergenceWarning"
 )
@@ -866,6 +889,8 @@ def test_listed_values_combine_with_a_range(diabetes):
     assert rates[:3] == rates[3:] and len(set(rates)) == 3
 
 
+@narrow_range
+@short_trainings
 @pytest.mark.filterwarnings(
     "ignore:Stochastic Optimizer:sklearn.exceptions.ConvergenceWarning"
 )
@@ -892,6 +917,7 @@ def test_an_unseeded_network_gets_a_seed_from_the_search(diabetes):
     assert first.best_params_["random_state"] != other.best_params_["random_state"]
 
 
+@short_trainings
 @pytest.mark.filterwarnings(
     "ignore:Stochastic Optimizer:sklearn.exceptions.ConvergenceWarning"
 )
@@ -918,3 +944,21 @@ def test_the_default_search_is_deterministic():
     seeded = HypergradSearchCV(mlp, space, cv=3, n_init=4, n_iter=0, random_state=5)
     seeded.fit(X, y)
     assert seeded.cv_results_["params"][:4] != runs[0].cv_results_["params"][:4]
+
+
+def test_verbose_3_prints_grid_search_score_lines(diabetes, capsys):
+    """D2: the per-fold lines GridSearchCV prints at verbose=3."""
+    X, y = diabetes
+    HypergradSearchCV(
+        Ridge(), {"alpha": [0.1, 10.0]}, verbose=3, cv=3, n_iter=0, scoring=MSE
+    ).fit(X, y)
+    ours = [line for line in capsys.readouterr().out.splitlines() if "END" in line]
+    GridSearchCV(Ridge(), {"alpha": [0.1, 10.0]}, verbose=3, cv=3, scoring=MSE).fit(
+        X, y
+    )
+    theirs = [line for line in capsys.readouterr().out.splitlines() if "END" in line]
+
+    def without_time(lines):
+        return [re.sub(r"total time=.*", "", line) for line in lines]
+
+    assert without_time(ours) == without_time(theirs)

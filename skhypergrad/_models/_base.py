@@ -175,12 +175,22 @@ class DifferentiableModel(ABC):
         Whether the training draws random numbers from the estimator's
         ``random_state``. The search then fixes a ``random_state`` of None
         to a seed, so that the CV loss is a function of the hyperparameters.
+    loss_scoring : str or None
+        The scikit-learn scoring that ranks points as the differentiated loss
+        does (``"neg_mean_squared_error"``), if any: with another
+        ``scoring``, the search says that the path follows the loss and the
+        ranking the score.
     """
 
     estimator_class = None
     hyperparameters = {}
     loss_name = ""
     stochastic = False
+    loss_scoring = None
+
+    def loss_scoring_for(self, estimator):
+        """The scoring equivalent to the loss at ``estimator``'s settings."""
+        return self.loss_scoring
 
     def hyperparameters_for(self, estimator):
         """The continuous hyperparameters ``estimator``'s settings use.

@@ -400,6 +400,7 @@ class LogisticRegressionModel(DifferentiableModel):
     # C is a positive scale: searched as log(C).
     hyperparameters = {"C": "log"}
     loss_name = "log-loss"
+    loss_scoring = "neg_log_loss"
 
     def check_estimator(self, estimator):
         penalty = effective_logistic_penalty(estimator)

@@ -514,6 +514,11 @@ class MLPRegressorModel(_MLPModel):
     loss_name = "mean squared error (mean Poisson deviance for loss='poisson')"
     targets_class = _RegressionTargets
 
+    def loss_scoring_for(self, estimator):
+        if estimator.loss == "poisson":
+            return "neg_mean_poisson_deviance"
+        return "neg_mean_squared_error"
+
 
 class MLPClassifierModel(_MLPModel):
     """:class:`~sklearn.neural_network.MLPClassifier`, ``solver="sgd"`` or ``"adam"``.
@@ -527,5 +532,6 @@ class MLPClassifierModel(_MLPModel):
 
     estimator_class = MLPClassifier
     loss_name = "log-loss"
+    loss_scoring = "neg_log_loss"
     targets_class = _ClassificationTargets
     stratify = True

@@ -140,6 +140,7 @@ class RidgeModel(DifferentiableModel):
     # alpha is a positive scale: searched as log(alpha).
     hyperparameters = {"alpha": "log"}
     loss_name = "mean squared error"
+    loss_scoring = "neg_mean_squared_error"
 
     def check_estimator(self, estimator):
         if estimator.positive:
