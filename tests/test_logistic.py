@@ -555,6 +555,29 @@ def test_a_class_the_training_fold_lacks_costs_the_clipped_log_loss():
     assert 0.7 * grads["C"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_extreme_C_gives_finite_hypergradients():
+    """B7: no overflow at a huge C, no NaN at a tiny one."""
+    X, y = load_breast_cancer(return_X_y=True)
+    X = _standardized(X)
+    cv = StratifiedKFold(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for C in (1e160, 1e300, 1e-210):
+            loss, grads = cross_val_hypergrad(
+                LogisticRegression(), X, y, params={"C": C}, cv=cv
+            )
+            assert np.isfinite(loss) and np.isfinite(grads["C"])
+        # Without an intercept, the derivative at C = 1e-210 is that of the
+        # linear regime of small C, exactly.
+        small = [
+            cross_val_hypergrad(
+                LogisticRegression(fit_intercept=False), X, y, params={"C": C}, cv=cv
+            )[1]["C"]
+            for C in (1e-210, 1e-150)
+        ]
+    assert small[0] == pytest.approx(small[1], rel=1e-9)
+
+
 @pytest.mark.parametrize("C", [0.0, -1.0, np.inf, np.nan])
 def test_C_must_be_finite_and_positive(C):
     fold = make_fold(

@@ -49,12 +49,23 @@ def implicit_hypergradient(validation_loss, theta, solve, mixed_term, hypers):
         The derivatives, shaped as ``hypers``' values.
     """
     adjoint = solve(grad(validation_loss)(theta))
+    # The reverse pass multiplies the adjoint by the parameters before the
+    # hyperparameter's factor: with a huge penalty both are tiny (C = 1e-210
+    # gives 1e-208 each) and their product would underflow to zero. It runs
+    # on the adjoint scaled to a largest entry of one, and scales back (this
+    # does not help the entries far below the largest, such as a logistic
+    # model's coefficients next to its unpenalized intercept).
+    scale = np.max(np.abs(adjoint))
+    if not (np.isfinite(scale) and scale > 0):
+        scale = 1.0
 
     def adjoint_dot_train_grad(h):
-        return anp.dot(adjoint, grad(mixed_term)(theta, h))
+        return anp.dot(adjoint / scale, grad(mixed_term)(theta, h))
 
     return {
-        name: -np.asarray(derivative) if np.ndim(derivative) else -float(derivative)
+        name: -scale * np.asarray(derivative)
+        if np.ndim(derivative)
+        else -scale * float(derivative)
         for name, derivative in grad(adjoint_dot_train_grad)(dict(hypers)).items()
     }
 

@@ -181,12 +181,18 @@ class _LogisticSolution(Solution):
 
         def mixed_term(theta, hypers):
             # Only the penalty depends on C: the mixed derivative of the
-            # training objective is that of the penalty, traced without the data.
-            return _penalty_term(theta, hypers["C"], fold.penalty)
+            # training objective is that of the penalty, traced without the
+            # data, in log C: 1 / C**2 would overflow for C beyond 1e154 and
+            # below 1e-154, while C * dL/dC stays finite.
+            return 0.5 * anp.exp(-hypers["log_C"]) * anp.sum(fold.penalty * theta**2)
 
         with blas_threads_limited():
             grads = implicit_hypergradient(
-                validation_loss, self.theta, solve, mixed_term, {"C": self.C}
+                validation_loss,
+                self.theta,
+                solve,
+                mixed_term,
+                {"log_C": np.log(self.C)},
             )
         if not converged:
             warnings.warn(
@@ -197,7 +203,7 @@ class _LogisticSolution(Solution):
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        return grads
+        return {"C": grads["log_C"] / self.C}
 
     def fitted_estimator(self):
         fold = self._fold
