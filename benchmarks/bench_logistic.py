@@ -49,7 +49,7 @@ from sklearn.preprocessing import StandardScaler
 
 from skhypergrad import FoldData, HypergradSearchCV
 from skhypergrad._models._logistic import LogisticRegressionModel, _train_objective
-from skhypergrad._models._logistic_solver import blas_threads_limited
+from skhypergrad._models._threads import blas_threads_limited
 
 LOW, HIGH, N_POINTS = 1e-4, 1e4, 30
 MAX_ITER = 1000

@@ -67,12 +67,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from .._sklearn_compat import compute_class_weight, effective_logistic_penalty
 from ._base import DifferentiableModel, Fold, Solution
 from ._implicit import implicit_hypergradient
-from ._logistic_solver import (
-    HessianSolver,
-    LogisticObjective,
-    blas_threads_limited,
-    newton_solve,
-)
+from ._logistic_solver import HessianSolver, LogisticObjective, newton_solve
 from ._losses import (
     MAX_LOG_LOSS,
     binary_log_loss,
@@ -80,6 +75,7 @@ from ._losses import (
     multinomial_log_loss,
     weighted_mean,
 )
+from ._threads import blas_threads_limited
 
 # The inner solve stops when the largest gradient entry of the normalized
 # objective falls below this fraction of its value at zero (or below ``tol``

@@ -17,11 +17,10 @@ import functools
 import numpy as np
 from scipy.linalg import blas, eigh, lapack
 from scipy.special import expit
-from threadpoolctl import ThreadpoolController
 
 from ._implicit import conjugate_gradient
 
-__all__ = ["HessianSolver", "LogisticObjective", "blas_threads_limited", "newton_solve"]
+__all__ = ["HessianSolver", "LogisticObjective", "newton_solve"]
 
 # reused until conjugate gradient needs more than n_params / 10 iterations
 # (at least 5, at most 30): matrix products run faster per flop than
@@ -34,23 +33,7 @@ _REFRESH_RANGE = (5, 30)
 _FACTORS_KEPT = 3
 
 
-# The solves multiply (n_samples, n_features + 1) arrays by vectors or a few
-# columns: too little work to share between BLAS threads. One thread made a
-# fold's solve and hypergradient 1.5-10x faster on 2 cores (the most when other
-# processes load the machine).
-_BLAS_THREADS = 1
-
 _EPS = np.finfo(np.float64).eps
-
-
-@functools.cache
-def _threadpool_controller():
-    return ThreadpoolController()
-
-
-def blas_threads_limited():
-    """A context in which BLAS runs on ``_BLAS_THREADS`` threads."""
-    return _threadpool_controller().limit(limits=_BLAS_THREADS, user_api="blas")
 
 
 class LogisticObjective:

@@ -46,6 +46,7 @@ from .._sklearn_compat import set_private_fitted_attributes, validate_estimator_
 from . import _mlp_training as training
 from ._base import DifferentiableModel, Fold, Solution
 from ._losses import MAX_LOG_LOSS
+from ._threads import blas_threads_limited
 
 __all__ = ["MLPClassifierModel", "MLPRegressorModel"]
 
@@ -212,13 +213,14 @@ class _MLPSolution(Solution):
         if mode == "reverse" and not run.checkpoints:
             # Trained for the loss alone, without the checkpoints: train
             # again with them (the training is deterministic).
-            run = training.train(fold.problem, self.hp, keep_checkpoints=True)
+            with np.errstate(all="ignore"), blas_threads_limited():
+                run = training.train(fold.problem, self.hp, keep_checkpoints=True)
         sweep = (
             training.hypergradient_reverse
             if mode == "reverse"
             else training.hypergradient_forward
         )
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), blas_threads_limited():
             grad = sweep(fold.problem, run, self.hp, names, fold.validation_loss)
         # The checkpoints have served; the weights stay for fitted_estimator.
         self.run.checkpoints = {}
@@ -419,7 +421,7 @@ class _MLPFold(Fold):
         keep = reverse and (
             differentiate or self.problem.checkpoints_nbytes <= _KEPT_CHECKPOINT_BYTES
         )
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), blas_threads_limited():
             run = training.train(self.problem, hp, keep_checkpoints=keep)
         if run.reached_max_iter:
             warnings.warn(
