@@ -26,6 +26,7 @@ before differentiates the solution found then instead of solving again.
 
 import time
 import traceback
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -256,10 +257,13 @@ class CrossValObjective:
     def prepare(self):
         """Fit the preprocessing and precompute every fold, once."""
         if self._splits is None:
-            self._splits = [self._prepare(train, test) for train, test in self.splits]
+            self._splits = [
+                self._prepare(train, test, first=k == 0)
+                for k, (train, test) in enumerate(self.splits)
+            ]
         return self
 
-    def _prepare(self, train, test):
+    def _prepare(self, train, test, first):
         X_train = safe_indexing(self.X, train)
         y_train = safe_indexing(self.y, train)
         X_test, y_test = safe_indexing(self.X, test), safe_indexing(self.y, test)
@@ -292,6 +296,8 @@ class CrossValObjective:
                 )
                 for X in (X_train, X_test)
             )
+            if first and hasattr(X_train, "toarray"):
+                _warn_densifying(self._final, X_train, X_test)
             data = FoldData(
                 X_train=_dense(X_train),
                 y_train=np.asarray(y_train),
@@ -550,6 +556,27 @@ class GridPoint:
                 PointResult(point={}, loss=np.nan, splits=splits, hypergradient={})
             )
         return self.results[0]
+
+
+# Sparse input whose dense copy takes more than this per fold is said to be
+# densified: below, the copy costs less than scikit-learn's own fits.
+_DENSE_BYTES_WARNING = 100 * 2**20
+
+
+def _warn_densifying(final, X_train, X_test):
+    """Say that sparse input is densified, when that costs memory."""
+    n_bytes = 8 * (X_train.shape[0] + X_test.shape[0]) * X_train.shape[1]
+    if n_bytes < _DENSE_BYTES_WARNING:
+        return
+    warnings.warn(
+        f"The differentiable {type(final).__name__} works on dense arrays: the "
+        f"sparse input it receives ({X_train.shape[1]} columns) is densified in "
+        f"each fold, {n_bytes / 2**20:.0f} MB per fold. Reduce the number of "
+        "columns (max_features of a vectorizer, a SelectKBest step) if that is "
+        "more than memory allows.",
+        UserWarning,
+        stacklevel=5,
+    )
 
 
 def _dense(X):

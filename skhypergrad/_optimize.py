@@ -146,21 +146,23 @@ def minimize_in_box(
         dimensions.
     """
     lower, upper = np.asarray(lower, float), np.asarray(upper, float)
-    if values is not None and lower.size == 1 and values[0] is not None:
-        values = [np.sort(values[0])]  # the bracket needs them in order
     starts = coarse_design(lower, upper, n_init, random_state, values, order)
     values = np.array([fun.value(z) for z in starts])
     finite = np.isfinite(values)
     if n_iter == 0 or not finite.any():
         return
-    best = int(np.argmin(np.where(finite, values, np.inf)))
     # A cell of the coarse pass: the spacing of its points along each axis.
     cells = [max(len(np.unique(starts[:, d])) - 1, 1) for d in range(lower.size)]
     half_cell = 0.5 * np.linalg.norm((upper - lower) / np.array(cells))
     if lower.size == 1:
+        # The bracket needs the coarse points in order (listed values come in
+        # the user's).
+        ordered = np.argsort(starts[:, 0], kind="stable")
+        points, values = starts[ordered, 0], values[ordered]
+        best = int(np.argmin(np.where(np.isfinite(values), values, np.inf)))
         _refine_in_bracket(
             fun,
-            starts[:, 0],
+            points,
             values,
             best,
             lower[0],

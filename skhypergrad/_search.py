@@ -346,13 +346,16 @@ class HypergradSearchCV(BaseSearchCV):
         """
         scorers, refit_metric = self._get_scorers()
         X, y = indexable(X, y)
-        check_data(self.estimator, X, y)
         params = check_method_params(X, params=params)
         routed_params = self._get_routed_params_for_fit(params)
 
         subspaces = expand_param_grid(
             self.estimator, self.param_grid, random_state=self._random_state()
         )
+        if any(s.ranges for s in subspaces):
+            # What the differentiable models need; a search fitted by
+            # scikit-learn alone checks its data as GridSearchCV does.
+            check_data(self.estimator, X, y)
         cv = check_cv(self.cv, y, classifier=is_classifier(self.estimator))
         splits = list(cv.split(X, y, **routed_params.splitter.split))
         self.n_splits_ = len(splits)

@@ -82,8 +82,9 @@ class ContinuousRange:
     scale : {"log", "logit", "linear"}
         How the range is mapped to the unconstrained search space.
     values : tuple of float, default=None
-        The values a list gave, sorted: the coarse pass evaluates them
-        exactly, as a grid would. None for a tuple or a distribution.
+        The values a list gave, in its order, each once: the coarse pass
+        evaluates them exactly, as a grid would. None for a tuple or a
+        distribution.
     """
 
     name: str
@@ -208,12 +209,11 @@ def split_pipeline(estimator):
 
 
 def _is_range_like(value):
-    if _is_distribution(value):
-        return True
-    if isinstance(value, tuple):
-        return True
-    if isinstance(value, (list, np.ndarray, range)):
-        return len(value) >= 2 and all(_is_number(v) for v in np.ravel(value))
+    """A list, 1-D array or ``range`` of two or more numbers."""
+    if isinstance(value, np.ndarray):
+        return value.ndim == 1 and len(value) >= 2 and value.dtype.kind in "iuf"
+    if isinstance(value, (list, range)):
+        return len(value) >= 2 and all(_is_number(v) for v in value)
     return False
 
 
@@ -265,7 +265,8 @@ def _parse_range(name, value, scale):
                 f"Parameter {name!r}: the range {value!r} is reversed; pass "
                 "(low, high) with low < high."
             )
-        listed = None if isinstance(value, tuple) else tuple(sorted(set(values)))
+        # In the user's order, as GridSearchCV evaluates them; each once.
+        listed = None if isinstance(value, tuple) else tuple(dict.fromkeys(values))
     if not (np.isfinite(low) and np.isfinite(high)):
         raise ValueError(
             f"Parameter {name!r}: range bounds must be finite, got [{low}, {high}]."
@@ -290,53 +291,41 @@ def _parse_range(name, value, scale):
     return ContinuousRange(name, low, high, scale, listed)
 
 
-def _differentiable(estimator, fixed, range_like, rng):
-    """The continuous hyperparameters of ``estimator`` at ``fixed``.
-
-    Returns ``(scales, seeded)``: full parameter name -> scale, for those
-    ``range_like`` gives a range to, and the parameters to fix besides
-    ``fixed`` (a seed for a stochastic model whose ``random_state`` is
-    None). Raises ValueError for a tuple or distribution given to a
-    hyperparameter the model can differentiate but the estimator's settings
-    at ``fixed`` do not use (a list there is enumerated, as GridSearchCV
-    would), and for settings the model does not support.
-    """
-    candidate = clone(estimator).set_params(**clone(fixed, safe=False))
+def _model_at(estimator, point):
+    """``(final estimator, prefix, model or None)`` of ``estimator`` at ``point``."""
+    candidate = clone(estimator).set_params(**clone(point, safe=False))
     _, final, prefix = split_pipeline(candidate)
-    model = find_model(final)
-    if model is None:
-        return {}, {}
-    differentiable = {prefix + name for name in model.hyperparameters}
-    if not differentiable & set(range_like):
-        # Only discrete values: the point is fitted by scikit-learn, as
-        # GridSearchCV fits it, whatever the model supports.
-        return {}, {}
-    seeded = {}
+    return final, prefix, find_model(final)
+
+
+def _refuse_unused(name, final, point, usable):
+    """A range for a hyperparameter the settings at ``point`` do not use."""
+    settings = ", ".join(f"{k}={v!r}" for k, v in point.items())
+    raise ValueError(
+        f"Parameter {name!r} is given a range, but {type(final).__name__} does "
+        "not use it" + (f" at {settings}" if settings else "") + "; the "
+        f"hyperparameters it differentiates there are {sorted(usable)}. To "
+        "search settings that use different hyperparameters, pass a list of "
+        "dicts, one per setting, e.g. [{'solver': ['sgd'], 'momentum': (0.5, "
+        "0.99)}, {'solver': ['adam'], 'beta_1': (0.5, 0.99)}]."
+    )
+
+
+def _checked(estimator, point, rng):
+    """The discrete point of a continuous search, checked and seeded.
+
+    A stochastic model whose ``random_state`` is None at ``point`` would draw
+    new weights at every fit: the CV loss would have no gradient. It gets a
+    seed drawn from the search's random stream, kept in the point's params.
+    Raises ValueError for settings the model does not support.
+    """
+    final, prefix, model = _model_at(estimator, point)
     if model.stochastic and final.get_params().get("random_state") is None:
-        # A random_state of None would draw new weights at every fit: the CV
-        # loss would have no gradient. One seed per discrete point, drawn
-        # from the search's random_state, and kept in its params.
-        seeded[prefix + "random_state"] = int(rng.randint(np.iinfo(np.int32).max))
-        final.set_params(random_state=seeded[prefix + "random_state"])
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        point = {**point, prefix + "random_state": seed}
+        final.set_params(random_state=seed)
     model.check_estimator(final)
-    scales = {
-        prefix + name: scale for name, scale in model.hyperparameters_for(final).items()
-    }
-    for name, value in range_like.items():
-        explicit = isinstance(value, tuple) or _is_distribution(value)
-        if explicit and name in differentiable and name not in scales:
-            settings = ", ".join(f"{k}={v!r}" for k, v in fixed.items())
-            raise ValueError(
-                f"Parameter {name!r} is given a range, but "
-                f"{type(final).__name__} does not use it"
-                + (f" at {settings}" if settings else "")
-                + f"; the hyperparameters it differentiates there are "
-                f"{sorted(scales)}. To search settings that use different "
-                "hyperparameters, pass a list of dicts, one per setting, e.g. "
-                "[{'solver': ['sgd'], 'momentum': (0.5, 0.99)}, "
-                "{'solver': ['adam'], 'beta_1': (0.5, 0.99)}]."
-            )
-    return scales, seeded
+    return point
 
 
 def expand_param_grid(estimator, param_grid, random_state=None):
@@ -346,7 +335,8 @@ def expand_param_grid(estimator, param_grid, random_state=None):
     model, ranges, the estimator's parameters) before any work starts. A
     point with no continuous range (an estimator without a differentiable
     model, or discrete values only) is a subspace without ranges: it is
-    fitted and scored as GridSearchCV does.
+    fitted and scored as GridSearchCV does. The points of each dict come in
+    ``ParameterGrid``'s order.
 
     Parameters
     ----------
@@ -370,46 +360,95 @@ def expand_param_grid(estimator, param_grid, random_state=None):
     for grid in param_grid:
         if not isinstance(grid, dict):
             raise TypeError(f"param_grid entries must be dicts, got {grid!r}.")
-        range_like = {k: v for k, v in grid.items() if _is_range_like(v)}
-        enumerated = {k: v for k, v in grid.items() if k not in range_like}
-        points = [
-            (fixed, *_differentiable(estimator, fixed, range_like, rng))
-            for fixed in ParameterGrid(enumerated or [{}])
-        ]
-        if not any(scales for _, scales, _ in points):
-            subspaces.extend(_enumerated(estimator, grid, range_like))
-            continue
-        for fixed, scales, seeded in points:
-            ranges = {
-                k: _parse_range(k, v, scales[k])
-                for k, v in range_like.items()
-                if k in scales
-            }
-            at_fixed = clone(estimator).set_params(**clone(fixed, safe=False))
-            not_differentiable = {
-                k: _as_candidates(at_fixed, k, v, scales)
-                for k, v in range_like.items()
-                if k not in scales
-            }
-            for extra in ParameterGrid(not_differentiable or [{}]):
-                point = {**fixed, **extra, **seeded}
-                candidate = clone(estimator).set_params(
-                    **clone(point, safe=False),
-                    **{r.name: r.low for r in ranges.values()},
-                )
-                if ranges:
-                    # Invalid values fail here, in scikit-learn's words, and
-                    # not in every fold; without ranges, scikit-learn's fit
-                    # fails them, as in GridSearchCV.
-                    validate_estimator_params(split_pipeline(candidate)[1])
-                subspaces.append(Subspace(point, tuple(ranges.values())))
+        subspaces.extend(_expand_dict(estimator, grid, rng))
     return subspaces
 
 
-def _enumerated(estimator, grid, range_like):
+def _expand_dict(estimator, grid, rng):
+    """The subspaces of one dict of ``param_grid``, in ParameterGrid's order."""
+    explicit = {
+        k: v for k, v in grid.items() if isinstance(v, tuple) or _is_distribution(v)
+    }
+    numbers = {k: v for k, v in grid.items() if k not in explicit and _is_range_like(v)}
+    # Entries that cannot be ranges: they decide the model and its settings.
+    settings = {k: v for k, v in grid.items() if k not in explicit and k not in numbers}
+    found = []  # (discrete point, continuous entries) in the order built
+    for fixed in ParameterGrid(settings or [{}]):
+        final, prefix, model = _model_at(estimator, fixed)
+        usable = (
+            {prefix + n: scale for n, scale in model.hyperparameters_for(final).items()}
+            if model is not None
+            else {}
+        )
+        declared = {prefix + n for n in model.hyperparameters} if model else set()
+        at_fixed = clone(estimator).set_params(**clone(fixed, safe=False))
+        for name, value in explicit.items():
+            if name in declared and name not in usable:
+                _refuse_unused(name, final, fixed, usable)
+            if name not in usable:
+                _as_candidates(at_fixed, name, value, usable)  # refuses
+        continuous = {k: v for k, v in {**numbers, **explicit}.items() if k in usable}
+        candidates = {
+            k: _as_candidates(at_fixed, k, v, usable)
+            for k, v in numbers.items()
+            if k not in usable
+        }
+        for extra in ParameterGrid(candidates or [{}]):
+            found.append(({**fixed, **extra}, continuous, usable))
+    if not any(continuous for _, continuous, _ in found):
+        return _enumerated(estimator, grid)
+    discrete = {k: v for k, v in grid.items() if not any(k in c for _, c, _ in found)}
+    order = list(ParameterGrid(discrete or [{}]))
+    found.sort(key=lambda item: _position(item[0], order))
+    subspaces = []
+    for point, continuous, usable in found:
+        if not continuous:
+            # Only discrete values here: fitted by scikit-learn, as
+            # GridSearchCV fits it, whatever the model supports.
+            subspaces.append(Subspace(point, ()))
+            continue
+        try:
+            point = _checked(estimator, point, rng)
+        except ValueError:
+            if any(k in explicit for k in continuous):
+                raise
+            # Settings the model cannot differentiate (an L1 penalty) and
+            # lists only: their values are fitted by scikit-learn, as
+            # GridSearchCV fits them.
+            here = {**{k: [v] for k, v in point.items()}, **continuous}
+            subspaces.extend(Subspace(p, ()) for p in ParameterGrid(here))
+            continue
+        ranges = tuple(_parse_range(k, v, usable[k]) for k, v in continuous.items())
+        candidate = clone(estimator).set_params(
+            **clone(point, safe=False), **{r.name: r.low for r in ranges}
+        )
+        # Invalid values fail here, in scikit-learn's words, and not in every
+        # fold; without ranges, scikit-learn's fit fails them, as in
+        # GridSearchCV.
+        validate_estimator_params(split_pipeline(candidate)[1])
+        subspaces.append(Subspace(point, ranges))
+    return subspaces
+
+
+def _position(point, order):
+    """The index of ``point`` in the list of dicts ``order``."""
+    for index, other in enumerate(order):
+        if point.keys() == other.keys() and all(
+            point[k] is other[k] or _equal(point[k], other[k]) for k in point
+        ):
+            return index
+    return len(order)
+
+
+def _equal(a, b):
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
+def _enumerated(estimator, grid):
     """The points of ``grid`` with no continuous range, as ParameterGrid's."""
-    for name, value in range_like.items():
-        _as_candidates(estimator, name, value, {})
     points = list(ParameterGrid(grid))
     for point in points:
         # Let scikit-learn name any unknown parameter, in its words.

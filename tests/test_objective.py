@@ -194,3 +194,16 @@ def test_a_subclass_that_keeps_fit_gets_its_parents_model():
     assert find_model(RefittingRidge()) is None
     with pytest.raises(ValueError, match="no differentiable model for RefittingRidge"):
         get_model(RefittingRidge())
+
+
+def test_densifying_a_large_sparse_input_is_said(monkeypatch):
+    from scipy import sparse
+
+    from skhypergrad import _objective
+
+    X, y = load_diabetes(return_X_y=True)
+    monkeypatch.setattr(_objective, "_DENSE_BYTES_WARNING", 1000)
+    with pytest.warns(UserWarning, match=r"densified in each fold, \d+ MB per fold"):
+        HypergradSearchCV(Ridge(), {"alpha": (0.1, 10.0)}, n_iter=0).fit(
+            sparse.csr_matrix(X), y
+        )

@@ -8,9 +8,9 @@ import pytest
 import sklearn
 from scipy.stats import loguniform, norm, uniform
 from sklearn.base import clone
-from sklearn.datasets import load_linnerud, make_regression
+from sklearn.datasets import load_iris, load_linnerud, make_regression
 from sklearn.exceptions import ConvergenceWarning, FitFailedWarning, NotFittedError
-from sklearn.linear_model import Lasso, Ridge
+from sklearn.linear_model import Lasso, LogisticRegression, Ridge
 from sklearn.metrics import make_scorer, mean_squared_error
 from sklearn.model_selection import (
     GridSearchCV,
@@ -230,9 +230,8 @@ def test_range_forms_define_the_same_range(diabetes, value):
         [1e-3, 0.1, 10.0, 1e3],
         [1e3, 0.1, 1e-3, 10.0, 0.1],
         np.array([1e-3, 0.1, 10.0, 1e3]),
-        np.array([[1e-3, 0.1], [10.0, 1e3]]),
     ],
-    ids=["list", "unsorted-list-with-duplicates", "array", "2d-array"],
+    ids=["list", "unsorted-list-with-duplicates", "array"],
 )
 def test_listed_values_are_evaluated_exactly_then_refined(diabetes, value):
     X, y = diabetes
@@ -240,19 +239,26 @@ def test_listed_values_are_evaluated_exactly_then_refined(diabetes, value):
         Ridge(), {"alpha": value}, scoring="neg_mean_squared_error", cv=CV
     ).fit(X, y)
     alphas = list(search.cv_results_["param_alpha"])
-    # The listed values first, exactly, in the coarse pass; then the gradient
-    # phase, inside their range.
-    assert alphas[:4] == [1e-3, 0.1, 10.0, 1e3]
+    # The listed values first, exactly, in their order (each once), in the
+    # coarse pass; then the gradient phase, inside their range.
+    listed = list(dict.fromkeys(np.asarray(value).tolist()))
+    assert alphas[: len(listed)] == listed
     assert all(1e-3 <= a <= 1e3 for a in alphas)
-    grid = GridSearchCV(
-        Ridge(), {"alpha": [1e-3, 0.1, 10.0, 1e3]}, scoring=MSE, cv=CV
-    ).fit(X, y)
+    grid = GridSearchCV(Ridge(), {"alpha": listed}, scoring=MSE, cv=CV).fit(X, y)
     np.testing.assert_allclose(
-        search.cv_results_["mean_test_score"][:4],
+        search.cv_results_["mean_test_score"][: len(listed)],
         grid.cv_results_["mean_test_score"],
         rtol=1e-9,
     )
     assert search.best_score_ >= grid.best_score_
+
+
+def test_a_2d_array_is_refused_as_grid_search_refuses_it(diabetes):
+    X, y = diabetes
+    with pytest.raises(ValueError, match="should be one-dimensional"):
+        HypergradSearchCV(
+            Ridge(), {"alpha": np.array([[0.1, 1.0], [10.0, 100.0]])}
+        ).fit(X, y)
 
 
 def test_a_range_object_is_a_list_of_values(diabetes):
@@ -962,3 +968,75 @@ def test_verbose_3_prints_grid_search_score_lines(diabetes, capsys):
         return [re.sub(r"total time=.*", "", line) for line in lines]
 
     assert without_time(ours) == without_time(theirs)
+
+
+def test_lists_of_settings_are_enumerated_and_checked_at_each_point():
+    """A list of numbers for a parameter without a hypergradient is a list of
+    candidates; each point is checked and fitted as what it is."""
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    cv = KFold(3, shuffle=True, random_state=0)
+    grid = {"C": [0.1, 1.0], "l1_ratio": [0.0, 1.0]}
+    estimator = LogisticRegression(solver="saga", tol=1e-8, max_iter=5000)
+    search = HypergradSearchCV(estimator, grid, cv=cv, scoring="neg_log_loss")
+    reference = GridSearchCV(estimator, grid, cv=cv, scoring="neg_log_loss")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(X, y)
+        reference.fit(X, y)
+    rows = search.cv_results_
+    for params, score in zip(
+        reference.cv_results_["params"],
+        reference.cv_results_["mean_test_score"],
+        strict=True,
+    ):
+        if params["l1_ratio"] == 1.0:
+            # The L1 points are fitted by scikit-learn, as GridSearchCV does,
+            # not scored as if they were L2.
+            i = rows["params"].index(params)
+            assert np.isnan(rows["cv_loss"][i])
+            np.testing.assert_allclose(rows["mean_test_score"][i], score, rtol=1e-6)
+    assert search.best_score_ >= reference.best_score_ - 1e-6
+
+
+def test_a_list_of_seeds_is_kept():
+    X, y = make_regression(60, 3, noise=1.0, random_state=0)
+    search = HypergradSearchCV(
+        MLPRegressor(hidden_layer_sizes=(2,), max_iter=3),
+        {"alpha": (1e-4, 1e-1), "random_state": [1, 2]},
+        cv=2,
+        n_init=2,
+        n_iter=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(X, y)
+    assert [p["random_state"] for p in search.cv_results_["params"]] == [1, 1, 2, 2]
+
+
+def test_ragged_and_tuple_candidates_are_enumerated():
+    X, y = make_regression(60, 3, noise=1.0, random_state=0)
+    grid = {
+        "hidden_layer_sizes": [(3,), (3, 2)],
+        "alpha": (1e-4, 1e-1),
+        "random_state": [0],
+    }
+    search = HypergradSearchCV(MLPRegressor(max_iter=3), grid, cv=2, n_init=2, n_iter=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(X, y)
+    sizes = [p["hidden_layer_sizes"] for p in search.cv_results_["params"]]
+    assert sizes == [(3,), (3,), (3, 2), (3, 2)]
+
+
+def test_an_estimator_without_y_is_searched_as_grid_search():
+    from sklearn.neighbors import KernelDensity
+
+    X, _ = load_iris(return_X_y=True)
+    grid = {"bandwidth": [0.2, 0.5, 1.0]}
+    search = HypergradSearchCV(KernelDensity(), grid, cv=3).fit(X)
+    reference = GridSearchCV(KernelDensity(), grid, cv=3).fit(X)
+    assert search.best_params_ == reference.best_params_
+    np.testing.assert_array_equal(
+        search.cv_results_["mean_test_score"], reference.cv_results_["mean_test_score"]
+    )
