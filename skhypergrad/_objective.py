@@ -54,6 +54,7 @@ __all__ = [
     "GridPoint",
     "PointResult",
     "SplitResult",
+    "as_dense",
     "check_data",
 ]
 
@@ -299,9 +300,9 @@ class CrossValObjective:
             if first and hasattr(X_train, "toarray"):
                 _warn_densifying(self._final, X_train, X_test)
             data = FoldData(
-                X_train=_dense(X_train),
+                X_train=as_dense(X_train),
                 y_train=np.asarray(y_train),
-                X_val=_dense(X_test),
+                X_val=as_dense(X_test),
                 y_val=np.asarray(y_test),
                 sample_weight=sample_weight,
                 val_sample_weight=split.test_score_params.get("sample_weight"),
@@ -579,6 +580,6 @@ def _warn_densifying(final, X_train, X_test):
     )
 
 
-def _dense(X):
+def as_dense(X):
     # autograd has no sparse matrices: the traced trainers see dense arrays.
     return X.toarray() if hasattr(X, "toarray") else np.asarray(X)

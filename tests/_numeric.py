@@ -42,3 +42,6 @@ short_trainings = pytest.mark.filterwarnings(
     "ignore:.* inner trainings .* did not converge"
     ":sklearn.exceptions.ConvergenceWarning"
 )
+refit_short_of_the_optimum = pytest.mark.filterwarnings(
+    "ignore:best_estimator_ was refit by .* above the minimum:UserWarning"
+)

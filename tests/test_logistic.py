@@ -760,3 +760,20 @@ def test_validation_weights_weigh_the_log_loss():
         sample_weight=weights,
     )
     np.testing.assert_allclose(loss, expected, rtol=1e-10)
+
+
+def test_a_refit_far_from_the_scored_optimum_is_said():
+    """lbfgs at its default tol stops short of the optimum the search scored."""
+    X, y = _load("breast_cancer")
+    space = {"logisticregression__C": [100.0, 1000.0]}
+    loose = HypergradSearchCV(_pipeline(), space, n_iter=0, scoring="neg_log_loss")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        with pytest.warns(UserWarning, match=r"tol=0.0001.*% above the minimum"):
+            loose.fit(X, y)
+    tight = HypergradSearchCV(
+        _pipeline(**_TIGHT_NEWTON), space, n_iter=0, scoring="neg_log_loss"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        tight.fit(X, y)

@@ -209,6 +209,26 @@ class DifferentiableModel(ABC):
         """
         return dict(self.hyperparameters)
 
+    def refit_gap(self, estimator, data):
+        """How far ``estimator``'s own fit stops from the model's solution.
+
+        Parameters
+        ----------
+        estimator : estimator instance
+            An instance of :attr:`estimator_class`, fitted by its own ``fit``
+            on ``data.X_train``, ``data.y_train`` (and ``sample_weight``).
+        data : FoldData
+            That data.
+
+        Returns
+        -------
+        gap : float or None
+            How far the fitted estimator's training objective is above the
+            model's solution at the same point, relatively, or None when the
+            model reproduces ``fit`` (the default).
+        """
+        return None
+
     def check_estimator(self, estimator):  # noqa: B027 - optional hook
         """Raise ``ValueError`` if ``estimator``'s settings are not supported.
 

@@ -432,3 +432,24 @@ class LogisticRegressionModel(DifferentiableModel):
 
     def fold(self, estimator, data):
         return _LogisticFold(estimator, data)
+
+    def refit_gap(self, estimator, data):
+        """How far above the optimum's objective the solver stops, relatively.
+
+        scikit-learn's solvers stop at ``tol`` (lbfgs at 1e-4 by default),
+        while the search scores the exact optimum: ``(f(fitted) - f(optimum))
+        / f(optimum)``, with ``f(optimum)`` floored at a thousandth of
+        ``f(0)`` where the optimum is near zero (separable data).
+        """
+        fold = _LogisticFold(estimator, data)
+        optimum = fold.solve({})
+        coef = np.atleast_2d(estimator.coef_)
+        if estimator.fit_intercept:
+            intercept = np.ravel(estimator.intercept_)[:, None]
+            coef = np.hstack([coef, intercept])
+        l2 = 1.0 / (optimum.C * fold.weight_sum)
+        fitted_value = fold.objective.value_grad(coef.ravel(), l2)[0]
+        best_value = fold.objective.value_grad(optimum.theta, l2)[0]
+        start_value = fold.objective.value_grad(np.zeros_like(optimum.theta), l2)[0]
+        scale = max(abs(best_value), 1e-3 * abs(start_value))
+        return float((fitted_value - best_value) / scale)
