@@ -372,62 +372,81 @@ def _expand_dict(estimator, grid, rng):
     numbers = {k: v for k, v in grid.items() if k not in explicit and _is_range_like(v)}
     # Entries that cannot be ranges: they decide the model and its settings.
     settings = {k: v for k, v in grid.items() if k not in explicit and k not in numbers}
-    found = []  # (discrete point, continuous entries) in the order built
-    for fixed in ParameterGrid(settings or [{}]):
-        final, prefix, model = _model_at(estimator, fixed)
-        usable = (
-            {prefix + n: scale for n, scale in model.hyperparameters_for(final).items()}
-            if model is not None
-            else {}
-        )
-        declared = {prefix + n for n in model.hyperparameters} if model else set()
-        at_fixed = clone(estimator).set_params(**clone(fixed, safe=False))
-        for name, value in explicit.items():
-            if name in declared and name not in usable:
-                _refuse_unused(name, final, fixed, usable)
-            if name not in usable:
-                _as_candidates(at_fixed, name, value, usable)  # refuses
-        continuous = {k: v for k, v in {**numbers, **explicit}.items() if k in usable}
-        candidates = {
-            k: _as_candidates(at_fixed, k, v, usable)
-            for k, v in numbers.items()
-            if k not in usable
-        }
-        for extra in ParameterGrid(candidates or [{}]):
-            found.append(({**fixed, **extra}, continuous, usable))
+    found = [
+        item
+        for fixed in ParameterGrid(settings or [{}])
+        for item in _points_at(estimator, fixed, explicit, numbers)
+    ]
     if not any(continuous for _, continuous, _ in found):
         return _enumerated(estimator, grid)
     discrete = {k: v for k, v in grid.items() if not any(k in c for _, c, _ in found)}
     order = list(ParameterGrid(discrete or [{}]))
     found.sort(key=lambda item: _position(item[0], order))
-    subspaces = []
-    for point, continuous, usable in found:
-        if not continuous:
-            # Only discrete values here: fitted by scikit-learn, as
-            # GridSearchCV fits it, whatever the model supports.
-            subspaces.append(Subspace(point, ()))
-            continue
-        try:
-            point = _checked(estimator, point, rng)
-        except ValueError:
-            if any(k in explicit for k in continuous):
-                raise
-            # Settings the model cannot differentiate (an L1 penalty) and
-            # lists only: their values are fitted by scikit-learn, as
-            # GridSearchCV fits them.
-            here = {**{k: [v] for k, v in point.items()}, **continuous}
-            subspaces.extend(Subspace(p, ()) for p in ParameterGrid(here))
-            continue
-        ranges = tuple(_parse_range(k, v, usable[k]) for k, v in continuous.items())
-        candidate = clone(estimator).set_params(
-            **clone(point, safe=False), **{r.name: r.low for r in ranges}
-        )
-        # Invalid values fail here, in scikit-learn's words, and not in every
-        # fold; without ranges, scikit-learn's fit fails them, as in
-        # GridSearchCV.
-        validate_estimator_params(split_pipeline(candidate)[1])
-        subspaces.append(Subspace(point, ranges))
-    return subspaces
+    return [
+        subspace
+        for point, continuous, usable in found
+        for subspace in _subspaces_at(estimator, point, continuous, usable, rng)
+    ]
+
+
+def _points_at(estimator, fixed, explicit, numbers):
+    """The discrete points at the settings ``fixed``, with their continuous entries.
+
+    Returns a list of ``(point, continuous entries, usable scales)``: the
+    lists of numbers for the differentiable hyperparameters the settings use
+    are ranges, those of other parameters candidates to enumerate.
+    """
+    final, prefix, model = _model_at(estimator, fixed)
+    usable = (
+        {prefix + n: scale for n, scale in model.hyperparameters_for(final).items()}
+        if model is not None
+        else {}
+    )
+    declared = {prefix + n for n in model.hyperparameters} if model else set()
+    at_fixed = clone(estimator).set_params(**clone(fixed, safe=False))
+    for name, value in explicit.items():
+        if name in declared and name not in usable:
+            _refuse_unused(name, final, fixed, usable)
+        if name not in usable:
+            _as_candidates(at_fixed, name, value, usable)  # refuses
+    continuous = {k: v for k, v in {**numbers, **explicit}.items() if k in usable}
+    candidates = {
+        k: _as_candidates(at_fixed, k, v, usable)
+        for k, v in numbers.items()
+        if k not in usable
+    }
+    return [
+        ({**fixed, **extra}, continuous, usable)
+        for extra in ParameterGrid(candidates or [{}])
+    ]
+
+
+def _subspaces_at(estimator, point, continuous, usable, rng):
+    """The subspaces of one discrete point: one search, or grid points."""
+    if not continuous:
+        # Only discrete values here: fitted by scikit-learn, as GridSearchCV
+        # fits it, whatever the model supports.
+        return [Subspace(point, ())]
+    try:
+        point = _checked(estimator, point, rng)
+    except ValueError:
+        if any(
+            isinstance(v, tuple) or _is_distribution(v) for v in continuous.values()
+        ):
+            raise
+        # Settings the model cannot differentiate (an L1 penalty) and lists
+        # only: their values are fitted by scikit-learn, as GridSearchCV fits
+        # them.
+        here = {**{k: [v] for k, v in point.items()}, **continuous}
+        return [Subspace(p, ()) for p in ParameterGrid(here)]
+    ranges = tuple(_parse_range(k, v, usable[k]) for k, v in continuous.items())
+    candidate = clone(estimator).set_params(
+        **clone(point, safe=False), **{r.name: r.low for r in ranges}
+    )
+    # Invalid values fail here, in scikit-learn's words, and not in every
+    # fold; without ranges, scikit-learn's fit fails them, as in GridSearchCV.
+    validate_estimator_params(split_pipeline(candidate)[1])
+    return [Subspace(point, ranges)]
 
 
 def _position(point, order):
