@@ -315,20 +315,26 @@ def test_d5_search_validates_the_estimator():
 @_bug(
     "N1: a fold with NaN (through a pipeline) in its validation part is a failed "
     "fit, so that the search raises 'All the fits failed' where GridSearchCV "
-    "scores nan"
+    "scores nan; with error_score='raise', FloatingPointError"
 )
-def test_n1_nan_in_validation_part_is_a_scoring_failure():
+@pytest.mark.parametrize("error_score", [np.nan, "raise"])
+def test_n1_nan_in_validation_part_is_a_scoring_failure(error_score):
     X, y = _regression(12, 1)
     X[6, 0] = np.nan  # in the validation part of the second fold only
     estimator = make_pipeline(StandardScaler(), Ridge())
-    cv = KFold(2)
+    kwargs = {"cv": KFold(2), "refit": False, "error_score": error_score}
+    grid = GridSearchCV(estimator, {"ridge__alpha": [1.0]}, **kwargs)
+    search = HypergradSearchCV(estimator, {"ridge__alpha": [1.0]}, **kwargs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        grid = GridSearchCV(estimator, {"ridge__alpha": [1.0]}, cv=cv, refit=False)
+        if error_score == "raise":
+            with pytest.raises(ValueError, match="Input X contains NaN"):
+                grid.fit(X, y)
+            with pytest.raises(ValueError, match="Input X contains NaN"):
+                search.fit(X, y)
+            return
         grid.fit(X, y)  # every score nan, and no error
-        search = HypergradSearchCV(
-            estimator, {"ridge__alpha": [1.0]}, cv=cv, refit=False
-        ).fit(X, y)
+        search.fit(X, y)
     np.testing.assert_array_equal(
         _split_scores(search, 0, 2), _split_scores(grid, 0, 2)
     )
