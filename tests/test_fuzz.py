@@ -614,9 +614,11 @@ def _compare_with_grid_search(case, search, estimator, splits, kwargs):
         ours, theirs = float(results[key][row]), float(expected[key][0])
         if np.isnan(theirs) != np.isnan(ours):
             raise Deviation(
-                "nan where GridSearchCV is finite"
-                if np.isnan(ours)
-                else "finite where GridSearchCV gives nan",
+                "finite where GridSearchCV gives nan"
+                if np.isnan(theirs)
+                else "nan where GridSearchCV is finite"
+                if np.isfinite(theirs)
+                else "nan where GridSearchCV gives an infinite score",
                 f"{key}: {ours} against {theirs}",
             )
         if not np.isclose(ours, theirs, rtol=rtol, atol=1e-12, equal_nan=True):
@@ -739,8 +741,17 @@ def run_case(case):
             return "refused before work"
         # GridSearchCV over the points the search evaluated.
         points = _evaluated_points(case) or case.equivalent_grid()
-        _, reference_error = _reference(case, estimator, points, splits, kwargs)
+        reference, reference_error = _reference(case, estimator, points, splits, kwargs)
         if reference_error is None:
+            scores = np.array(
+                [v for k, v in reference.cv_results_.items() if k.startswith("split")],
+                dtype=float,
+            )
+            if not np.any(np.isfinite(scores)):
+                raise Deviation(
+                    "raises where GridSearchCV's fits succeed, scoring none finite",
+                    f"{type(error).__name__}: {error}",
+                ) from error
             raise Deviation(
                 "raises after work where GridSearchCV succeeds",
                 f"{type(error).__name__}: {error}",
@@ -795,11 +806,19 @@ KNOWN_BUGS = {
         "NaN passed through a pipeline to LogisticRegression: folds scored",
     ),
     "N1": (
-        lambda case, d: case.pipeline and case.nan_cell,
-        "NaN passed through a pipeline: a fold with NaN in its validation part "
-        "is a failed fit ('The training diverged'), where GridSearchCV fits it and "
-        "only its score is nan; all folds so: 'All the fits failed' raised; with "
-        "error_score='raise', FloatingPointError where scikit-learn raises "
+        lambda case, d: (
+            (case.pipeline and case.nan_cell)
+            or d.kind
+            in (
+                "nan where GridSearchCV gives an infinite score",
+                "raises where GridSearchCV's fits succeed, scoring none finite",
+            )
+        ),
+        "a non-finite validation loss (NaN passed through a pipeline into the "
+        "validation part, or predictions that overflow) makes a failed fit "
+        "('The training diverged'), where GridSearchCV's fit succeeds and only its "
+        "score is nan or -inf: all folds so, 'All the fits failed' is raised; "
+        "with error_score='raise', FloatingPointError where scikit-learn raises "
         "ValueError('Input X contains NaN')",
     ),
     "B1": (
@@ -918,8 +937,14 @@ def small_cases(draw, smooth=True):
         rare_class=False,
         y_format="1d",
         grid=(),
+        # A classifier's folds stratified: a class missing from a training
+        # fold is refused (D1).
         cv=draw(
-            st.sampled_from([("int", k), ("kfold", k, True, 0), ("kfold", k, False, 0)])
+            st.sampled_from(
+                [("int", k), ("kfold", k, True, 0), ("kfold", k, False, 0)]
+                if task == "regression"
+                else [("int", k), ("stratified", k, True, 0)]
+            )
         ),
         scoring=("none",),
         refit=True,

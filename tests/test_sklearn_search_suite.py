@@ -14,7 +14,10 @@ collected here, so that each one's outcome is reported under this module:
   the suite too;
 - every other test must pass.
 
-Run this module alone with ``-rxXf`` to see each outcome and reason.
+Run this module alone with ``-rxXf`` to see each outcome and reason. The
+list was made against scikit-learn 1.9.1: another version's tests may need
+entries added or removed, which the strict marks and
+``test_expected_to_differ_names_tests_of_sklearn`` point out.
 """
 
 import ast
@@ -249,6 +252,11 @@ def _classifying_failures(function):
 def _load_sklearn_suite():
     """scikit-learn's test module, imported with GridSearchCV replaced."""
     spec = importlib.util.find_spec(SKLEARN_MODULE)
+    if spec is None:
+        pytest.skip(
+            f"scikit-learn is installed without its tests ({SKLEARN_MODULE})",
+            allow_module_level=True,
+        )
     with open(spec.origin, encoding="utf-8") as f:
         tree = ast.parse(f.read())
     # The modules it imports first, with the real GridSearchCV, so that only
