@@ -18,7 +18,7 @@ _FUZZ_CHECKS = {
     ],
 }
 settings.register_profile(
-    "ci", max_examples=50, derandomize=True, database=None, **_FUZZ_CHECKS
+    "ci", max_examples=150, derandomize=True, database=None, **_FUZZ_CHECKS
 )
 settings.register_profile("large", max_examples=2000, **_FUZZ_CHECKS)
 _fuzz = os.environ.get("SKHYPERGRAD_FUZZ", "ci")

@@ -25,7 +25,7 @@ StandardScaler, and checks the outcome rules:
 random points, and must refuse invalid values with a ValueError.
 
 Budgets: the hypothesis profiles registered in tests/conftest.py. ``ci``
-(the default) runs 50 derandomized examples per test, the same at each run,
+(the default) runs 150 derandomized examples per test, the same at each run,
 the module in well under a minute on 2 cores. A larger budget::
 
     SKHYPERGRAD_FUZZ=large python -m pytest tests/test_fuzz.py \\
@@ -44,6 +44,7 @@ Fixing a bug means deleting its entry here too.
 
 import copy
 import math
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -503,7 +504,11 @@ def cases(draw):
         return_train_score=draw(st.booleans()),
         n_init=draw(st.integers(1, 3)),
         n_iter=draw(st.integers(0, 3)),
-        callback=draw(st.sampled_from(["count", "count", "count", "stop", "mutate"])),
+        callback=draw(
+            st.sampled_from(["stop", "mutate"])
+            if draw(_one_in(4))
+            else st.just("count")
+        ),
     )
 
 
@@ -633,6 +638,28 @@ def _score_mismatch(case, search, row, reference):
     return None
 
 
+def _tied_decision(case, estimator, params, split):
+    """Whether scikit-learn's classifier trained on the split ties two classes.
+
+    A tie (integer features make them) is broken by rounding: the search's
+    model and scikit-learn's may predict either class (so do two of
+    scikit-learn's own solvers).
+    """
+    X, y, fit_params = case.data()
+    X, y = np.asarray(X), _ravel(np.asarray(y, dtype=object))
+    train, test = split
+    model = clone(estimator).set_params(**params)
+    weights = {k: v[train] for k, v in fit_params.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            model.fit(X[train], y[train].tolist(), **weights)
+            proba = np.sort(model.predict_proba(X[test]), axis=1)
+        except Exception:
+            return False
+    return bool(np.any(proba[:, -1] - proba[:, -2] < 1e-6))
+
+
 # Above this C, a logistic regression on separable data has no optimum to
 # speak of: the solvers stop at different points of a ray.
 _ILL_POSED_C = 1e6
@@ -665,7 +692,7 @@ def _compare_with_grid_search(case, search, estimator, splits, kwargs):
     n_rows = len(results["params"])
     if any(len(value) != n_rows for value in results.values()):
         raise Deviation("cv_results_ columns of different lengths")
-    if case.model == "logistic" and params[case.prefix + "C"] > _ILL_POSED_C:
+    if case.model == "logistic" and params.get(case.prefix + "C", 1.0) > _ILL_POSED_C:
         return f"searched; scores not compared at C > {_ILL_POSED_C:g}"
     mismatch = _score_mismatch(case, search, row, reference)
     if mismatch is not None and case.dtype == "float32":
@@ -678,6 +705,12 @@ def _compare_with_grid_search(case, search, estimator, splits, kwargs):
                 "float32 X: scores of GridSearchCV on float64 X, not on float32 X",
                 str(mismatch),
             )
+    if mismatch is not None and case.task == "classification":
+        split = re.match(r"split(\d+)_", str(mismatch).split(": ", 1)[1])
+        if split and _tied_decision(
+            case, estimator, params, splits[int(split.group(1))]
+        ):
+            return "searched; a tie between two classes, broken either way"
     if mismatch is not None:
         raise mismatch
     return "searched"
