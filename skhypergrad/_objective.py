@@ -136,6 +136,7 @@ class _Split:
     model_fold: object = None
     error: str = None
     feature_names: object = None
+    finite_validation: bool = True
     solutions: OrderedDict = field(default_factory=OrderedDict)
 
     def solution(self, params, differentiate):
@@ -287,16 +288,21 @@ class CrossValObjective:
             split.feature_names = get_feature_names(X_train)
             # What the final estimator's fit would check: its input after the
             # preprocessing steps (NaN passed through, an empty training part).
-            X_train, X_test = (
-                check_array(
-                    X,
-                    accept_sparse=True,
-                    dtype="numeric",
-                    ensure_all_finite=not get_tags(self._final).input_tags.allow_nan,
-                    estimator=self._final,
-                )
-                for X in (X_train, X_test)
+            # The validation part is checked when it is scored, as in
+            # GridSearchCV: NaN there fails the scores, not the fit.
+            X_train = check_array(
+                X_train,
+                accept_sparse=True,
+                dtype="numeric",
+                ensure_all_finite=not get_tags(self._final).input_tags.allow_nan,
+                estimator=self._final,
+                input_name="X",
             )
+            X_test = check_array(
+                X_test, accept_sparse=True, dtype="numeric", ensure_all_finite=False
+            )
+            values = X_test.data if hasattr(X_test, "toarray") else X_test
+            split.finite_validation = bool(np.isfinite(values).all())
             if first and hasattr(X_train, "toarray"):
                 _warn_densifying(self._final, X_train, X_test)
             data = FoldData(
@@ -380,14 +386,17 @@ class CrossValObjective:
         start = time.time()
         try:
             solution = split.solution(model_params, differentiate)
+            if not split.finite_validation:
+                # Trained, but its validation part has NaN or infinite values:
+                # no loss, and the scorer fails as in GridSearchCV.
+                return SplitResult(np.nan, {}, None, time.time() - start)
             if not np.isfinite(solution.loss):
-                # A model says why in its own words when it builds the fitted
-                # estimator (an MLP's non-finite weights, as its fit says).
+                # A diverged training fails in the model's words when it
+                # builds the fitted estimator (an MLP's non-finite weights, as
+                # its fit says). A finite model whose validation predictions
+                # overflow was trained: its scores say so, as GridSearchCV's.
                 solution.fitted_estimator()
-                raise ValueError(
-                    f"The training diverged: the validation loss is "
-                    f"{solution.loss} at {model_params}."
-                )
+                return SplitResult(solution.loss, {}, None, time.time() - start)
             grads = solution.hypergradient(list(model_params)) if differentiate else {}
         except Exception:
             if self.error_score == "raise":
@@ -399,7 +408,7 @@ class CrossValObjective:
         """Add the hypergradient to a point evaluated for its loss alone."""
         model_params = self._model_params(result.point)
         for split, split_result in zip(self._splits, result.splits, strict=True):
-            if split_result.fit_error is not None:
+            if split_result.fit_error is not None or not np.isfinite(result.loss):
                 continue
             try:
                 solution = split.solution(model_params, differentiate=True)
@@ -413,7 +422,7 @@ class CrossValObjective:
     def _mean_gradient(self, result, model_params):
         return {
             name: np.nan
-            if result.failed
+            if result.failed or not np.isfinite(result.loss)
             else np.mean([s.grads[key] for s in result.splits], axis=0)
             for name, key in zip(result.point, model_params, strict=True)
         }

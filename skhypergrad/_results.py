@@ -58,7 +58,14 @@ class Evaluation:
 
 
 def more_results(evaluations, subspaces):
-    """The columns ``cv_results_`` has beyond GridSearchCV's."""
+    """The columns ``cv_results_`` has beyond GridSearchCV's.
+
+    None when no continuous search ran (an estimator without a differentiable
+    model, or discrete values only): ``cv_results_`` is then GridSearchCV's,
+    key for key.
+    """
+    if not any(s.ranges for s in subspaces):
+        return None
     columns = {
         "search_id": [e.search_id for e in evaluations],
         "outer_iter": [e.iteration for e in evaluations],

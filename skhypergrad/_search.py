@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.base import clone, is_classifier
+from sklearn.base import is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import check_cv
 from sklearn.utils import check_random_state
@@ -37,7 +37,7 @@ from ._sklearn_compat import (
     fit_context,
     public_scorer,
 )
-from ._space import expand_param_grid, split_pipeline
+from ._space import expand_param_grid, split_pipeline, with_params
 
 __all__ = ["HypergradSearchCV"]
 
@@ -419,10 +419,7 @@ class HypergradSearchCV(BaseSearchCV):
         for subspace in subspaces:
             if not subspace.ranges:
                 continue
-            estimator = clone(self.estimator).set_params(
-                **clone(subspace.fixed, safe=False)
-            )
-            final = split_pipeline(estimator)[1]
+            final = split_pipeline(with_params(self.estimator, subspace.fixed))[1]
             model = find_model(final)
             equivalent = model.loss_scoring_for(final)
             ranking = self.refit if isinstance(self.refit, str) else self.scoring
@@ -464,7 +461,7 @@ class HypergradSearchCV(BaseSearchCV):
                 candidate_progress=(index, n_subspaces),
             )
         return CrossValObjective(
-            clone(self.estimator).set_params(**clone(subspace.fixed, safe=False)),
+            with_params(self.estimator, subspace.fixed),
             X,
             y,
             splits,
@@ -496,9 +493,7 @@ class HypergradSearchCV(BaseSearchCV):
         """Fit the user's estimator at best_params_ on all the data."""
         # The parameters are cloned too: they may be estimators (a step of a
         # pipeline searched over), as in BaseSearchCV.
-        self.best_estimator_ = clone(self.estimator).set_params(
-            **clone(self.best_params_, safe=False)
-        )
+        self.best_estimator_ = with_params(self.estimator, self.best_params_)
         with progress.refit_context(self.best_estimator_):
             start = time.time()
             self.best_estimator_.fit(X, y, **fit_params)
@@ -508,7 +503,9 @@ class HypergradSearchCV(BaseSearchCV):
 
     def _warn_about_refit(self, X, y, fit_params, results):
         """Warn when the refit stops far from the solution that was scored."""
-        if not np.isfinite(results["cv_loss"][self.best_index_]):
+        if "cv_loss" not in results or not np.isfinite(
+            results["cv_loss"][self.best_index_]
+        ):
             return  # scored by scikit-learn's own fit: the refit is the same
         preprocessing, final, prefix = split_pipeline(self.best_estimator_)
         model = find_model(final)
@@ -605,10 +602,14 @@ class _SearchFunction:
         if objective.is_evaluated(point, differentiate):
             return objective.evaluate(point, differentiate)
         iteration_ctx = subsearch.progress.begin_iteration()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        if subsearch.subspace.ranges:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = objective.evaluate(point, differentiate)
+            _collect_warnings(caught, subsearch.convergence_warnings, point)
+        else:
+            # Fitted by scikit-learn: its warnings as GridSearchCV shows them.
             result = objective.evaluate(point, differentiate)
-        _collect_warnings(caught, subsearch.convergence_warnings, point)
         key = point_key(point)
         evaluation = self._rows.get(key)
         new = evaluation is None
@@ -634,7 +635,7 @@ class _SearchFunction:
 def _warn_about_bounds(search, results, subspaces):
     """Warn when the best point is on a bound and the loss decreases beyond it."""
     best = getattr(search, "best_index_", None)
-    if best is None:
+    if best is None or "search_id" not in results:
         return
     subspace = subspaces[results["search_id"][best]]
     params = results["params"][best]

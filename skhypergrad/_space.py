@@ -36,6 +36,7 @@ __all__ = [
     "search_scale_derivative",
     "split_pipeline",
     "to_search_scale",
+    "with_params",
 ]
 
 _DISTRIBUTIONS = {"uniform", "loguniform", "reciprocal"}
@@ -291,9 +292,19 @@ def _parse_range(name, value, scale):
     return ContinuousRange(name, low, high, scale, listed)
 
 
+def with_params(estimator, params):
+    """A clone of ``estimator`` with ``params`` set (cloned too, as GridSearchCV).
+
+    ``set_params`` is not called without parameters: some estimators (the
+    mock classifiers of scikit-learn's tests) require theirs.
+    """
+    estimator = clone(estimator)
+    return estimator.set_params(**clone(params, safe=False)) if params else estimator
+
+
 def _model_at(estimator, point):
     """``(final estimator, prefix, model or None)`` of ``estimator`` at ``point``."""
-    candidate = clone(estimator).set_params(**clone(point, safe=False))
+    candidate = with_params(estimator, point)
     _, final, prefix = split_pipeline(candidate)
     return final, prefix, find_model(final)
 
@@ -403,7 +414,7 @@ def _points_at(estimator, fixed, explicit, numbers):
         else {}
     )
     declared = {prefix + n for n in model.hyperparameters} if model else set()
-    at_fixed = clone(estimator).set_params(**clone(fixed, safe=False))
+    at_fixed = with_params(estimator, fixed)
     for name, value in explicit.items():
         if name in declared and name not in usable:
             _refuse_unused(name, final, fixed, usable)
@@ -471,7 +482,7 @@ def _enumerated(estimator, grid):
     points = list(ParameterGrid(grid))
     for point in points:
         # Let scikit-learn name any unknown parameter, in its words.
-        clone(estimator).set_params(**clone(point, safe=False))
+        with_params(estimator, point)
     return [Subspace(point, ()) for point in points]
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_classification, make_regression
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
+from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -62,7 +62,6 @@ def _grid_at(search, estimator, X, y, **kwargs):
     ).fit(X, y)
 
 
-@_bug("B1: LogisticRegression with y of shape (n, 1) gives wrong binary results")
 @pytest.mark.parametrize("y_format", ["column", "frame"])
 def test_b1_logistic_regression_column_y(y_format):
     X, y = _classification()
@@ -80,7 +79,6 @@ def test_b1_logistic_regression_column_y(y_format):
     )
 
 
-@_bug("B2: NaN passed through a pipeline to LogisticRegression: folds scored")
 def test_b2_nan_through_a_pipeline_fails_the_folds():
     X, y = _classification()
     X[0, 0] = np.nan
@@ -100,7 +98,6 @@ def test_b2_nan_through_a_pipeline_fails_the_folds():
         assert np.all(np.isnan(_split_scores(search, row)))
 
 
-@_bug("B3: non-finite values in a range: dropped, or refused in wrong words")
 @pytest.mark.parametrize(
     "values",
     [[1.0, np.nan, 10.0], np.array([1.0, np.nan, 10.0]), (1.0, np.nan), (1.0, -np.inf)],
@@ -113,21 +110,43 @@ def test_b3_non_finite_range_is_refused(values):
         search.fit(X, y)
 
 
-@_bug("B4: Ridge on rank-deficient data at alpha <= 1e-30 gives a wrong CV loss")
 def test_b4_ridge_rank_deficient_tiny_alpha():
+    """B4: on a rank-deficient design the solution tends to the minimum-norm
+    least-squares one as alpha vanishes (numpy's lstsq), with no division of
+    rounding noise by alpha. scikit-learn's Ridge at alpha=1e-30 inverts
+    rounding-level singular values (its svd solver drops only those below an
+    absolute 1e-15) and gives another, noise-driven value: the reference here
+    is lstsq, not Ridge."""
     X, y = _regression()
     X = np.hstack([X, X[:, :2]])
-    loss, _ = cross_val_hypergrad(Ridge(), X, y, params={"alpha": 1e-30}, cv=CV)
-    expected = -cross_val_score(
-        Ridge(alpha=1e-30), X, y, cv=CV, scoring="neg_mean_squared_error"
-    ).mean()
-    assert loss == pytest.approx(expected, rel=1e-6)
+    losses = []
+    for train, test in CV.split(X):
+        X_mean, y_mean = X[train].mean(axis=0), y[train].mean()
+        coef = np.linalg.lstsq(X[train] - X_mean, y[train] - y_mean, rcond=None)[0]
+        residual = (X[test] - X_mean) @ coef + y_mean - y[test]
+        losses.append(np.mean(residual**2))
+    for alpha in (1e-30, 1e-100, 1e-300, 0.0):
+        loss, grads = cross_val_hypergrad(Ridge(), X, y, params={"alpha": alpha}, cv=CV)
+        assert loss == pytest.approx(np.mean(losses), rel=1e-8)
+        assert np.isfinite(grads["alpha"])
 
 
-@_bug("B5: sample_weight is not validated")
 @pytest.mark.parametrize(
     "weights",
-    [np.zeros(40), -np.ones(40), np.ones(39)],
+    [
+        np.zeros(40),
+        pytest.param(
+            -np.ones(40),
+            marks=_bug(
+                "B5, a deliberate difference: GridSearchCV's Ridge fails on the "
+                "square root of negative weights ('array must not contain infs "
+                "or NaNs'); the search refuses them before any work, in "
+                "scikit-learn's words for non-negative weights (see "
+                "test_negative_sample_weight_is_refused)"
+            ),
+        ),
+        np.ones(39),
+    ],
     ids=["zeros", "negative", "wrong-length"],
 )
 def test_b5_sample_weight_validated(weights):
@@ -146,14 +165,12 @@ def test_b5_sample_weight_validated(weights):
     assert type(raised.value) is type(expected.value)
 
 
-@_bug("B6: cross_val_hypergrad accepts a negative Ridge alpha")
 def test_b6_cross_val_hypergrad_refuses_negative_alpha():
     X, y = _regression()
     with pytest.raises(ValueError, match=r"'alpha' parameter .* range \[0.0, inf\)"):
         cross_val_hypergrad(Ridge(), X, y, params={"alpha": -1.0})
 
 
-@_bug("B7: LogisticRegression at extreme C: OverflowError, or a nan hypergradient")
 @pytest.mark.parametrize("C", [1e160, 1e-200])
 def test_b7_logistic_regression_extreme_c(C):
     X, y = _classification()
@@ -164,7 +181,6 @@ def test_b7_logistic_regression_extreme_c(C):
     assert np.isfinite(grads["C"])
 
 
-@_bug("B8: a split with an empty training part raises IndexError/reshape errors")
 def test_b8_empty_training_part():
     X, y = _regression()
     splits = [
@@ -180,7 +196,6 @@ def test_b8_empty_training_part():
         search.fit(X, y)
 
 
-@_bug("B9: a diverging MLP with error_score='raise' raises FloatingPointError")
 def test_b9_diverging_mlp_raises_as_scikit_learn():
     X, y = _regression()
     X, y = 1e3 * X, 1e3 * y
@@ -205,7 +220,6 @@ def test_b9_diverging_mlp_raises_as_scikit_learn():
             search.fit(X, y)
 
 
-@_bug("B10: a callback editing state.params rewrites cv_results_ and best_params_")
 def test_b10_callback_cannot_rewrite_the_results():
     X, y = _regression()
 
@@ -224,7 +238,6 @@ def test_b10_callback_cannot_rewrite_the_results():
 # --- Deviations scikit-learn's search tests meet behind the refusal -----------
 
 
-@_bug("D1: a validation fold with a class its training fold lacks is failed")
 @pytest.mark.parametrize(
     "estimator, param_grid",
     [
@@ -249,7 +262,6 @@ def test_d1_unseen_validation_class_is_scored(estimator, param_grid):
     )
 
 
-@_bug("D2: verbose=3 prints no per-fold score line")
 def test_d2_verbose_3_prints_the_fold_scores():
     X, y = _regression()
     out = io.StringIO()
@@ -261,7 +273,10 @@ def test_d2_verbose_3_prints_the_fold_scores():
     assert re.search(r"\[CV 1/3\] END .*alpha=.*score=", out.getvalue())
 
 
-@_bug("D3: the callback task tree differs; no task receives sample_weight")
+@_bug(
+    "D3, open: the callback task tree differs (no candidate-split-evaluation "
+    "tasks) and no task receives sample_weight"
+)
 def test_d3_callbacks_receive_sample_weight():
     utils = pytest.importorskip("sklearn.callback.tests._utils")
     X, y = _regression()
@@ -280,7 +295,6 @@ def test_d3_callbacks_receive_sample_weight():
             assert "sample_weight" in entry["kwargs"]["metadata"]
 
 
-@_bug("D4: an MLP with random_state=None is refused, even with no range searched")
 def test_d4_mlp_without_random_state_searched_as_grid_search():
     X, y = _regression()
     search = HypergradSearchCV(
@@ -294,7 +308,6 @@ def test_d4_mlp_without_random_state_searched_as_grid_search():
     assert len(search.cv_results_["params"]) == 2
 
 
-@_bug("D5: cross_val_hypergrad scores an estimator with invalid parameters")
 def test_d5_cross_val_hypergrad_validates_the_estimator():
     X, y = _regression()
     with pytest.raises(ValueError, match="'solver' parameter of Ridge"):
@@ -313,11 +326,6 @@ def test_d5_search_validates_the_estimator():
 # --- Found by test_fuzz.py ------------------------------------------------------
 
 
-@_bug(
-    "N1: a fold with NaN (through a pipeline) in its validation part is a failed "
-    "fit, so that the search raises 'All the fits failed' where GridSearchCV "
-    "scores nan; with error_score='raise', FloatingPointError"
-)
 @pytest.mark.parametrize("error_score", [np.nan, "raise"])
 def test_n1_nan_in_validation_part_is_a_scoring_failure(error_score):
     X, y = _regression(12, 1)
@@ -325,7 +333,10 @@ def test_n1_nan_in_validation_part_is_a_scoring_failure(error_score):
     estimator = make_pipeline(StandardScaler(), Ridge())
     kwargs = {"cv": KFold(2), "refit": False, "error_score": error_score}
     grid = GridSearchCV(estimator, {"ridge__alpha": [1.0]}, **kwargs)
-    search = HypergradSearchCV(estimator, {"ridge__alpha": [1.0]}, **kwargs)
+    # A range whose one coarse point is alpha=1: the differentiable path.
+    search = HypergradSearchCV(
+        estimator, {"ridge__alpha": (0.5, 2.0)}, n_init=1, n_iter=0, **kwargs
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if error_score == "raise":
@@ -341,10 +352,6 @@ def test_n1_nan_in_validation_part_is_a_scoring_failure(error_score):
     )
 
 
-@_bug(
-    "N1: a fold whose predictions overflow is a failed fit, where GridSearchCV "
-    "scores it -inf"
-)
 def test_n1_overflowing_predictions_are_scored():
     rng = np.random.RandomState(0)
     X = rng.normal(size=(12, 1))
@@ -357,14 +364,24 @@ def test_n1_overflowing_predictions_are_scored():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         grid = GridSearchCV(estimator, param_grid, **kwargs).fit(X, y)
-        search = HypergradSearchCV(estimator, param_grid, **kwargs).fit(X, y)
+        # A range whose one coarse point is the grid's: the differentiable path.
+        search = HypergradSearchCV(
+            estimator,
+            {"alpha": [2.96e-24], "learning_rate_init": (18.8, 18.8 * 1.0001)},
+            n_init=1,
+            n_iter=0,
+            **kwargs,
+        ).fit(X, y)
     assert np.isneginf(_split_scores(grid, 0, 2)[1])
     np.testing.assert_array_equal(
         _split_scores(search, 0, 2), _split_scores(grid, 0, 2)
     )
 
 
-@_bug("N2: float32 X: scores differ from GridSearchCV's beyond rtol=1e-6")
+@_bug(
+    "N2, open: the trainers compute in float64 where scikit-learn's Ridge "
+    "computes in float32: scores differ beyond rtol=1e-6"
+)
 def test_n2_float32_scores_as_grid_search():
     X, y = make_regression(40, 5, noise=1.0, random_state=7)
     X = X.astype(np.float32)
@@ -379,3 +396,10 @@ def test_n2_float32_scores_as_grid_search():
     np.testing.assert_allclose(
         _split_scores(search, search.best_index_), _split_scores(grid, 0), rtol=1e-6
     )
+
+
+def test_negative_sample_weight_is_refused():
+    X, y = _regression()
+    search = HypergradSearchCV(Ridge(), {"alpha": (0.1, 10.0)}, cv=CV, **SHORT)
+    with pytest.raises(ValueError, match="Negative values in data passed to"):
+        search.fit(X, y, sample_weight=-np.ones(40))

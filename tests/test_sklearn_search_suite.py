@@ -36,6 +36,16 @@ import skhypergrad
 
 SKLEARN_MODULE = "sklearn.model_selection.tests.test_search"
 
+# scikit-learn's tests make estimators fail, scores undefined and solvers stop
+# early on purpose, and their GridSearchCV runs warn alike: this module checks
+# their outcomes, not their warnings.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::UserWarning",
+    "ignore::RuntimeWarning",
+    "ignore::sklearn.exceptions.ConvergenceWarning",
+    "ignore::sklearn.exceptions.UndefinedMetricWarning",
+)
+
 
 class EstimatorRefused(Exception):
     """HypergradSearchCV refused the estimator (it has no differentiable model).
@@ -76,125 +86,29 @@ class Difference:
     signature: str
 
 
-REFUSED = Difference(
-    "estimator without a differentiable model is refused; to be searched as "
-    "GridSearchCV searches it",
-    # The refusal itself, or a check made before it that assumes a
-    # differentiable supervised model: set_params() with no argument (which
-    # MockClassifier rejects with KeyError 'foo_param'), X of at most 2
-    # dimensions (CheckingClassifier takes 4-D X), y required (KernelDensity).
-    r"has no differentiable model for"
-    r"|KeyError: 'foo_param'"
-    r"|Found array with dim 4, while dim <= 2 is required"
-    r"|requires y to be passed, but the target y is None",
+# The differences that remain (scikit-learn 1.9.1's tests): before the search
+# fitted estimators without a differentiable model as GridSearchCV does, 78
+# of its tests failed on the refusal of their estimators.
+CALLBACK_TASKS = Difference(
+    "D3, open: with scikit-learn 1.9's set_callbacks, the task tree is not "
+    "GridSearchCV's (one task per outer iteration, none per candidate and "
+    "split) and no task receives the sample_weight metadata",
+    r"count_hooks|assert \[\]",
+)
+HARNESS = Difference(
+    "the harness imports scikit-learn's test module a second time, so that its "
+    "MockClassifier is not the class pickle finds by name",
+    r"Can't pickle .*MockClassifier",
 )
 
-DIFFERENCES = [REFUSED]
+DIFFERENCES = [CALLBACK_TASKS, HARNESS]
 
 # Test (with its parameters) -> why it fails with HypergradSearchCV.
 EXPECTED_TO_DIFFER = {
-    name: REFUSED
-    for name in [
-        "test_grid_search",  # MockClassifier
-        "test_grid_search_pipeline_steps",  # LinearRegression
-        "test_SearchCV_with_fit_params[HypergradSearchCV]",  # CheckingClassifier
-        "test_grid_search_no_score",  # LinearSVC
-        "test_grid_search_score_method",  # LinearSVC
-        "test_grid_search_groups",  # LinearSVC
-        "test_classes__property",  # LinearSVC
-        "test_trivial_cv_results_attr",  # MockClassifier
-        "test_no_refit",  # MockClassifier
-        "test_grid_search_one_grid_point",  # SVC
-        "test_grid_search_when_param_grid_includes_range",  # MockClassifier
-        "test_grid_search_sparse[csr_matrix]",  # LinearSVC
-        "test_grid_search_sparse[csr_array]",  # LinearSVC
-        "test_grid_search_sparse_scoring[csr_matrix]",  # LinearSVC
-        "test_grid_search_sparse_scoring[csr_array]",  # LinearSVC
-        "test_grid_search_precomputed_kernel",  # SVC
-        # SVC. It would pass without EstimatorRefused: the refusal is a
-        # ValueError, like the error it expects for a non-square kernel.
-        "test_grid_search_precomputed_kernel_error_nonsquare",
-        "test_refit",  # BrokenClassifier
-        "test_refit_callable",  # LinearSVC
-        "test_refit_callable_invalid_type",  # LinearSVC
-        "test_refit_callable_out_bound[HypergradSearchCV--1]",  # LinearSVC
-        "test_refit_callable_out_bound[HypergradSearchCV-2]",  # LinearSVC
-        "test_refit_callable_multi_metric",  # LinearSVC
-        "test_gridsearch_nd",  # CheckingClassifier on 4-D X
-        "test_X_as_list",  # CheckingClassifier
-        "test_y_as_list",  # CheckingClassifier
-        "test_pandas_input",  # CheckingClassifier
-        "test_unsupervised_grid_search",  # KMeans
-        "test_gridsearch_no_predict",  # KernelDensity, no y
-        "test_grid_search_cv_results",  # SVC
-        "test_search_default_iid[HypergradSearchCV-specialized_params0]",  # SVC
-        "test_grid_search_cv_results_multimetric",  # SVC
-        "test_search_cv_score_samples_error[search_cv1]",  # DecisionTreeClassifier
-        "test_search_cv_score_samples_method[search_cv1]",  # LocalOutlierFactor
-        "test_search_cv_results_rank_tie_breaking",  # SVC
-        "test_search_cv_results_none_param",  # DecisionTreeRegressor
-        "test_search_cv_timing",  # LinearSVC
-        "test_grid_search_correct_score_results",  # LinearSVC
-        "test_pickle",  # MockClassifier
-        "test_grid_search_with_multioutput_data",  # DecisionTreeRegressor
-        "test_predict_proba_disabled",  # SVC
-        "test_grid_search_allows_nans",  # MockClassifier
-        "test_grid_search_failing_classifier",  # FailingClassifier
-        "test_grid_search_classifier_all_fits_fail",  # FailingClassifier
-        # FailingClassifier. It would pass without EstimatorRefused: the
-        # refusal is a ValueError, like the classifier's error it expects.
-        "test_grid_search_failing_classifier_raise",
-        "test_stochastic_gradient_loss_param",  # SGDClassifier
-        "test_search_train_scores_set_to_false",  # LinearSVC
-        "test_grid_search_cv_splits_consistency",  # LinearSVC
-        "test_transform_inverse_transform_round_trip",  # MockClassifier
-        "test_custom_run_search",  # DecisionTreeRegressor
-        "test_searchcv_raise_warning_with_non_finite_score"
-        "[HypergradSearchCV-specialized_params0-False]",  # DummyClassifier
-        "test_searchcv_raise_warning_with_non_finite_score"
-        "[HypergradSearchCV-specialized_params0-True]",  # DummyClassifier
-        "test_callable_multimetric_confusion_matrix",  # LinearSVC
-        "test_callable_multimetric_same_as_list_of_strings",  # LinearSVC
-        "test_callable_single_metric_same_as_single_string",  # LinearSVC
-        "test_callable_multimetric_error_on_invalid_key",  # LinearSVC
-        "test_callable_multimetric_error_failing_clf",  # FailingClassifier
-        "test_callable_multimetric_clf_all_fits_fail",  # FailingClassifier
-        "test_n_features_in",  # HistGradientBoostingClassifier
-        # KNeighborsClassifier
-        "test_search_cv_pairwise_property_equivalence_of_precomputed",
-        "test_scalar_fit_param[HypergradSearchCV-param_search0]",  # TestEstimator
-        # _FitParamClassifier
-        "test_scalar_fit_param_compat[HypergradSearchCV-param_search0]",
-        "test_search_cv_using_minimal_compatible_estimator"
-        "[MinimalRegressor-HypergradSearchCV]",
-        "test_search_cv_using_minimal_compatible_estimator"
-        "[MinimalClassifier-HypergradSearchCV]",
-        # LinearSVC. Behind the refusal, known deviation D2: verbose=3 prints
-        # no per-fold score line.
-        "test_search_cv_verbose_3[True]",
-        "test_search_cv_verbose_3[False]",
-        "test_search_estimator_param[HypergradSearchCV-param_grid]",  # LinearSVC
-        "test_search_html_repr",  # DummyClassifier
-        # LinearSVC
-        "test_multi_metric_search_forwards_metadata[HypergradSearchCV-param_grid]",
-        # LinearSVC
-        "test_score_rejects_params_with_no_routing_enabled"
-        "[HypergradSearchCV-param_grid]",
-        "test_cv_results_dtype_issue_29074",  # a meta-estimator
-        "test_search_with_estimators_issue_29157",  # LinearRegression
-        # LinearDiscriminantAnalysis
-        "test_array_api_search_cv_classifier[HypergradSearchCV-numpy-None-None]",
-        # The callback tests' estimators. Behind the refusal, known deviation
-        # D3: the task tree of set_callbacks differs from GridSearchCV's, and
-        # no task receives the sample_weight metadata.
-        "test_search_callbacks_no_propagation[search0-True]",
-        "test_search_callbacks_no_propagation[search0-False]",
-        "test_search_callbacks_propagation[search0-True]",
-        "test_search_callbacks_propagation[search0-False]",
-        "test_search_callbacks_receive_sample_weight",
-        "test_search_callbacks_receive_search_instance[search0]",
-        "test_search_callbacks_with_partial_fit_failures",  # MayFailClassifier
-    ]
+    "test_search_callbacks_propagation[search0-True]": CALLBACK_TASKS,
+    "test_search_callbacks_propagation[search0-False]": CALLBACK_TASKS,
+    "test_search_callbacks_receive_sample_weight": CALLBACK_TASKS,
+    "test_pickle": HARNESS,
 }
 
 

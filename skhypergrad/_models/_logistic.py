@@ -203,6 +203,10 @@ class _LogisticSolution(Solution):
 
     def fitted_estimator(self):
         fold = self._fold
+        if not np.all(np.isfinite(self.theta)):
+            raise ValueError(
+                f"The training diverged at C={self.C:.6g}: non-finite coefficients."
+            )
         coef = self.theta.reshape(fold.objective.n_rows, -1)
         model = clone(fold.estimator).set_params(C=self.C)
         model.classes_ = fold.classes_
