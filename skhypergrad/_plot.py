@@ -763,6 +763,13 @@ default=None
         _check_matplotlib(f"{cls.__name__}.from_estimator")
         check_is_fitted(search, "cv_results_")
         results = search.cv_results_
+        subspaces = getattr(search, "_subspaces", None)
+        if subspaces is not None and not any(s.ranges for s in subspaces):
+            raise ValueError(
+                f"{cls.__name__} draws a search's continuous hyperparameters, and "
+                "this search had no continuous hyperparameter: it was fitted and "
+                "scored as GridSearchCV does, and its cv_results_ are GridSearchCV's."
+            )
         missing = [
             c for c in ("search_id", "outer_iter", "cv_loss") if c not in results
         ]
