@@ -70,6 +70,8 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from skhypergrad import HypergradSearchCV, cross_val_hypergrad
 
+from ._versions import requires_sklearn
+
 # --- The generated cases ------------------------------------------------------
 
 MODELS = {
@@ -891,6 +893,9 @@ def _known_bug(case, deviation):
     return None
 
 
+# Its comparisons with GridSearchCV (error words, scores to 1e-6 where the
+# reference's lbfgs stops at its tol) were made against scikit-learn 1.9.
+@requires_sklearn("1.9", "the outcome rules compare with scikit-learn 1.9's")
 @given(case=cases())
 def test_search_outcome_rules(case):
     try:

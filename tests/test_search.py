@@ -25,7 +25,7 @@ from sklearn.preprocessing import StandardScaler
 from skhypergrad import HypergradSearchCV, SearchState, cross_val_hypergrad
 
 from ._numeric import central_difference, narrow_range, short_trainings
-from ._versions import numpy_at_least
+from ._versions import numpy_at_least, requires_sklearn
 
 CV = KFold(5, shuffle=True, random_state=0)
 MSE = "neg_mean_squared_error"
@@ -970,6 +970,7 @@ def test_verbose_3_prints_grid_search_score_lines(diabetes, capsys):
     assert without_time(ours) == without_time(theirs)
 
 
+@requires_sklearn("1.8", "l1_ratio is ignored with the default penalty='l2'")
 def test_lists_of_settings_are_enumerated_and_checked_at_each_point():
     """A list of numbers for a parameter without a hypergradient is a list of
     candidates; each point is checked and fitted as what it is."""
