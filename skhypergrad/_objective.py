@@ -500,6 +500,9 @@ class GridPoint:
         scikit-learn's verbosity for each fit.
     candidate_progress : tuple of int
         ``(index, count)`` of this point among the search's.
+    caller, callback_contexts : estimator and list, default=None
+        The search, and the "candidate-split-evaluation" task of scikit-learn
+        1.9's callbacks of each split, as GridSearchCV passes them.
     """
 
     def __init__(
@@ -517,8 +520,12 @@ class GridPoint:
         return_train_score,
         verbose,
         candidate_progress,
+        caller=None,
+        callback_contexts=None,
     ):
         self.estimator = estimator
+        self.caller = caller
+        self.callback_contexts = callback_contexts or [None] * len(splits)
         self.point = point
         self.X, self.y, self.splits = X, y, splits
         self.fit_params = fit_params or {}
@@ -555,6 +562,8 @@ class GridPoint:
                     verbose=self.verbose,
                     split_progress=(k, len(self.splits)),
                     candidate_progress=self.candidate_progress,
+                    caller=self.caller,
+                    callback_ctx=self.callback_contexts[k],
                 )
                 for k, (train, test) in enumerate(self.splits)
             ]

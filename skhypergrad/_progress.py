@@ -120,39 +120,63 @@ class Progress:
         The data, for scikit-learn's callbacks.
     """
 
-    def __init__(self, search, subspaces, n_splits, X, y, loss_note=None):
+    def __init__(
+        self, search, subspaces, n_splits, X, y, loss_note=None, sample_weight=None
+    ):
         self.search = search
         self.start = time.time()
         self.verbose = search.verbose
         self._subspaces = subspaces
         self.callbacks = _as_list(search.callbacks)
         self._X, self._y = X, y
+        # As GridSearchCV, the tasks that fit receive the sample weights.
+        self._metadata = (
+            None if sample_weight is None else {"sample_weight": sample_weight}
+        )
         self._root = _begin(
             init_callback_context(search, max_subtasks=1 + (search.refit is not False)),
             search,
             X=X,
             y=y,
+            metadata=self._metadata,
         )
         self._search_ctx = _begin(
             self._root
             and self._root.subcontext(
                 task_name="search",
-                max_subtasks=len(subspaces),
+                max_subtasks=sum(1 if s.ranges else n_splits for s in subspaces),
                 sequential_subtasks=False,
             ),
             search,
         )
-        self.subsearch_contexts = [
-            self._search_ctx
-            and self._search_ctx.subcontext(
-                task_name="continuous search",
-                task_id=i,
-                max_subtasks=s.n_coarse(search.n_init) + search.n_iter
-                if s.ranges
-                else 1,
+        # A continuous search is a task, each outer iteration a subtask of
+        # it; a point fitted by scikit-learn is one task per split, as each
+        # candidate of GridSearchCV ("candidate-split-evaluation").
+        self.subsearch_contexts, self.split_contexts = [], []
+        task_id = 0
+        for s in subspaces:
+            if s.ranges or self._search_ctx is None:
+                self.subsearch_contexts.append(
+                    self._search_ctx
+                    and self._search_ctx.subcontext(
+                        task_name="continuous search",
+                        task_id=task_id,
+                        max_subtasks=s.n_coarse(search.n_init) + search.n_iter,
+                    )
+                )
+                self.split_contexts.append(None)
+                task_id += 1
+                continue
+            self.subsearch_contexts.append(None)
+            self.split_contexts.append(
+                [
+                    self._search_ctx.subcontext(
+                        task_name="candidate-split-evaluation", task_id=task_id + k
+                    )
+                    for k in range(n_splits)
+                ]
             )
-            for i, s in enumerate(subspaces)
-        ]
+            task_id += n_splits
         if self.verbose > 0:
             names = sorted({r.name for s in subspaces for r in s.ranges})
             print(
@@ -185,29 +209,29 @@ class Progress:
     def refit_context(self, estimator):
         """A context in which ``estimator`` is refit, as a subtask of the search."""
         ctx = self._root and self._root.subcontext(task_name="refit-with-best-params")
-        return _RefitTask(ctx, self.search, estimator, self._X, self._y)
+        return _RefitTask(ctx, self.search, estimator, self._X, self._y, self._metadata)
 
     def end(self):
-        _end(self._root, self.search, X=self._X, y=self._y)
+        _end(self._root, self.search, X=self._X, y=self._y, metadata=self._metadata)
 
 
 class _RefitTask:
-    def __init__(self, ctx, search, estimator, X, y):
+    def __init__(self, ctx, search, estimator, X, y, metadata):
         self._ctx, self._search, self._estimator = ctx, search, estimator
-        self._X, self._y = X, y
+        self._X, self._y, self._metadata = X, y, metadata
         self._propagate = (
             ctx.propagate_callback_context(estimator) if ctx else nullcontext()
         )
 
     def __enter__(self):
         self._propagate.__enter__()
-        _begin(self._ctx, self._search, X=self._X, y=self._y)
+        _begin(self._ctx, self._search, X=self._X, y=self._y, metadata=self._metadata)
         return self
 
     def __exit__(self, *exc):
         self._propagate.__exit__(*exc)
         if exc[0] is None:
-            _end(self._ctx, self._search, X=self._X, y=self._y)
+            _end(self._ctx, self._search, X=self._X, y=self._y, metadata=self._metadata)
         return False
 
 

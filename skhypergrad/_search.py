@@ -367,13 +367,27 @@ class HypergradSearchCV(BaseSearchCV):
         self.n_splits_ = len(splits)
 
         progress = Progress(
-            self, subspaces, self.n_splits_, X, y, loss_note=self._loss_note(subspaces)
+            self,
+            subspaces,
+            self.n_splits_,
+            X,
+            y,
+            loss_note=self._loss_note(subspaces),
+            sample_weight=params.get("sample_weight"),
         )
         rng = check_random_state(self._random_state())
         subsearches = [
             _Subsearch(
                 objective=self._objective(
-                    s, i, len(subspaces), X, y, splits, routed_params, scorers
+                    s,
+                    i,
+                    len(subspaces),
+                    X,
+                    y,
+                    splits,
+                    routed_params,
+                    scorers,
+                    progress.split_contexts[i],
                 ),
                 subspace=s,
                 search_id=i,
@@ -441,7 +455,16 @@ class HypergradSearchCV(BaseSearchCV):
         return 0 if self.random_state is None else self.random_state
 
     def _objective(
-        self, subspace, index, n_subspaces, X, y, splits, routed_params, scorer
+        self,
+        subspace,
+        index,
+        n_subspaces,
+        X,
+        y,
+        splits,
+        routed_params,
+        scorer,
+        callback_contexts,
     ):
         """What evaluates the points of one subspace."""
         if not subspace.ranges:
@@ -459,6 +482,8 @@ class HypergradSearchCV(BaseSearchCV):
                 return_train_score=self.return_train_score,
                 verbose=self.verbose,
                 candidate_progress=(index, n_subspaces),
+                caller=self,
+                callback_contexts=callback_contexts,
             )
         return CrossValObjective(
             with_params(self.estimator, subspace.fixed),

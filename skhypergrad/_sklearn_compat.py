@@ -119,6 +119,11 @@ def score(estimator, X, y, *, scorer, score_params, error_score):
     )
 
 
+_FIT_AND_SCORE_TAKES_CALLBACKS = (
+    "callback_ctx" in inspect.signature(_fit_and_score).parameters
+)
+
+
 def fit_and_score(
     estimator,
     X,
@@ -135,12 +140,21 @@ def fit_and_score(
     verbose,
     split_progress,
     candidate_progress,
+    caller=None,
+    callback_ctx=None,
 ):
     """Fit and score one candidate on one split, as GridSearchCV does.
 
     Returns the dict GridSearchCV's ``evaluate_candidates`` collects (scores,
-    times, number of test samples, fit error).
+    times, number of test samples, fit error). ``caller`` and
+    ``callback_ctx`` are scikit-learn 1.9's callback task of the fit (passed
+    only where it has them).
     """
+    callbacks = (
+        {"caller": caller, "callback_ctx": callback_ctx}
+        if _FIT_AND_SCORE_TAKES_CALLBACKS
+        else {}
+    )
     return _fit_and_score(
         estimator,
         X,
@@ -158,6 +172,7 @@ def fit_and_score(
         split_progress=split_progress,
         candidate_progress=candidate_progress,
         error_score=error_score,
+        **callbacks,
     )
 
 

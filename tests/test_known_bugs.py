@@ -291,8 +291,9 @@ def test_d2_verbose_3_prints_the_fold_scores():
 
 
 @_bug(
-    "D3, open: the callback task tree differs (no candidate-split-evaluation "
-    "tasks) and no task receives sample_weight"
+    "D3, open for continuous searches: their tasks are the outer iterations, "
+    "with no candidate-split-evaluation task (points fitted by scikit-learn "
+    "have GridSearchCV's tree and the sample_weight metadata)"
 )
 def test_d3_callbacks_receive_sample_weight():
     utils = pytest.importorskip("sklearn.callback.tests._utils")

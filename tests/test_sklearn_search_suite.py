@@ -97,25 +97,16 @@ class Difference:
 # The differences that remain (scikit-learn 1.9.1's tests): before the search
 # fitted estimators without a differentiable model as GridSearchCV does, 78
 # of its tests failed on the refusal of their estimators.
-CALLBACK_TASKS = Difference(
-    "D3, open: with scikit-learn 1.9's set_callbacks, the task tree is not "
-    "GridSearchCV's (one task per outer iteration, none per candidate and "
-    "split) and no task receives the sample_weight metadata",
-    r"count_hooks|assert \[\]",
-)
 HARNESS = Difference(
     "the harness imports scikit-learn's test module a second time, so that its "
     "MockClassifier is not the class pickle finds by name",
     r"Can't pickle .*MockClassifier",
 )
 
-DIFFERENCES = [CALLBACK_TASKS, HARNESS]
+DIFFERENCES = [HARNESS]
 
 # Test (with its parameters) -> why it fails with HypergradSearchCV.
 EXPECTED_TO_DIFFER = {
-    "test_search_callbacks_propagation[search0-True]": CALLBACK_TASKS,
-    "test_search_callbacks_propagation[search0-False]": CALLBACK_TASKS,
-    "test_search_callbacks_receive_sample_weight": CALLBACK_TASKS,
     "test_pickle": HARNESS,
 }
 
