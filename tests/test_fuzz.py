@@ -12,7 +12,9 @@ StandardScaler, and checks the outcome rules:
   its listed values), the scores of the best point (of the first one when
   there is no best) equal GridSearchCV's with the same cv at that point (to
   ``rtol=1e-6``; ``nan`` exactly where GridSearchCV gives ``nan``), and no
-  input array modified;
+  input array modified. Not compared: a fold where scikit-learn's classifier
+  ties two classes (rounding breaks the tie either way), and a logistic
+  regression at C > 1e6 (no optimum to speak of on separable data);
 - or it raises: a ValueError or TypeError before any work (no callback
   called yet); after work, an error that GridSearchCV raises too over the
   points the search evaluated ("All the fits failed"), or the refit's error
@@ -100,7 +102,8 @@ class Case:
     """One generated search; ``build()`` makes its objects.
 
     Every field is a plain value, so that a falsifying example printed by
-    hypothesis is a reproducer: ``Case(...).build()``.
+    hypothesis is a reproducer: ``run_case(Case(...))`` replays the checks,
+    ``Case(...).build()`` gives the search's arguments.
     """
 
     model: str
@@ -598,7 +601,8 @@ def _check_points(case, results):
                 if kind == "enum":
                     allowed |= any(value is v or value == v for v in values)
                 elif kind in ("loguniform", "uniform"):
-                    allowed |= values[0] <= value <= values[1]
+                    low, high = _materialize((kind, *values)).support()
+                    allowed |= low <= value <= high
                 else:
                     allowed |= min(values) <= value <= max(values)
             if not allowed:
@@ -628,9 +632,11 @@ def _score_mismatch(case, search, row, reference):
                 f"{key}: {ours} against {theirs}",
             )
         if not np.isclose(ours, theirs, rtol=rtol, atol=1e-12, equal_nan=True):
-            return Deviation(
+            deviation = Deviation(
                 "score differs from GridSearchCV's", f"{key}: {ours} against {theirs}"
             )
+            deviation.relative = abs(ours - theirs) / max(abs(theirs), 1e-300)
+            return deviation
     if hasattr(search, "best_score_") and hasattr(reference, "best_score_"):
         ours, theirs = search.best_score_, reference.best_score_
         if not np.isclose(ours, theirs, rtol=rtol, atol=1e-12, equal_nan=True):
@@ -702,7 +708,11 @@ def _compare_with_grid_search(case, search, estimator, splits, kwargs):
         reference, error = _reference(
             case, estimator, {k: [v] for k, v in params.items()}, splits, kwargs, True
         )
-        if error is None and _score_mismatch(case, search, row, reference) is None:
+        # A pipeline's steps before the model compute in float32 in both.
+        close = case.pipeline and getattr(mismatch, "relative", 1.0) < 1e-4
+        if close or (
+            error is None and _score_mismatch(case, search, row, reference) is None
+        ):
             raise Deviation(
                 "float32 X: scores of GridSearchCV on float64 X, not on float32 X",
                 str(mismatch),
@@ -805,9 +815,7 @@ def run_case(case):
         if calls and _refit_fails_as_sklearn(case, kwargs, error):
             return "refit raised, as scikit-learn's fit at the best point"
         refused = isinstance(error, (ValueError, TypeError))
-        if not calls:
-            if not refused:
-                raise Deviation(f"raises {type(error).__name__}", str(error)) from error
+        if not calls and refused:
             if invalid:
                 name, why = invalid[0]
                 if why == "non-finite" and repr(name) in str(error):
@@ -826,12 +834,14 @@ def run_case(case):
             if type(reference_error) is type(error) or (
                 refused and isinstance(reference_error, (ValueError, TypeError))
             ):
-                return "raised after work, as GridSearchCV"
+                return "raised, as GridSearchCV"
             raise Deviation(
                 f"raises {type(error).__name__} where GridSearchCV raises "
                 f"{type(reference_error).__name__}",
                 f"{error} against {reference_error}",
             ) from error
+        if not refused:
+            raise Deviation(f"raises {type(error).__name__}", str(error)) from error
         scores = np.array(
             [v for k, v in reference.cv_results_.items() if k.startswith("split")],
             dtype=float,
