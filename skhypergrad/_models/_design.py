@@ -18,14 +18,20 @@ with a rank-one correction for the centering, so that a sparse ``X`` is never
 densified. A dense ``X`` is centered explicitly, as before.
 
 :func:`data_product` is ``X @ W`` as an autograd primitive: the product of a
-data matrix (sparse or dense, never differentiated) with traced weights.
+data matrix (sparse or dense, never differentiated) with traced weights;
+:func:`transpose_product` is :math:`D^T U` likewise.
 """
 
 import numpy as np
 from autograd.extend import defjvp_argnums, defvjp_argnums, primitive
 from scipy import sparse
 
-__all__ = ["CenteredDesign", "centered_product", "data_product"]
+__all__ = [
+    "CenteredDesign",
+    "centered_product",
+    "data_product",
+    "transpose_product",
+]
 
 
 @primitive
@@ -50,6 +56,17 @@ def _data_product_jvp(argnums, gs, ans, args, kwargs):
 
 defvjp_argnums(data_product, _data_product_vjp)
 defjvp_argnums(data_product, _data_product_jvp)
+
+
+@primitive
+def transpose_product(design, U):
+    """``design.rdot(U)``, :math:`D^T U`, for traced ``U``."""
+    return design.rdot(U)
+
+
+defvjp_argnums(
+    transpose_product, lambda argnums, ans, args, kwargs: lambda g: [args[0].dot(g)]
+)
 
 
 def centered_product(X, offset, M):
@@ -79,6 +96,7 @@ class CenteredDesign:
             # S^(1/2) X keeps X's sparsity pattern.
             self._scaled = sparse.csr_matrix(X.multiply(root_weights[:, None]))
             self._dense = None
+            self._kernel_shift = None
         else:
             self._scaled = None
             self._dense = root_weights[:, None] * (X - offset)
@@ -106,6 +124,33 @@ class CenteredDesign:
             return self._dense.T @ U
         total = self.root_weights @ U
         return self._scaled.T @ U - np.multiply.outer(self.offset, total)
+
+    def gram_dot(self, v):
+        """``D.T @ (D @ v)`` for ``v`` of shape (n_features,)."""
+        return self.rdot(self.dot(v))
+
+    def kernel_dot(self, v):
+        """``D @ (D.T @ v)`` for ``v`` of shape (n_samples,).
+
+        For a sparse ``X``, with one product by ``X.T`` and one by ``X`` and
+        no other pass over vectors of ``n_features``:
+        ``S^(1/2) X u - r (xbar^T u) - (S^(1/2) X xbar)(r^T v)
+        + ||xbar||^2 r (r^T v)`` with ``u = X^T S^(1/2) v``.
+        """
+        if not self.is_sparse:
+            return self._dense @ (self._dense.T @ v)
+        if self._kernel_shift is None:
+            self._kernel_shift = self._scaled @ self.offset
+            self._offset_norm2 = self.offset @ self.offset
+        r = self.root_weights
+        u = self._scaled.T @ v
+        total = r @ v
+        return (
+            self._scaled @ u
+            - r * (self.offset @ u)
+            - self._kernel_shift * total
+            + self._offset_norm2 * total * r
+        )
 
     def gram(self):
         """``D.T @ D``, dense (n_features, n_features)."""
@@ -147,6 +192,19 @@ class CenteredDesign:
             + xbar_sq * np.outer(a_r, r)
         )
 
+    def squared_row_norms(self):
+        """The diagonal of ``D @ D.T``."""
+        if not self.is_sparse:
+            return np.einsum("ij,ij->i", self._dense, self._dense)
+        squares = np.asarray(self._scaled.multiply(self._scaled).sum(axis=1)).ravel()
+        r = self.root_weights
+        # s_i ||x_i - xbar||^2 = ||r_i x_i||^2 - 2 r_i (r_i x_i) . xbar + s_i ||xbar||^2
+        return (
+            squares
+            - 2 * r * (self._scaled @ self.offset)
+            + r**2 * (self.offset @ self.offset)
+        )
+
     def squared_column_norms(self):
         """The diagonal of ``D.T @ D``."""
         if not self.is_sparse:
@@ -155,8 +213,4 @@ class CenteredDesign:
         column_sums = np.asarray(self._scaled.T @ self.root_weights).ravel()
         total_weight = self.root_weights @ self.root_weights
         # sum_i s_i (x_ij - xbar_j)^2 = sum s x^2 - 2 xbar sum s x + W xbar^2
-        return (
-            squares
-            - 2 * self.offset * column_sums
-            + total_weight * self.offset**2
-        )
+        return squares - 2 * self.offset * column_sums + total_weight * self.offset**2

@@ -11,23 +11,28 @@ means, then the rows are scaled by :math:`\\sqrt{s_i}`, giving a design
 
     w(\\alpha) = (D^T D + \\alpha I)^{-1} D^T t .
 
-Three ways to it, chosen per fold by the size :math:`m = \\min(n, p)` of the
-smaller of the Gram matrix :math:`D^T D` (:math:`p \\times p`) and the kernel
-matrix :math:`D D^T` (:math:`n \\times n`), see :func:`ridge_method`:
+Three ways to it, chosen per fold by :func:`ridge_method` from the size
+:math:`m = \\min(n, p)` of the smaller of the Gram matrix :math:`D^T D`
+(:math:`p \\times p`) and the kernel matrix :math:`D D^T` (:math:`n \\times
+n`), and the number of stored entries of ``X``:
 
-- ``"gram"`` (:math:`p \\le n`, :math:`p \\le` ``EIGEN_MAX_SIZE``): with the
-  eigendecomposition :math:`D^T D = V \\operatorname{diag}(e) V^T`,
+- ``"gram"`` (:math:`p \\le n`): with the eigendecomposition
+  :math:`D^T D = V \\operatorname{diag}(e) V^T`,
   :math:`w(\\alpha) = V \\operatorname{diag}(1 / (e + \\alpha)) V^T D^T t`;
-- ``"kernel"`` (:math:`n < p`, :math:`n \\le` ``EIGEN_MAX_SIZE``): the same
-  with :math:`D D^T = U \\operatorname{diag}(e) U^T` and the basis
-  :math:`D^T U` (scikit-learn's cholesky solver switches between the two
-  forms the same way);
-- ``"iterative"`` (both larger): conjugate gradient on the normal equations,
-  preconditioned by their diagonal, warm-started from the nearest solution
-  found before, to a relative residual of ``CG_RTOL``; the hypergradient by
-  implicit differentiation, :math:`dL/d\\alpha = -u^T w` with one adjoint
-  solve :math:`(D^T D + \\alpha I) u = \\nabla_w L`
-  (:func:`~._implicit.implicit_hypergradient`).
+- ``"kernel"`` (:math:`n < p`): the same with
+  :math:`D D^T = U \\operatorname{diag}(e) U^T` and the basis :math:`D^T U`
+  (scikit-learn's cholesky solver switches between the two forms the same
+  way);
+- ``"iterative"`` (the decomposition too large or too slow): conjugate
+  gradient, preconditioned by the diagonal, on the normal equations
+  :math:`(D^T D + \\alpha I) w = D^T t` when :math:`p \\le n`, or on the dual
+  system :math:`(D D^T + \\alpha I) c = t`, :math:`w = D^T c`, when
+  :math:`n < p` (vectors of the smaller size), warm-started from the nearest
+  solution found before, to a relative residual of ``CG_RTOL``. The
+  hypergradient is by implicit differentiation with one adjoint solve
+  (:func:`~._implicit.implicit_hypergradient`): :math:`dL/d\\alpha = -u^T
+  \\theta` with :math:`H u = \\nabla_\\theta L`, :math:`\\theta` the solved
+  variables (:math:`w` or :math:`c`) and :math:`H` their system's matrix.
 
 In the spectral ways the decomposition, the projected target and the
 projected validation design do not depend on :math:`\\alpha`: they are
@@ -47,31 +52,47 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Ridge
 
 from ._base import DifferentiableModel, Fold, Solution
-from ._design import CenteredDesign, centered_product, data_product
+from ._design import (
+    CenteredDesign,
+    centered_product,
+    data_product,
+    transpose_product,
+)
 from ._implicit import conjugate_gradient, implicit_hypergradient
 from ._losses import squared_error, weighted_mean
 from ._spectral import Spectrum, shrunk_predictions
+from ._threads import blas_threads_limited
 
 __all__ = ["RidgeModel", "ridge_method"]
 
 # The largest Gram or kernel matrix decomposed: 4,096 x 4,096 takes 128 MB
-# (twice that with its eigenvectors) and about ten seconds of one core. Past
-# it, the iterative solve costs less and holds only the data and a few
-# vectors of n_features.
+# (twice that with its eigenvectors).
 EIGEN_MAX_SIZE = 4096
+# Conjugate-gradient iterations a search is expected to cost a fold, for the
+# choice of method: about 30 solves (losses and adjoints) of 300 iterations.
+_EXPECTED_ITERATIONS = 10_000
 # The conjugate gradient's relative residual, and its iteration budget.
 CG_RTOL = 1e-12
 CG_MAX_ITER = 10_000
 
 
-def ridge_method(n_samples, n_features):
-    """How a fold of this size is solved: "gram", "kernel" or "iterative".
+def ridge_method(n_samples, n_features, n_stored):
+    """How a fold is solved: "gram", "kernel" or "iterative".
 
     The eigendecomposition of the smaller of the Gram (``n_features``
-    squared) and kernel (``n_samples`` squared) matrices when its size is at
-    most ``EIGEN_MAX_SIZE``, else conjugate gradient.
+    squared) and kernel (``n_samples`` squared) matrices, of size
+    ``m = min(n_samples, n_features)``, when it takes at most
+    ``EIGEN_MAX_SIZE`` rows and costs (about ``10 m**3`` operations) less
+    than the conjugate gradients of a search (about 10,000 iterations of
+    ``4 n_stored + 10 m`` operations, ``n_stored`` the stored entries of
+    ``X``); else conjugate gradient. A tall or wide dense ``X`` with a small
+    ``m`` is decomposed; a sparse ``X`` with both sizes in the thousands is
+    solved iteratively.
     """
-    if min(n_samples, n_features) > EIGEN_MAX_SIZE:
+    m = min(n_samples, n_features)
+    decomposition = 10.0 * m**3
+    iterations = _EXPECTED_ITERATIONS * (4.0 * n_stored + 10.0 * m)
+    if m > EIGEN_MAX_SIZE or decomposition > iterations:
         return "iterative"
     return "gram" if n_features <= n_samples else "kernel"
 
@@ -104,7 +125,7 @@ class _RidgeSolution(Solution):
         self._fold = fold
         self.alpha = float(alpha)
         self.params = {"alpha": self.alpha}
-        self.coef, self.n_iter = fold.coefficients(self.alpha)
+        self.coef, self.n_iter, self._variables = fold.coefficients(self.alpha)
         self.loss = fold.loss(self.alpha, self.coef)
 
     def hypergradient(self, names):
@@ -112,7 +133,7 @@ class _RidgeSolution(Solution):
             raise ValueError(f"Ridge has no continuous hyperparameters {names}.")
         if not names:
             return {}
-        return {"alpha": self._fold.hypergradient(self.alpha, self.coef)}
+        return {"alpha": self._fold.hypergradient(self.alpha, self._variables)}
 
     def fitted_estimator(self):
         fold = self._fold
@@ -131,11 +152,6 @@ class _RidgeSolution(Solution):
 
 def _check_sparse_solver(estimator):
     """Refuse sparse input as ``Ridge.fit`` refuses it with this solver."""
-    if estimator.solver == "svd":
-        raise TypeError(
-            "Sparse data was passed for X, but dense data is required. Use "
-            "'.toarray()' to convert to a dense numpy array."
-        )
     if estimator.fit_intercept and estimator.solver not in (
         "auto",
         "lbfgs",
@@ -149,6 +165,8 @@ def _check_sparse_solver(estimator):
             "'lsqr', 'sparse_cg', 'sag', 'lbfgs' "
             "or set `fit_intercept=False`"
         )
+    if estimator.solver == "svd":
+        raise TypeError("SVD solver does not support sparse inputs currently")
 
 
 class _RidgeFold(Fold):
@@ -185,12 +203,19 @@ class _RidgeFold(Fold):
         design = CenteredDesign(X_train, self.X_offset, root_weights)
         target = root_weights[:, None] * (y_train - self.y_offset)
         residual_offset = self.y_offset - y_val
-        self.method = ridge_method(n_samples, self.n_features)
+        n_stored = X_train.nnz if sparse.issparse(X_train) else X_train.size
+        self.method = ridge_method(n_samples, self.n_features, n_stored)
 
         if self.method == "iterative":
             self._design = design
-            self._rhs = design.rdot(target)
-            self._diagonal = design.squared_column_norms()
+            # The dual system when it is the smaller: vectors of n_samples.
+            self._dual = n_samples < self.n_features
+            if self._dual:
+                self._rhs = target
+                self._diagonal = design.squared_row_norms()
+            else:
+                self._rhs = design.rdot(target)
+                self._diagonal = design.squared_column_norms()
             self._warm_starts = {}
             self._coef_loss_args = (
                 X_val,
@@ -233,43 +258,54 @@ class _RidgeFold(Fold):
         )
 
     def coefficients(self, alpha):
-        """The coefficients (n_features, n_targets) at ``alpha``, and CG's iterations."""
+        """The coefficients (n_features, n_targets) at ``alpha``.
+
+        Also the conjugate gradient's iterations and the variables it solved
+        for (the coefficients, or the dual variables), None for the
+        spectral methods.
+        """
         if self.method != "iterative":
             shrunk = (1.0 / (self.eigenvalues + alpha))[:, None] * self.projected_target
             if self._basis is None:
-                return self._design.rdot(self._vectors @ shrunk), None
-            return self._basis @ shrunk, None
+                return self._design.rdot(self._vectors @ shrunk), None, None
+            return self._basis @ shrunk, None, None
         start = self._nearest_warm_start(alpha)
-        coef, n_iter = self._solve(alpha, self._rhs, start)
-        self._warm_starts[alpha] = coef
+        with blas_threads_limited():
+            variables, n_iter = self._solve(alpha, self._rhs, start)
+        self._warm_starts[alpha] = variables
         while len(self._warm_starts) > _KEPT_WARM_STARTS:
             self._warm_starts.pop(next(iter(self._warm_starts)))
-        return coef, n_iter
+        coef = self._design.rdot(variables) if self._dual else variables
+        return coef, n_iter, variables
 
     def loss(self, alpha, coef):
         if self.method != "iterative":
             return float(_validation_loss(alpha, *self.loss_args))
         return float(_coef_loss(coef, *self._coef_loss_args))
 
-    def hypergradient(self, alpha, coef):
+    def hypergradient(self, alpha, variables):
         if self.method != "iterative":
             return float(grad(_validation_loss)(alpha, *self.loss_args))
-        shape = coef.shape
+        shape = variables.shape
 
         def validation_loss(theta):
-            return _coef_loss(anp.reshape(theta, shape), *self._coef_loss_args)
+            theta = anp.reshape(theta, shape)
+            coef = transpose_product(self._design, theta) if self._dual else theta
+            return _coef_loss(coef, *self._coef_loss_args)
 
         def solve(b):
             return self._solve(alpha, b.reshape(shape), None)[0].ravel()
 
         def penalty(theta, hypers):
-            # The part of the training objective 1/2 ||D w - t||^2 +
-            # alpha/2 ||w||^2 that depends on alpha.
+            # The part of the training objective that depends on alpha:
+            # 1/2 ||D w - t||^2 + alpha/2 ||w||^2 in the coefficients, or
+            # 1/2 c^T (D D^T + alpha I) c - t^T c in the dual variables.
             return 0.5 * hypers["alpha"] * anp.dot(theta, theta)
 
-        grads = implicit_hypergradient(
-            validation_loss, coef.ravel(), solve, penalty, {"alpha": alpha}
-        )
+        with blas_threads_limited():
+            grads = implicit_hypergradient(
+                validation_loss, variables.ravel(), solve, penalty, {"alpha": alpha}
+            )
         return float(grads["alpha"])
 
     def _nearest_warm_start(self, alpha):
@@ -279,12 +315,14 @@ class _RidgeFold(Fold):
         return self._warm_starts[nearest]
 
     def _solve(self, alpha, rhs, start):
-        """Solve ``(D^T D + alpha I) x = rhs`` column by column, from ``start``."""
+        """Solve ``(D^T D + alpha I) x = rhs`` (or ``D D^T``: dual) by columns."""
         design = self._design
         inverse_diagonal = 1.0 / (self._diagonal + alpha)
 
         def matvec(v):
-            return design.rdot(design.dot(v)) + alpha * v
+            if self._dual:
+                return design.kernel_dot(v) + alpha * v
+            return design.gram_dot(v) + alpha * v
 
         columns, n_iter = [], 0
         for j in range(rhs.shape[1]):
@@ -320,7 +358,7 @@ class _RidgeFold(Fold):
 
 
 # Iterative solutions a fold keeps as warm starts for the next solve.
-_KEPT_WARM_STARTS = 4
+_KEPT_WARM_STARTS = 2
 
 
 class RidgeModel(DifferentiableModel):
