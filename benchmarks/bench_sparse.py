@@ -172,7 +172,9 @@ def ridge_search(method, splits):
             Ridge(), {"alpha": ALPHAS}, scoring=mse, cv=splits, refit=False
         )
     if method == "GridSearchCV":
-        return GridSearchCV(Ridge(), {"alpha": grid}, scoring=mse, cv=splits, refit=False)
+        return GridSearchCV(
+            Ridge(), {"alpha": grid}, scoring=mse, cv=splits, refit=False
+        )
     return RidgeCV(alphas=grid, cv=splits, scoring=mse)
 
 
@@ -236,7 +238,9 @@ def text_search(method, splits):
     if method == "LogisticRegressionCV":
         return make_pipeline(
             TfidfVectorizer(),
-            LogisticRegressionCV(Cs=Cs, cv=splits, scoring="neg_log_loss", max_iter=1000),
+            LogisticRegressionCV(
+                Cs=Cs, cv=splits, scoring="neg_log_loss", max_iter=1000
+            ),
         )
     return GridSearchCV(
         text_pipeline(),
@@ -250,7 +254,9 @@ def text_search(method, splits):
 def chosen(row, search):
     if row.startswith("ridge"):
         alpha = getattr(search, "alpha_", None)
-        return {"alpha": float(alpha if alpha is not None else search.best_params_["alpha"])}
+        return {
+            "alpha": float(alpha if alpha is not None else search.best_params_["alpha"])
+        }
     if row == "text-logistic" and hasattr(search, "steps"):
         return {"logisticregression__C": float(search.steps[-1][1].C_[0])}
     return {k: float(v) for k, v in search.best_params_.items()}
@@ -288,7 +294,9 @@ def worker(row, method, size):
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         params = chosen(row, search)
         loss = yardstick(row, X, y, splits, params)
-    n_points = len(search.cv_results_["params"]) if hasattr(search, "cv_results_") else N_GRID
+    n_points = (
+        len(search.cv_results_["params"]) if hasattr(search, "cv_results_") else N_GRID
+    )
     result = dict(
         row=row,
         method=method,
@@ -331,7 +339,7 @@ def run(rows, size, repeat):
                 )
                 runs.setdefault((row, method), []).append(result)
     table = []
-    for (row, method), results in runs.items():
+    for results in runs.values():
         times = [r["seconds"] for r in results]
         first = dict(results[0])
         first.update(
@@ -356,7 +364,9 @@ def print_table(table):
             for t in table
             if t["row"] == r["row"] and t["method"] == "HypergradSearchCV"
         )
-        params = ", ".join(f"{k.split('__')[-1]}={v:.3g}" for k, v in r["params"].items())
+        params = ", ".join(
+            f"{k.split('__')[-1]}={v:.3g}" for k, v in r["params"].items()
+        )
         print(
             f"| {r['row']} ({r['size']}) | {r['method']} | {r['seconds']:.2f} | "
             f"{r['spread']:.2f} | {r['seconds'] / reference:.1f}x | {r['points']} | "
@@ -364,12 +374,16 @@ def print_table(table):
             f"{r['data_mb']:.1f} |"
         )
         if "checkpoints_mb" in r:
-            print(f"|  | (weights' checkpoints: {r['checkpoints_mb']:.0f} MB) |||||||||")
+            print(
+                f"|  | (weights' checkpoints: {r['checkpoints_mb']:.0f} MB) |||||||||"
+            )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", nargs="+", choices=list(SIZES), default=list(SIZES)[:4])
+    parser.add_argument(
+        "--rows", nargs="+", choices=list(SIZES), default=list(SIZES)[:4]
+    )
     parser.add_argument("--size", choices=["quick", "full"], default="quick")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--output", help="also write the rows as JSON to this path")
