@@ -16,7 +16,6 @@ from sklearn.base import is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import check_cv
 from sklearn.utils import check_random_state
-from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import indexable
 
 from ._models import DifferentiableModel, FoldData, find_model
@@ -28,6 +27,7 @@ from ._objective import (
     point_key,
 )
 from ._optimize import StopSearch, minimize_in_box
+from ._parallel import split_engine
 from ._progress import Progress
 from ._results import Evaluation, format_results, select_best
 from ._sklearn_compat import (
@@ -376,6 +376,7 @@ class HypergradSearchCV(BaseSearchCV):
             sample_weight=params.get("sample_weight"),
         )
         rng = check_random_state(self._random_state())
+        engine = split_engine(self.n_jobs)
         subsearches = [
             _Subsearch(
                 objective=self._objective(
@@ -388,6 +389,7 @@ class HypergradSearchCV(BaseSearchCV):
                     routed_params,
                     scorers,
                     progress.split_contexts[i],
+                    engine,
                 ),
                 subspace=s,
                 search_id=i,
@@ -465,6 +467,7 @@ class HypergradSearchCV(BaseSearchCV):
         routed_params,
         scorer,
         callback_contexts,
+        engine,
     ):
         """What evaluates the points of one subspace."""
         if not subspace.ranges:
@@ -484,6 +487,8 @@ class HypergradSearchCV(BaseSearchCV):
                 candidate_progress=(index, n_subspaces),
                 caller=self,
                 callback_contexts=callback_contexts,
+                n_jobs=self.n_jobs,
+                pre_dispatch=self.pre_dispatch,
             )
         return CrossValObjective(
             with_params(self.estimator, subspace.fixed),
@@ -496,16 +501,16 @@ class HypergradSearchCV(BaseSearchCV):
             error_score=self.error_score,
             scorer=scorer,
             return_train_score=self.return_train_score,
+            engine=engine,
         )
 
     def _run_subsearches(self, run, subsearches):
-        """Run every continuous search; say whether it was interrupted."""
-        if self.n_jobs not in (None, 1):
-            parallel = Parallel(n_jobs=self.n_jobs, pre_dispatch=self.pre_dispatch)
-            return parallel(
-                delayed(_run_and_return)(run, s) for s in subsearches
-            ), False
-        # In process, a search cut short keeps every point evaluated.
+        """Run every continuous search; say whether it was interrupted.
+
+        The searches run one after the other in this process, their splits
+        wherever the engine puts them: a search cut short keeps every point
+        evaluated.
+        """
         try:
             for subsearch in subsearches:
                 if run(subsearch):
@@ -586,11 +591,6 @@ class _Subsearch:
     evaluations: list = field(default_factory=list)
     # (point, message) of each ConvergenceWarning of its inner trainings.
     convergence_warnings: list = field(default_factory=list)
-
-
-def _run_and_return(run, subsearch):
-    run(subsearch)
-    return subsearch
 
 
 class _SearchFunction:
@@ -755,7 +755,8 @@ class _SearchRunner:
             return True
         finally:
             subsearch.progress.end()
-            # The prepared folds are not needed any more: free them (and do
-            # not send them back from a worker process).
+            # The prepared folds are not needed any more: free them, in the
+            # workers too.
+            subsearch.objective.close()
             subsearch.objective = None
         return False
