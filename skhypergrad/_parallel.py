@@ -258,15 +258,14 @@ class _LokyPool:
         mine = {
             k: split for k, split in enumerate(self._splits) if self._owner[k] == worker
         }
-        return _executor(worker, self._threads).submit(
-            _prepare_on_worker,
-            self._token,
-            mine,
-            self._X,
-            self._y,
-            self._config,
-            self._threads,
-        )
+        args = (self._token, mine, self._X, self._y, self._config, self._threads)
+        try:
+            return _executor(worker, self._threads).submit(_prepare_on_worker, *args)
+        except BrokenProcessPool:
+            # Broken before this search (an interrupt reached the workers).
+            return _replace_executor(worker, self._threads).submit(
+                _prepare_on_worker, *args
+            )
 
     def _restart(self, worker, error):
         """Replace a dead worker and prepare its splits again."""

@@ -101,10 +101,21 @@ class HypergradSearchCV(BaseSearchCV):
         which evaluated point is best.
 
     n_jobs : int, default=None
-        Number of jobs to run in parallel: the continuous searches at
-        different points of the discrete grid run in parallel; the folds of
-        one search run in turn. ``None`` means 1 unless in a
-        :obj:`joblib.parallel_backend` context. ``-1`` means all processors.
+        Number of worker processes that solve the folds of each outer step
+        in parallel. Each fold is prepared once in a worker (preprocessing,
+        factorizations) and stays there for the search; each step sends the
+        hyperparameters and gets back losses, hypergradients and scores. The
+        outer optimizer, verbose output, ``callbacks`` and interrupts stay in
+        the calling process, and ``cv_results_`` is the same as with
+        ``n_jobs=1``. The searches at the points of the discrete grid run one
+        after the other; points fitted by scikit-learn alone run their folds
+        in parallel, as GridSearchCV does. ``None`` means 1 unless in a
+        :obj:`joblib.parallel_backend` context; ``-1`` means all processors.
+        Under ``joblib.parallel_backend("dask")`` with a
+        :class:`distributed.Client` connected, the folds run on the dask
+        cluster's workers. A model whose folds cost less than a round trip to
+        a worker (Ridge) solves them in the calling process. See the user
+        guide's page on scaling out.
 
     refit : bool, str, or callable, default=True
         Refit the estimator with the best found parameters on the whole
@@ -167,9 +178,8 @@ class HypergradSearchCV(BaseSearchCV):
     callbacks : callable or list of callables, default=None
         Called after each outer iteration with a :class:`SearchState`; a
         callback that returns ``True`` stops the search, and the best point
-        found so far is refit. With ``n_jobs`` other than 1, callbacks run in
-        the worker processes and stop the search of their own point of the
-        discrete grid only.
+        found so far is refit. Callbacks run in the calling process, whatever
+        ``n_jobs``.
 
     Attributes
     ----------

@@ -245,6 +245,13 @@ def test_a_killed_loky_worker_is_replaced_and_the_search_goes_on():
     assert_same_rows(search.cv_results_, _reference("logistic"), rtol=1e-6)
 
 
+def test_a_worker_dead_between_searches_is_replaced():
+    _fit("logistic", n_jobs=2)
+    pid = _parallel._EXECUTORS[1].submit(os.getpid).result()
+    os.kill(pid, signal.SIGKILL)
+    assert_same_rows(_fit("logistic", n_jobs=2).cv_results_, _reference("logistic"))
+
+
 def test_workers_that_keep_dying_stop_the_search_clearly(monkeypatch):
     monkeypatch.setattr(_parallel, "_MAX_RESTARTS", 0)
     _fit("logistic", n_jobs=2)
