@@ -32,6 +32,7 @@ import uuid
 import warnings
 from concurrent.futures import CancelledError
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 
 import joblib
 import numpy as np
@@ -62,14 +63,18 @@ _THREAD_VARIABLES = (
 def split_engine(n_jobs):
     """The engine that runs the splits of a search with ``n_jobs``.
 
-    ``n_jobs=1`` runs them in this process; under
-    ``joblib.parallel_backend("dask")``, any other ``n_jobs`` runs them on the
-    dask cluster; otherwise on ``joblib.effective_n_jobs(n_jobs)`` loky
-    workers (none when that is 1).
+    ``n_jobs=1`` runs them in this process, as does joblib's threading
+    backend; under ``joblib.parallel_backend("dask")``, any other ``n_jobs``
+    runs them on the dask cluster; otherwise on
+    ``joblib.effective_n_jobs(n_jobs)`` loky workers (none when that is 1).
     """
     if n_jobs == 1:
         return IN_PROCESS
     backend, _ = joblib.parallel.get_active_backend()
+    if getattr(backend, "uses_threads", False):
+        # The threading backend (and joblib's own workers, whose nested
+        # calls use it): the folds would fight for the GIL; solved here.
+        return IN_PROCESS
     client = getattr(backend, "client", None)
     if client is not None and type(backend).__name__ == "DaskDistributedBackend":
         return _DaskEngine(client)
@@ -119,27 +124,17 @@ class _Hosted:
         return result, pending + _as_tuples(caught)
 
 
-class _worker_context:
-    """scikit-learn's configuration of the caller, the worker's threads, and
-    the warnings recorded to be sent back."""
-
-    def __init__(self, config, threads):
-        self._config = config_context(**config)
-        self._threads = threads_limited(threads)
-        self._warnings = warnings.catch_warnings(record=True)
-
-    def __enter__(self):
-        self._config.__enter__()
-        self._threads.__enter__()
-        caught = self._warnings.__enter__()
+@contextmanager
+def _worker_context(config, threads):
+    """scikit-learn's configuration of the caller, the worker's share of
+    threads, and the warnings recorded to be sent back."""
+    with (
+        config_context(**config),
+        threads_limited(threads),
+        warnings.catch_warnings(record=True) as caught,
+    ):
         warnings.simplefilter("always")
-        return caught
-
-    def __exit__(self, *exc):
-        self._warnings.__exit__(*exc)
-        self._threads.__exit__(*exc)
-        self._config.__exit__(*exc)
-        return False
+        yield caught
 
 
 def _as_tuples(caught):

@@ -171,6 +171,16 @@ def test_cheap_folds_stay_in_the_calling_process(monkeypatch):
     assert_same_rows(_fit("ridge", n_jobs=2).cv_results_, _reference("ridge"))
 
 
+def test_the_threading_backend_solves_the_folds_here(monkeypatch):
+    def no_workers(*args):
+        raise AssertionError("the folds were sent to worker processes")
+
+    monkeypatch.setattr(_parallel._LokyEngine, "start", no_workers)
+    with joblib.parallel_backend("threading", n_jobs=2):
+        search = _fit("logistic")
+    assert_same_rows(search.cv_results_, _reference("logistic"))
+
+
 def test_large_arrays_reach_loky_workers_as_memory_maps(monkeypatch):
     monkeypatch.setattr(_parallel, "_MEMMAP_BYTES", 0)
     dumped = []
