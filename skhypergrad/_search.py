@@ -379,11 +379,12 @@ class HypergradSearchCV(BaseSearchCV):
         progress = Progress(
             self,
             subspaces,
-            self.n_splits_,
+            splits,
             X,
             y,
             loss_note=self._loss_note(subspaces),
             sample_weight=params.get("sample_weight"),
+            fit_sample_weight=routed_params.estimator.fit.get("sample_weight"),
         )
         rng = check_random_state(self._random_state())
         engine = split_engine(self.n_jobs)
@@ -636,7 +637,7 @@ class _SearchFunction:
         objective = subsearch.objective
         if objective.is_evaluated(point, differentiate):
             return objective.evaluate(point, differentiate)
-        iteration_ctx = subsearch.progress.begin_iteration()
+        tasks = subsearch.progress.begin_iteration()
         if subsearch.subspace.ranges:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -657,7 +658,7 @@ class _SearchFunction:
             )
             subsearch.evaluations.append(evaluation)
         if subsearch.progress.end_iteration(
-            iteration_ctx,
+            tasks,
             evaluation,
             subsearch.evaluations,
             time.time() - self._start,
