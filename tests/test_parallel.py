@@ -23,6 +23,7 @@ from skhypergrad import HypergradSearchCV, _parallel
 from skhypergrad._models._ridge import RidgeModel
 
 from ._parallel_models import RefusingScaler, UsersRidge, WarningScaler
+from .test_progress import RecordingCallback, requires_callback_api
 
 CV = 3
 # The columns that must not depend on where the folds were solved.
@@ -214,6 +215,20 @@ def test_a_callback_stops_the_search_from_the_calling_process():
         compared=_SCORED,
     )
     assert hasattr(search, "best_estimator_")
+
+
+@requires_callback_api
+def test_sklearn_callbacks_see_the_tasks_of_one_process_and_can_stop():
+    tasks = []
+    for n_jobs in (1, 2):
+        estimator, param_grid, X, y = _searches()["logistic"]
+        callback = RecordingCallback(stop_at_iteration=3)
+        search = HypergradSearchCV(estimator, param_grid, cv=CV, n_jobs=n_jobs)
+        search.set_callbacks(callback)
+        search.fit(X, y)
+        assert len(search.cv_results_["params"]) == 3
+        tasks.append((callback.begun, callback.ended))
+    assert tasks[0] == tasks[1]
 
 
 def test_an_interrupt_keeps_the_points_evaluated_in_workers():
