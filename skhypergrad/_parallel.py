@@ -233,12 +233,17 @@ class _LokyPool:
         self._restarts = 0
         # How many times each worker was replaced during this search.
         self._generation = [0] * n_workers
-        prepared = [self._prepare(w) for w in range(n_workers)]
-        for w, future in enumerate(prepared):
-            try:
-                future.result()
-            except (BrokenProcessPool, CancelledError) as error:
-                self._restart(w, error)
+        try:
+            prepared = [self._prepare(w) for w in range(n_workers)]
+            for w, future in enumerate(prepared):
+                try:
+                    future.result()
+                except (BrokenProcessPool, CancelledError) as error:
+                    self._restart(w, error)
+        except BaseException:
+            # A preparation failed (error_score="raise"), or an interrupt.
+            self.close()
+            raise
 
     def _shared(self, data):
         if not isinstance(data, np.ndarray) or data.nbytes < _MEMMAP_BYTES:
@@ -342,13 +347,23 @@ class _DaskEngine:
 
 class _DaskPool:
     def __init__(self, client, splits, X, y):
-        from distributed import wait
-
         self._client = client
         self._config = get_config()
         # Dask's workers run one BLAS thread per task by default (its nanny
         # sets OMP_NUM_THREADS=1...); the evaluations hold to that too.
         self._threads = 1
+        # Keys that name the splits, on the dashboard and in task streams.
+        self._key = f"skhypergrad-{uuid.uuid4().hex[:8]}"
+        self._n_steps = 0
+        self._restarts = 0
+        self._start(splits, X, y)
+
+    def _start(self, splits, X, y):
+        """Scatter the data and prepare the splits on the workers."""
+        from distributed import wait
+
+        client = self._client
+        self._unprepared, self._X, self._y = splits, X, y
         # Every worker gets the data, so that any of them can prepare a split
         # again if the one holding it dies.
         self._data = client.scatter([X, y], broadcast=True, hash=False)
@@ -360,7 +375,7 @@ class _DaskPool:
                 *self._data,
                 self._config,
                 self._threads,
-                pure=False,
+                key=f"{self._key}-prepare{self._restarts}-split{k}",
                 workers=[workers[k % len(workers)]],
                 allow_other_workers=True,
             )
@@ -373,7 +388,24 @@ class _DaskPool:
 
     def run(self, method, calls):
         """``split.method(*args)`` for each ``(index, args)``, where it is held."""
+        while True:
+            try:
+                return self._run(method, calls)
+            except CancelledError as error:
+                # The scheduler gave up a split: the workers that held it and
+                # the data died. Scattered again and prepared again.
+                self._restarts += 1
+                if self._restarts > _MAX_RESTARTS:
+                    raise RuntimeError(
+                        f"The dask workers of the search lost its data "
+                        f"{self._restarts} times: the search stops."
+                    ) from error
+                self._client.cancel(self._splits)
+                self._start(self._unprepared, self._X, self._y)
+
+    def _run(self, method, calls):
         held = self._client.who_has([self._splits[k] for k, _ in calls])
+        self._n_steps += 1
         futures = [
             self._client.submit(
                 _call_hosted,
@@ -382,7 +414,7 @@ class _DaskPool:
                 args,
                 self._config,
                 self._threads,
-                pure=False,
+                key=f"{self._key}-{method}{self._n_steps}-split{k}",
                 # Where the split is held; anywhere if that worker is gone.
                 workers=list(held.get(self._splits[k].key, ())) or None,
                 allow_other_workers=True,
@@ -397,4 +429,4 @@ class _DaskPool:
 
     def close(self):
         self._client.cancel(self._splits)
-        self._splits = self._data = None
+        self._splits = self._data = self._X = self._y = None

@@ -146,21 +146,23 @@ def test_dask_gives_the_results_of_one_process(client, name):
     assert_same_rows(search.cv_results_, _reference(name))
 
 
-def test_dask_prepares_each_split_once(client, distributed):
+def test_dask_prepares_each_split_once_and_steps_where_it_is(client, distributed):
     with distributed.get_task_stream(client) as stream, joblib.parallel_backend("dask"):
         search = _fit("logistic")
-    names = [task["key"] for task in stream.data]
-    prepared = [name for name in names if "_prepare_hosted" in str(name)]
-    steps = [name for name in names if "_call_hosted" in str(name)]
-    assert len(prepared) == CV
-    n_evaluations = (
-        len(search.cv_results_["params"])
-        + np.isfinite(search.cv_results_["hypergrad_logisticregression__C"]).sum()
-    )
-    # One task per split and step (a hypergradient added to a coarse point
-    # is a step too), and none prepares the split again.
-    assert len(steps) >= CV * len(search.cv_results_["params"])
-    assert len(steps) <= CV * n_evaluations
+    # Keys: skhypergrad-<id>-prepare0-split<k>, skhypergrad-<id>-<step>-split<k>.
+    where = {}
+    for task in stream.data:
+        what, split = str(task["key"]).rsplit("-", 2)[1:]
+        what = "prepare" if what.startswith("prepare") else what
+        where.setdefault(split, {}).setdefault(what, set()).add(task["worker"])
+    assert sorted(where) == [f"split{k}" for k in range(CV)]
+    n_steps = len(search.cv_results_["params"])
+    for tasks in where.values():
+        prepared = tasks.pop("prepare")
+        assert len(prepared) == 1
+        assert len(tasks) >= n_steps
+        # Every step of a split on the worker that prepared it.
+        assert set().union(*tasks.values()) == prepared
 
 
 def test_cheap_folds_stay_in_the_calling_process(monkeypatch):
@@ -288,11 +290,28 @@ def test_workers_that_keep_dying_stop_the_search_clearly(monkeypatch):
 
 
 def test_a_killed_dask_worker_loses_nothing(client):
+    client.wait_for_workers(2)
     first = sorted(client.ncores())[0]
     kill, killed = _kill_once(lambda: client.run(os.getpid)[first])
     with joblib.parallel_backend("dask"):
         search = _fit("logistic", callbacks=kill)
     assert killed
+    assert_same_rows(search.cv_results_, _reference("logistic"), rtol=1e-6)
+
+
+def test_a_dask_cluster_that_loses_every_worker_gets_the_data_again(client):
+    client.wait_for_workers(2)  # one may be back from the test before
+    killed = []
+
+    def kill_all(state):
+        if state.iteration == 2 and not killed:
+            killed.extend(client.run(os.getpid).values())
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+
+    with joblib.parallel_backend("dask"):
+        search = _fit("logistic", callbacks=kill_all)
+    assert len(killed) == 2
     assert_same_rows(search.cv_results_, _reference("logistic"), rtol=1e-6)
 
 
