@@ -188,6 +188,11 @@ class DifferentiableModel(ABC):
         the model as CSR, never densified; a model that does not declare it
         (the default) receives dense arrays, the search warning when the
         dense copy is large.
+    parallel_folds : bool
+        Whether the folds are worth solving in worker processes when the
+        search has ``n_jobs`` other than 1. ``False`` keeps them in the calling
+        process, for a model whose step costs less than sending it to a
+        worker (Ridge's closed form takes microseconds).
     """
 
     estimator_class = None
@@ -196,6 +201,7 @@ class DifferentiableModel(ABC):
     stochastic = False
     loss_scoring = None
     accept_sparse = False
+    parallel_folds = True
 
     def loss_scoring_for(self, estimator):
         """The scoring equivalent to the loss at ``estimator``'s settings."""
