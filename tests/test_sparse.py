@@ -426,3 +426,27 @@ def test_sparse_input_refused_by_the_solver_fails_as_in_grid_search(
     ):
         with pytest.raises(error, match=match):
             search.fit(X, y)
+
+
+@pytest.mark.parametrize("shape", [(70, 60), (40, 60)])
+def test_iterative_ridge_with_several_targets_and_zero_weights(shape, monkeypatch):
+    rng = np.random.RandomState(0)
+    X = sp.random(shape[0] + 30, shape[1], density=0.3, random_state=1, format="csr")
+    y = rng.randn(shape[0] + 30, 3)
+    weights = rng.uniform(0, 2, shape[0])
+    weights[:5] = 0
+    split = X[: shape[0]], y[: shape[0]], X[shape[0] :], y[shape[0] :], weights
+    exact = make_fold(RidgeModel(), Ridge(), *split).solve({"alpha": 0.2})
+    _force_iterative(monkeypatch)
+    fold = make_fold(RidgeModel(), Ridge(), *split)
+    assert fold.method == "iterative"
+    ours = fold.solve({"alpha": 0.2})
+    np.testing.assert_allclose(ours.loss, exact.loss, rtol=1e-10)
+    np.testing.assert_allclose(
+        ours.hypergradient(["alpha"])["alpha"],
+        exact.hypergradient(["alpha"])["alpha"],
+        rtol=1e-9,
+    )
+    np.testing.assert_allclose(
+        ours.fitted_estimator().coef_, exact.fitted_estimator().coef_, rtol=1e-8
+    )
