@@ -36,7 +36,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import check_array, get_tags
 from sklearn.utils.metadata_routing import process_routing
 
+from ._feature_weights import check_groups, group_weights, with_weights
 from ._models import FoldData, get_model
+from ._models._weighted import WEIGHTS, weighted_fold
 from ._sklearn_compat import (
     check_method_params,
     check_sample_weight,
@@ -47,7 +49,7 @@ from ._sklearn_compat import (
     safe_indexing,
     score,
 )
-from ._space import split_pipeline
+from ._space import feature_weights_step, split_pipeline
 
 __all__ = [
     "CrossValObjective",
@@ -137,6 +139,7 @@ class _Split:
     error: str = None
     feature_names: object = None
     finite_validation: bool = True
+    feature_weights: object = None
     solutions: OrderedDict = field(default_factory=OrderedDict)
 
     def solution(self, params, differentiate):
@@ -212,6 +215,14 @@ class CrossValObjective:
 
         self._preprocessing, self._final, self._prefix = split_pipeline(estimator)
         self._model = get_model(self._final)
+        # A FeatureWeights step just before the model whose weights are
+        # searched is not preprocessing: its weights are the fold's
+        # hyperparameters (see _models/_weighted.py).
+        self._weights_step = feature_weights_step(estimator)
+        if self._weights_step is not None and self._weights_name not in self.names:
+            self._weights_step = None
+        if self._weights_step is not None:
+            self._preprocessing = estimator[:-2] if len(estimator.steps) > 2 else None
         # Checks the fit parameters before any work.
         _, sample_weight = self._split_fit_params(self.fit_params)
         if sample_weight is not None:
@@ -256,6 +267,10 @@ class CrossValObjective:
             )
         return preprocessing, params.get(sample_weight_key)
 
+    @property
+    def _weights_name(self):
+        return f"{self._weights_step[0]}__weights"
+
     def prepare(self):
         """Fit the preprocessing and precompute every fold, once."""
         if self._splits is None:
@@ -264,6 +279,24 @@ class CrossValObjective:
                 for k, (train, test) in enumerate(self.splits)
             ]
         return self
+
+    def vector_sizes(self):
+        """``{name: number of weights}`` of the searched FeatureWeights step.
+
+        The number of groups, or the number of columns the step receives
+        from the preprocessing fitted on the first split (the first that
+        did not fail). Call after :meth:`prepare`.
+        """
+        if self._weights_step is None:
+            return {}
+        for split in self.prepare()._splits:
+            if split.feature_weights is not None:
+                return {self._weights_name: split.feature_weights.n_groups_}
+        groups = self._weights_step[1].groups
+        if groups is not None:
+            return {self._weights_name: int(np.max(groups)) + 1}
+        # Every split failed before the step: no weight can be evaluated.
+        return {self._weights_name: 1}
 
     def _prepare(self, train, test, first):
         X_train = safe_indexing(self.X, train)
@@ -286,6 +319,13 @@ class CrossValObjective:
                 )
                 X_test = split.preprocessing.transform(X_test)
             split.feature_names = get_feature_names(X_train)
+            if self._weights_step is not None:
+                try:
+                    split.feature_weights = clone(self._weights_step[1]).fit(X_train)
+                except ValueError as error:
+                    # Weights or groups that do not fit the columns: an error
+                    # of the search's settings, not a failed fit.
+                    raise _BadFeatureWeights(str(error)) from error
             # What the final estimator's fit would check: its input after the
             # preprocessing steps (NaN passed through, an empty training part).
             # The validation part is checked when it is scored, as in
@@ -313,7 +353,20 @@ class CrossValObjective:
                 sample_weight=sample_weight,
                 val_sample_weight=split.test_score_params.get("sample_weight"),
             )
-            split.model_fold = self._model.fold(self._final, data)
+            if split.feature_weights is not None:
+                fitted = split.feature_weights
+                split.model_fold = weighted_fold(
+                    self._final,
+                    data,
+                    group_weights(fitted.weights, fitted.groups, fitted.n_features_in_),
+                    None
+                    if fitted.groups is None
+                    else check_groups(fitted.groups, fitted.n_features_in_),
+                )
+            else:
+                split.model_fold = self._model.fold(self._final, data)
+        except _BadFeatureWeights:
+            raise
         except Exception:
             if self.error_score == "raise":
                 raise
@@ -321,7 +374,12 @@ class CrossValObjective:
         return split
 
     def _model_params(self, point):
-        return {name[len(self._prefix) :]: value for name, value in point.items()}
+        return {
+            WEIGHTS
+            if self._weights_step is not None and name == self._weights_name
+            else name[len(self._prefix) :]: value
+            for name, value in point.items()
+        }
 
     def is_evaluated(self, point, differentiate=False):
         """Whether :meth:`evaluate` would return a result without computing."""
@@ -432,11 +490,15 @@ class CrossValObjective:
         final = split.solution(model_params, False).fitted_estimator()
         if split.feature_names is not None:
             final.feature_names_in_ = split.feature_names
-        if split.preprocessing is None:
+        steps = [] if split.preprocessing is None else list(split.preprocessing.steps)
+        if split.feature_weights is not None:
+            weights = with_weights(split.feature_weights, model_params[WEIGHTS])
+            steps.append((self._weights_step[0], weights))
+        if not steps:
             return final
         name = self.estimator.steps[-1][0]
         params = self.estimator.get_params(deep=False)
-        params["steps"] = [*split.preprocessing.steps, (name, final)]
+        params["steps"] = [*steps, (name, final)]
         return Pipeline(**params)
 
     def _score(self, split, result, model_params):
@@ -575,6 +637,10 @@ class GridPoint:
                 PointResult(point={}, loss=np.nan, splits=splits, hypergradient={})
             )
         return self.results[0]
+
+
+class _BadFeatureWeights(ValueError):
+    """FeatureWeights' weights or groups do not fit the columns it receives."""
 
 
 # Sparse input whose dense copy takes more than this per fold is said to be

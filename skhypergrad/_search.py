@@ -28,7 +28,8 @@ from ._objective import (
     point_key,
 )
 from ._optimize import StopSearch, minimize_in_box
-from ._progress import Progress
+from ._optimize_many import minimize_many
+from ._progress import Progress, format_value
 from ._results import Evaluation, format_results, select_best
 from ._sklearn_compat import (
     BaseSearchCV,
@@ -399,6 +400,8 @@ class HypergradSearchCV(BaseSearchCV):
         run = _SearchRunner(n_init=self.n_init, n_iter=self.n_iter, tol=self.tol)
         subsearches, interrupted = self._run_subsearches(run, subsearches)
         progress.end_search()
+        # With their vectors' sizes, known once the data was seen.
+        subspaces = [s.subspace for s in subsearches]
 
         for subsearch in subsearches:
             _warn_about_convergence(subsearch, len(subsearches))
@@ -665,6 +668,10 @@ def _warn_about_bounds(search, results, subspaces):
     subspace = subspaces[results["search_id"][best]]
     params = results["params"][best]
     for r in subspace.ranges:
+        if r.vector:
+            # Many weights end on a bound (a feature the model does best
+            # without): that says nothing about the range.
+            continue
         gradient = results[f"hypergrad_{r.name}"][best]
         value = params[r.name]
         if value == r.low and gradient > 0:
@@ -706,7 +713,7 @@ def _warn_about_convergence(subsearch, n_subsearches):
         return
     points = {point_key(point): point for point, _ in messages}
     shown = "; ".join(
-        ", ".join(f"{k}={v:.4g}" for k, v in point.items())
+        ", ".join(f"{k}={format_value(v)}" for k, v in point.items())
         for point in list(points.values())[:3]
     ) + ("; ..." if len(points) > 3 else "")
     which = f"search {subsearch.search_id + 1} of {n_subsearches}"
@@ -734,10 +741,26 @@ class _SearchRunner:
         """Search; return True when a callback asked to stop everything."""
         subsearch.progress.begin()
         subsearch.objective.prepare()
+        if subsearch.subspace.has_vectors:
+            subsearch.subspace = subsearch.subspace.sized(
+                subsearch.objective.vector_sizes()
+            )
         fun = _SearchFunction(subsearch)
         try:
             if not subsearch.subspace.ranges:
                 fun.value(np.zeros(0))
+            elif subsearch.subspace.has_vectors:
+                lower, upper = subsearch.subspace.bounds
+                minimize_many(
+                    fun,
+                    lower,
+                    upper,
+                    tied=subsearch.subspace.tied,
+                    n_init=self.n_init,
+                    n_iter=self.n_iter,
+                    tol=self.tol,
+                    random_state=subsearch.seed,
+                )
             else:
                 lower, upper = subsearch.subspace.bounds
                 minimize_in_box(
