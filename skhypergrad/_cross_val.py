@@ -8,6 +8,7 @@ from sklearn.model_selection import check_cv
 from sklearn.utils.validation import indexable
 
 from ._models import get_model
+from ._models._weighted import supports_feature_weights
 from ._objective import CrossValObjective, check_data
 from ._sklearn_compat import (
     HasMethods,
@@ -15,7 +16,6 @@ from ._sklearn_compat import (
     validate_estimator_params,
     validate_parameter_constraints,
 )
-from ._models._weighted import supports_feature_weights
 from ._space import feature_weights_step, split_pipeline
 
 __all__ = ["cross_val_hypergrad"]

@@ -122,7 +122,9 @@ class FeatureWeights(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             ensure_all_finite="allow-nan",
         )
         self.scale_ = column_scale(self.weights, self.groups, self.n_features_in_)
-        self.n_groups_ = len(group_weights(self.weights, self.groups, self.n_features_in_))
+        self.n_groups_ = len(
+            group_weights(self.weights, self.groups, self.n_features_in_)
+        )
         return self
 
     def transform(self, X):
@@ -172,7 +174,8 @@ def check_groups(groups, n_features):
             f"{n_features}; got an array of shape {groups.shape}."
         )
     if groups.dtype.kind not in "iu" and not (
-        groups.dtype.kind == "f" and np.all(np.isfinite(groups))
+        groups.dtype.kind == "f"
+        and np.all(np.isfinite(groups))
         and np.all(groups == np.round(groups))
     ):
         raise ValueError(
@@ -239,5 +242,7 @@ def with_weights(fitted, weights):
     """
     weighted = copy.copy(fitted)
     weighted.set_params(weights=np.array(weights, dtype=np.float64))
-    weighted.scale_ = column_scale(weighted.weights, fitted.groups, fitted.n_features_in_)
+    weighted.scale_ = column_scale(
+        weighted.weights, fitted.groups, fitted.n_features_in_
+    )
     return weighted

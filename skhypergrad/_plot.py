@@ -535,7 +535,10 @@ class SearchDisplay:
             if (self.scales or {}).get(name) == "log" and np.all(weights > 0):
                 ax_path.set_yscale("log")
                 stems.set_segments(
-                    [[(i, weights.min() / 2), (i, w)] for i, w in zip(index, weights)]
+                    [
+                        [(i, weights.min() / 2), (i, w)]
+                        for i, w in zip(index, weights, strict=True)
+                    ]
                 )
             if len(weights) <= 30:
                 ax_path.set_xticks(index)
@@ -1037,15 +1040,12 @@ def _vector_param(results, params):
 
     A vector is drawn alone: its weights at the best point, as stems.
     """
-    vectors = [
-        n for n in params if np.ndim(results.get(f"hypergrad_{n}", [])) == 2
-    ]
+    vectors = [n for n in params if np.ndim(results.get(f"hypergrad_{n}", [])) == 2]
     if not vectors:
         return None
     if len(params) > 1:
         raise ValueError(
-            f"{vectors[0]!r} is a vector of {np.shape(results[f'hypergrad_{vectors[0]}'])[1]} "
-            "weights, drawn alone as its values at the best point: pass "
+            f"{vectors[0]!r} is a vector of weights, drawn alone as its values at the best point: pass "
             f"params={vectors[0]!r}."
         )
     return vectors[0]

@@ -40,9 +40,7 @@ def format_value(value, precision=4):
         centre = f"geometric mean {np.exp(np.mean(np.log(value))):.3g}"
     else:
         centre = f"norm {np.linalg.norm(value):.3g}"
-    return (
-        f"[{value.size} values in {value.min():.3g}..{value.max():.3g}, {centre}]"
-    )
+    return f"[{value.size} values in {value.min():.3g}..{value.max():.3g}, {centre}]"
 
 
 @dataclass

@@ -72,7 +72,9 @@ def more_results(evaluations, subspaces):
         "cv_loss": [e.cv_loss for e in evaluations],
     }
     for name in sorted({r.name for s in subspaces for r in s.ranges}):
-        sizes = {r.size for s in subspaces for r in s.ranges if r.vector and r.name == name}
+        sizes = {
+            r.size for s in subspaces for r in s.ranges if r.vector and r.name == name
+        }
         values = [e.hypergradient.get(name, np.nan) for e in evaluations]
         columns[f"hypergrad_{name}"] = (
             _vector_column(values, sizes.pop()) if len(sizes) == 1 else values

@@ -60,7 +60,7 @@ from ._logistic import (
     _LogisticSolution,
     _pointwise_log_loss,
 )
-from ._logistic_solver import HessianSolver, LogisticObjective, newton_solve
+from ._logistic_solver import LogisticObjective, newton_solve
 from ._losses import clipped, weighted_mean
 from ._threads import blas_threads_limited
 
@@ -150,7 +150,9 @@ class _WeightedRidgeSolution(Solution):
         self.params = {"alpha": alpha, WEIGHTS: weights}
         s = _column_scale(weights, fold.groups)
         self._s = s
-        self._system = _Cholesky(s[:, None] * fold.gram * s[None, :] + alpha * np.eye(len(s)))
+        self._system = _Cholesky(
+            s[:, None] * fold.gram * s[None, :] + alpha * np.eye(len(s))
+        )
         self.coef = self._system.solve(s[:, None] * fold.cross)  # b, (p, k)
         residual = fold.X_val @ (s[:, None] * self.coef) - fold.centered_y_val
         self._residual = residual
@@ -159,7 +161,9 @@ class _WeightedRidgeSolution(Solution):
     def hypergradient(self, names):
         unknown = set(names) - {"alpha", WEIGHTS}
         if unknown:
-            raise ValueError(f"Ridge has no continuous hyperparameters {sorted(unknown)}.")
+            raise ValueError(
+                f"Ridge has no continuous hyperparameters {sorted(unknown)}."
+            )
         fold, s, b = self._fold, self._s, self.coef
         # d loss / d predictions, then the adjoint A u = S X_v^T g.
         g = (2.0 / b.shape[1]) * fold.val_weights[:, None] * self._residual
@@ -259,7 +263,8 @@ class _WeightedLogisticSolution(Solution):
         unknown = set(names) - {"C", WEIGHTS}
         if unknown:
             raise ValueError(
-                f"LogisticRegression has no continuous hyperparameters {sorted(unknown)}."
+                "LogisticRegression has no continuous hyperparameters "
+                f"{sorted(unknown)}."
             )
         if not np.all(np.isfinite(self.theta)):
             return dict.fromkeys(names, np.nan)
@@ -295,9 +300,9 @@ class _WeightedLogisticSolution(Solution):
                 mixed_term,
                 {"log_C": np.log(self.C), "w": self.weights},
             )
-            direct = grad(
-                lambda w: fold.validation_loss(self.theta, column_scale(w))
-            )(self.weights)
+            direct = grad(lambda w: fold.validation_loss(self.theta, column_scale(w)))(
+                self.weights
+            )
         grads = {}
         if "C" in names:
             grads["C"] = float(implicit["log_C"]) / self.C
@@ -328,7 +333,9 @@ class _WeightedLogisticFold(_LogisticFold):
     def validation_loss(self, theta, column_scale):
         X_val, Y_val, weights = self.val_args
         scaled = _scaled_theta(theta, column_scale, X_val.shape[1])
-        return weighted_mean(clipped(_pointwise_log_loss(scaled, X_val, Y_val)), weights)
+        return weighted_mean(
+            clipped(_pointwise_log_loss(scaled, X_val, Y_val)), weights
+        )
 
     def solver_at(self, column_scale):
         """The Hessian solver of the training problem on the scaled columns.
