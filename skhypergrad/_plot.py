@@ -1045,8 +1045,8 @@ def _vector_param(results, params):
         return None
     if len(params) > 1:
         raise ValueError(
-            f"{vectors[0]!r} is a vector of weights, drawn alone as its values at the best point: pass "
-            f"params={vectors[0]!r}."
+            f"{vectors[0]!r} is a vector of weights, drawn alone as its values "
+            f"at the best point: pass params={vectors[0]!r}."
         )
     return vectors[0]
 
