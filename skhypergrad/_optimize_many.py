@@ -48,6 +48,7 @@ class _Counted:
         self.used = 0
         self._counting = not after_coarse
         self.best = None  # (value, z)
+        self.points = []  # every finite (value, z)
 
     def _count(self, z, differentiate):
         self._counting = self._counting or differentiate
@@ -58,8 +59,10 @@ class _Counted:
 
     def _keep(self, z, value):
         value = float(value)
-        if np.isfinite(value) and (self.best is None or value < self.best[0]):
-            self.best = (value, np.array(z, dtype=float))
+        if np.isfinite(value):
+            self.points.append((value, np.array(z, dtype=float)))
+            if self.best is None or value < self.best[0]:
+                self.best = self.points[-1]
         return value
 
     def is_evaluated(self, z, differentiate):
@@ -97,7 +100,9 @@ class _Tied:
         return value, np.bincount(self._tied, weights=gradient, minlength=self._n)
 
 
-def minimize_many(fun, lower, upper, *, tied, n_init, n_iter, tol, random_state):
+def minimize_many(
+    fun, lower, upper, *, tied, n_init, n_iter, tol, random_state, penalty=0.0
+):
     """Minimize ``fun`` over a box of many dimensions.
 
     Parameters
@@ -119,6 +124,10 @@ def minimize_many(fun, lower, upper, *, tied, n_init, n_iter, tol, random_state)
         Relative tolerance of the second phase (see the module docstring).
     random_state : int, RandomState instance or None
         Draws the coarse points when the diagonal has several dimensions.
+    penalty : float, default=0.0
+        Strength of the penalty on the spread of each vector's search
+        coordinates that the second phase adds to the loss (see
+        :class:`_Penalized`).
     """
     lower, upper = np.asarray(lower, float), np.asarray(upper, float)
     tied = np.asarray(tied)
@@ -137,19 +146,73 @@ def minimize_many(fun, lower, upper, *, tied, n_init, n_iter, tol, random_state)
         random_state=random_state,
     )
     left = n_iter - diagonal.used
-    if diagonal.best is None or left <= 0:
+    if diagonal.best is None:
         return
-    _lbfgsb(_Counted(fun, left), diagonal.best[1], lower, upper, tol=tol)
+    # Restarts from the points of the diagonal, best first, one coarse cell
+    # apart at least: a start can be on a plateau, where the weights are so
+    # large (or so small) that changing one changes nothing.
+    cell = np.max(t_upper - t_lower) / max(n_init - 1, 1)
+    strength = penalty * abs(diagonal.best[0])
+    starts = []
+    for start_value, start in sorted(diagonal.points, key=lambda item: item[0]):
+        if left < 2:
+            return
+        if any(np.max(np.abs(start - other)) < cell for other in starts):
+            continue
+        starts.append(start)
+        counted = _Counted(fun, left)
+        run = _Penalized(counted, tied, strength) if strength > 0 else counted
+        best = _lbfgsb(run, start, lower, upper, tol=tol)
+        left -= counted.used
+        if best < start_value - _PROGRESS * abs(start_value):
+            return
+
+
+# A run of L-BFGS-B that ends having decreased the loss by less than this
+# fraction of its start's restarts from another point of the diagonal.
+_PROGRESS = 1e-3
+
+
+class _Penalized:
+    """``fun`` plus ``strength`` times the spread of each vector's coordinates.
+
+    The spread of a vector is the mean squared deviation of its coordinates
+    (the logs of its weights) from their mean: zero on the diagonal, where
+    the second phase starts. ``strength`` is the penalty times the loss
+    there, so that the penalty does not depend on the loss's units.
+    """
+
+    def __init__(self, fun, tied, strength):
+        self._fun = fun
+        self.budget = fun.budget
+        self._groups = [
+            np.flatnonzero(tied == k) for k in np.unique(tied) if np.sum(tied == k) > 1
+        ]
+        self._strength = strength
+
+    def value_and_grad(self, z):
+        value, gradient = self._fun.value_and_grad(z)
+        gradient = np.array(gradient, dtype=float)
+        for group in self._groups:
+            deviation = z[group] - np.mean(z[group])
+            value = value + self._strength * np.mean(deviation**2)
+            gradient[group] += self._strength * 2 * deviation / len(group)
+        return value, gradient
 
 
 def _lbfgsb(fun, start, lower, upper, *, tol):
-    """L-BFGS-B from ``start`` until ``fun``'s budget is spent or it converges."""
+    """L-BFGS-B from ``start`` until ``fun``'s budget is spent or it converges.
+
+    Returns the lowest value ``fun`` gave in the run (inf if none).
+    """
+    values = [np.inf]
 
     def value_and_grad(z):
         value, gradient = fun.value_and_grad(z)
         if not (np.isfinite(value) and np.all(np.isfinite(gradient))):
             # A failed point: no slope to follow. The best point is kept.
             raise _BudgetSpent
+        values.append(value)
         return value, gradient
 
     try:
@@ -157,7 +220,7 @@ def _lbfgsb(fun, start, lower, upper, *, tol):
         free = ((start > lower) | (gradient < 0)) & ((start < upper) | (gradient > 0))
         scale = np.max(np.abs(np.where(free, gradient, 0.0)), initial=0.0)
         if scale == 0:
-            return
+            return min(values)
         minimize(
             value_and_grad,
             start,
@@ -172,4 +235,5 @@ def _lbfgsb(fun, start, lower, upper, *, tol):
             },
         )
     except _BudgetSpent:
-        return
+        pass
+    return min(values)

@@ -307,3 +307,32 @@ def test_minimize_many_reaches_an_off_diagonal_minimum_within_budget():
     # The coarse pass (5 points) and at most n_iter evaluations, plus the
     # memoized start which this objective does not memoize.
     assert fun.calls <= 5 + 30 + 1
+
+
+def test_weights_penalty_keeps_the_weights_together():
+    X, y = make_regression(80, 10, n_informative=2, noise=20.0, random_state=0)
+    pipe = make_pipeline(StandardScaler(), FeatureWeights(), Ridge())
+    spreads, losses = [], []
+    for penalty in (0.0, 1.0):
+        search = HypergradSearchCV(
+            pipe,
+            {"featureweights__weights": (1e-3, 1e3)},
+            scoring="neg_mean_squared_error",
+            cv=KFold(4),
+            n_init=4,
+            n_iter=30,
+            weights_penalty=penalty,
+        ).fit(X, y)
+        weights = np.log(search.best_params_["featureweights__weights"])
+        spreads.append(np.std(weights))
+        losses.append(-search.best_score_)
+    # The penalty trades CV loss for weights closer to their common value.
+    assert spreads[1] < 0.5 * spreads[0]
+    assert losses[1] > losses[0]
+
+
+def test_weights_penalty_is_validated():
+    X, y = make_regression(40, 5, random_state=0)
+    search = HypergradSearchCV(Ridge(), {"alpha": (0.1, 10)}, weights_penalty=-1.0)
+    with pytest.raises(ValueError, match="'weights_penalty' parameter"):
+        search.fit(X, y)

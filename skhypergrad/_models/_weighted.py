@@ -64,10 +64,29 @@ from ._logistic_solver import LogisticObjective, newton_solve
 from ._losses import clipped, weighted_mean
 from ._threads import blas_threads_limited
 
-__all__ = ["WEIGHTS", "supports_feature_weights", "weighted_fold"]
+__all__ = [
+    "WEIGHTS",
+    "default_weights_penalty",
+    "supports_feature_weights",
+    "weighted_fold",
+]
 
 # The name of the weights among a fold's hyperparameters.
 WEIGHTS = "feature_weights"
+
+
+# HypergradSearchCV's weights_penalty="auto", per model: the best of those
+# tried on the held-out data of benchmarks/bench_many.py (Ridge: 0, 0.03, 0.1,
+# 0.3 on the sparse and dense tasks; LogisticRegression: 0.1, 1, 3, 10 on the
+# classification task, where 0.1 let the CV log-loss be overfitted badly: a
+# log-loss can fall towards zero on nearly separable folds, a squared error
+# only to the noise).
+_DEFAULT_PENALTIES = {Ridge: 0.1, LogisticRegression: 3.0}
+
+
+def default_weights_penalty(estimator):
+    """The penalty on the spread of the log-weights for ``estimator``."""
+    return _DEFAULT_PENALTIES.get(type(estimator), 0.1)
 
 
 def supports_feature_weights(estimator):
@@ -150,11 +169,12 @@ class _WeightedRidgeSolution(Solution):
         self.params = {"alpha": alpha, WEIGHTS: weights}
         s = _column_scale(weights, fold.groups)
         self._s = s
-        self._system = _Cholesky(
-            s[:, None] * fold.gram * s[None, :] + alpha * np.eye(len(s))
-        )
-        self.coef = self._system.solve(s[:, None] * fold.cross)  # b, (p, k)
-        residual = fold.X_val @ (s[:, None] * self.coef) - fold.centered_y_val
+        system = fold.gram * np.outer(s, s)
+        system[np.diag_indices_from(system)] += alpha
+        with blas_threads_limited():
+            self._system = _Cholesky(system)
+            self.coef = self._system.solve(s[:, None] * fold.cross)  # b, (p, k)
+            residual = fold.X_val @ (s[:, None] * self.coef) - fold.centered_y_val
         self._residual = residual
         self.loss = float(weighted_mean(np.mean(residual**2, axis=1), fold.val_weights))
 
@@ -164,6 +184,10 @@ class _WeightedRidgeSolution(Solution):
             raise ValueError(
                 f"Ridge has no continuous hyperparameters {sorted(unknown)}."
             )
+        with blas_threads_limited():
+            return self._hypergradient(names)
+
+    def _hypergradient(self, names):
         fold, s, b = self._fold, self._s, self.coef
         # d loss / d predictions, then the adjoint A u = S X_v^T g.
         g = (2.0 / b.shape[1]) * fold.val_weights[:, None] * self._residual
