@@ -336,3 +336,22 @@ def test_weights_penalty_is_validated():
     search = HypergradSearchCV(Ridge(), {"alpha": (0.1, 10)}, weights_penalty=-1.0)
     with pytest.raises(ValueError, match="'weights_penalty' parameter"):
         search.fit(X, y)
+
+
+def test_weights_on_worker_processes_as_in_process():
+    X, y = make_classification(120, 6, n_informative=3, random_state=0)
+    pipe = make_pipeline(FeatureWeights(), LogisticRegression(tol=1e-10))
+    grid = {"featureweights__weights": (1e-2, 1e2)}
+    results = [
+        HypergradSearchCV(
+            pipe, grid, scoring="neg_log_loss", cv=3, n_init=3, n_iter=6, n_jobs=n_jobs
+        )
+        .fit(X, y)
+        .cv_results_
+        for n_jobs in (1, 2)
+    ]
+    np.testing.assert_allclose(results[0]["cv_loss"], results[1]["cv_loss"])
+    np.testing.assert_allclose(
+        results[0]["hypergrad_featureweights__weights"],
+        results[1]["hypergrad_featureweights__weights"],
+    )
