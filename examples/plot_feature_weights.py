@@ -1,7 +1,7 @@
 """
-=========================================================
+=============================================================
 A penalty per feature: when it beats a single alpha, when not
-=========================================================
+=============================================================
 
 :class:`~skhypergrad.FeatureWeights` multiplies each column by a weight;
 before a :class:`~sklearn.linear_model.Ridge`, a weight :math:`w_j` is the
@@ -90,10 +90,17 @@ display.ax_[1].legend(fontsize="small")
 # %%
 # Held-out error, relative to one alpha
 # -------------------------------------
-fig, ax = plt.subplots(figsize=(6, 3), layout="constrained")
+fig, ax = plt.subplots(figsize=(7, 2.6), layout="constrained")
 names = list(held_out)
 ratios = [held_out[n]["a weight per feature"] / held_out[n]["one alpha"] for n in names]
-ax.barh(names, ratios, color=["C2" if r < 1 else "C3" for r in ratios])
+ax.barh(
+    [n.split(" (")[0] for n in names],
+    ratios,
+    color=["C2" if r < 0.99 else "0.6" for r in ratios],
+)
+for k, ratio in enumerate(ratios):
+    ax.text(ratio, k, f" {ratio:.3f}", va="center")
 ax.axvline(1.0, color="0.3", linewidth=1)
-ax.set_xlabel("held-out MSE, a weight per feature / one alpha")
+ax.set_xlim(0.0, 1.2)
+ax.set_xlabel("held-out MSE of a weight per feature / of one alpha")
 plt.show()
