@@ -19,11 +19,14 @@ Rows (the same splits and seeds for every method):
 threads); ``--threads single`` with ``OPENBLAS_NUM_THREADS=1``
 (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` too).
 
-Projection: from the ``n_jobs=1`` search of a row, the cost of one fold's
-step is ``c = T1 / (S K)`` (``S`` steps, ``K`` folds: the calling process's
-own work is included, and the folds are assumed to cost the same); from the
-``n_jobs=2`` search, the overhead of a step ``o = T2 / S - ceil(K / 2) c``.
-A search on ``w`` workers with 5 folds then takes ``S (ceil(5 / w) c + o)``.
+Projection: from the ``n_jobs=1`` MLP search, the cost of one fold's step
+is ``c = T1 / (S K)`` (``S`` steps, ``K`` folds: the calling process's own
+work is included, and the folds are assumed to cost the same). The overhead
+of a step's round trip to the workers, ``o``, is measured on a search whose
+folds cost microseconds (Ridge on 200 x 10, sent to workers for the
+measurement): its time per step with ``n_jobs=2`` minus half that with
+``n_jobs=1``. A search on ``w`` workers with 5 folds then takes
+``S (ceil(5 / w) c + o)``.
 GridSearchCV's 25 candidates (5 alpha x 5 learning_rate_init) x 5 folds are
 projected the same way from its measured time per fit: ``ceil(125 / w) c_g``
 (no overhead: optimistic for GridSearchCV).
@@ -89,6 +92,20 @@ def search(n_jobs, X, y, estimator, grid, cv, kwargs):
     s.fit(X, y)
     return time.perf_counter() - start, s, len(steps)
 
+
+if METHOD == "overhead":
+    # The round trip of a step to the workers: a search whose folds cost
+    # microseconds (Ridge, sent to workers nonetheless), n_jobs=2 against 1.
+    from skhypergrad._models._ridge import RidgeModel
+    RidgeModel.parallel_folds = True
+    X, y = make_regression(n_samples=200, n_features=10, noise=1.0, random_state=0)
+    walls = {}
+    for n_jobs in (2, 1, 2, 1, 2, 1):
+        wall, s, steps = search(n_jobs, X, y, Ridge(), {"alpha": (1e-3, 1e3)},
+                                KFold(5), {})
+        walls.setdefault(n_jobs, []).append(wall / steps)
+    print(json.dumps({"per_step_1": min(walls[1]), "per_step_2": min(walls[2])}))
+    sys.exit()
 
 estimator, grid, X, y, cv, kwargs = case(ROW)
 out = {}
@@ -239,7 +256,12 @@ def _project(measured, threads, side):
     steps = one[0]["steps"]
     folds = 4
     cost = t1 / (steps * folds)
-    overhead = max(0.0, t2 / steps - math.ceil(folds / 2) * cost)
+    trip = run("ridge", "overhead", threads)
+    overhead = max(0.0, trip["per_step_2"] - trip["per_step_1"] / 2)
+    print(
+        f"\nMLP n_jobs=2 measured: {t2:.1f} s; with the model below: "
+        f"{steps * (math.ceil(folds / 2) * cost + overhead):.1f} s"
+    )
     grid = [run("mlp", "gridsearch", threads, side) for _ in range(2)]
     fit_cost = min(g["wall"] for g in grid) / grid[0]["fits"]
     n_fits = 25 * 5
