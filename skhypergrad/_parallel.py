@@ -234,7 +234,8 @@ class _LokyPool:
         self._token = uuid.uuid4().hex
         self._splits = splits
         self._owner = [k % n_workers for k in range(len(splits))]
-        self._threads = max(1, (os.cpu_count() or 1) // n_workers)
+        # The cores this process may use (cgroup quotas, affinity).
+        self._threads = max(1, joblib.cpu_count() // n_workers)
         self._config = get_config()
         self._folder = None
         self._X, self._y = self._shared(X), self._shared(y)
