@@ -46,6 +46,9 @@ __all__ = ["IN_PROCESS", "split_engine"]
 # Parallel uses the same threshold).
 _MEMMAP_BYTES = 2**20
 
+# Seconds between checks that the dask workers running a step are alive.
+_DASK_POLL = 1.0
+
 # How many times the workers of one search may be replaced after dying
 # before the search stops.
 _MAX_RESTARTS = 3
@@ -373,6 +376,8 @@ class _DaskPool:
 
         client = self._client
         self._unprepared, self._X, self._y = splits, X, y
+        # The worker where each split's steps run, by split index.
+        self._home = {}
         # Every worker gets the data, so that any of them can prepare a split
         # again if the one holding it dies.
         self._data = client.scatter([X, y], broadcast=True, hash=False)
@@ -413,28 +418,56 @@ class _DaskPool:
                 self._start(self._unprepared, self._X, self._y)
 
     def _run(self, method, calls):
-        held = self._client.who_has([self._splits[k] for k, _ in calls])
+        from distributed import wait
+
         self._n_steps += 1
-        futures = [
-            self._client.submit(
-                _call_hosted,
-                self._splits[k],
-                method,
-                args,
-                self._config,
-                self._threads,
-                key=f"{self._key}-{method}{self._n_steps}-split{k}",
-                # Where the split is held; anywhere if that worker is gone.
-                workers=list(held.get(self._splits[k].key, ())) or None,
-                allow_other_workers=True,
-            )
-            for k, args in calls
-        ]
+        held = self._client.who_has([self._splits[k] for k, _ in calls])
+        futures = [self._step(k, method, args, 0, held) for k, args in calls]
+        # A step runs only on the worker holding its split, so that work
+        # stealing cannot move it to a copy of the split. If that worker
+        # dies, the step would wait for it forever: it is sent again, to
+        # where the scheduler prepares the split again from its lineage.
+        attempts = [0] * len(calls)
+        while True:
+            try:
+                wait(futures, timeout=_DASK_POLL)
+                break
+            except TimeoutError:
+                pass
+            alive = set(self._client.ncores())
+            for i, (k, args) in enumerate(calls):
+                home = self._home.get(k)
+                if not futures[i].done() and home is not None and home not in alive:
+                    self._client.cancel(futures[i])
+                    attempts[i] += 1
+                    held = self._client.who_has([self._splits[k]])
+                    futures[i] = self._step(k, method, args, attempts[i], held)
         results = []
         for result, caught in self._client.gather(futures):
             _rewarn(caught)
             results.append(result)
         return results
+
+    def _step(self, k, method, args, attempt, held):
+        """The task of ``split.method(*args)`` on the worker holding split k."""
+        split = self._splits[k]
+        holders = sorted(held.get(split.key, ()))
+        # One copy: the one that ran the last steps, with their warm starts.
+        home = self._home.get(k) if self._home.get(k) in holders else None
+        home = home or (holders[0] if holders else None)
+        self._home[k] = home
+        retry = f"r{attempt}" if attempt else ""
+        return self._client.submit(
+            _call_hosted,
+            split,
+            method,
+            args,
+            self._config,
+            self._threads,
+            key=f"{self._key}-{method}{self._n_steps}{retry}-split{k}",
+            workers=None if home is None else [home],
+            allow_other_workers=False,
+        )
 
     def close(self):
         self._client.cancel(self._splits)

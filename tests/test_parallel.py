@@ -146,9 +146,22 @@ def test_dask_gives_the_results_of_one_process(client, name):
     assert_same_rows(search.cv_results_, _reference(name))
 
 
-def test_dask_prepares_each_split_once_and_steps_where_it_is(client, distributed):
+def test_dask_prepares_each_split_once_and_steps_where_it_is(
+    client, distributed, monkeypatch
+):
+    submitted = []
+    submit = client.submit
+
+    def spied(*args, **kwargs):
+        submitted.append((kwargs["key"], kwargs["allow_other_workers"]))
+        return submit(*args, **kwargs)
+
+    monkeypatch.setattr(client, "submit", spied)
     with distributed.get_task_stream(client) as stream, joblib.parallel_backend("dask"):
         search = _fit("logistic")
+    # The steps may not be stolen by workers holding no split or a copy.
+    steps = [strict for key, strict in submitted if "prepare" not in key]
+    assert steps and not any(steps)
     # Keys: skhypergrad-<id>-prepare0-split<k>, skhypergrad-<id>-<step>-split<k>.
     where = {}
     for task in stream.data:
