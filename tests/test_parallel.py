@@ -1,8 +1,10 @@
 """n_jobs and dask: the folds of each step in workers, the search here.
 
 Every search is compared with the same search with ``n_jobs=1``: the rows of
-``cv_results_`` (points, losses, hypergradients, scores) are equal to 1e-10.
-The dask tests start a real two-process ``LocalCluster``.
+``cv_results_`` (points, losses, hypergradients, scores) are equal to 1e-10,
+and the ``workers`` fixture checks that the folds were solved in workers, so
+that a search falling back to this process fails. The dask tests start a
+real two-process ``LocalCluster``.
 """
 
 import os
@@ -48,6 +50,58 @@ def client(distributed):
         distributed.Client(cluster) as client,
     ):
         yield client
+
+
+class _Workers:
+    """The engines started, and where each split was solved."""
+
+    def __init__(self):
+        self.started = []
+        self.solved = {}
+
+    def places(self):
+        return set().union(*self.solved.values())
+
+    def assert_solved_in(self, n_workers, n_splits=CV):
+        """Every split solved in a worker, ``n_workers`` of them in all."""
+        assert sorted(self.solved) == list(range(n_splits))
+        assert os.getpid() not in self.places()
+        assert len(self.places()) == n_workers
+
+
+@pytest.fixture
+def workers(monkeypatch):
+    """Records the loky pids and dask workers that solved splits."""
+    record = _Workers()
+
+    def spy_start(engine_class, name):
+        start = engine_class.start
+
+        def spied(engine, *args):
+            record.started.append(name)
+            return start(engine, *args)
+
+        monkeypatch.setattr(engine_class, "start", spied)
+
+    def spy_run(pool_class, where):
+        run = pool_class.run
+
+        def spied(pool, method, calls):
+            results = run(pool, method, calls)
+            for k, _ in calls:
+                record.solved.setdefault(k, set()).add(where(pool, k))
+            return results
+
+        monkeypatch.setattr(pool_class, "run", spied)
+
+    def loky_pid(pool, k):
+        return _parallel._EXECUTORS[pool._owner[k]].submit(os.getpid).result()
+
+    spy_start(_parallel._LokyEngine, "loky")
+    spy_start(_parallel._DaskEngine, "dask")
+    spy_run(_parallel._LokyPool, loky_pid)
+    spy_run(_parallel._DaskPool, lambda pool, k: pool._home[k])
+    return record
 
 
 def _regression():
@@ -131,8 +185,12 @@ def _reference(name):
 
 
 @pytest.mark.parametrize("name", list(_searches()))
-def test_n_jobs_gives_the_results_of_one_process(name):
+def test_n_jobs_gives_the_results_of_one_process(name, workers):
     assert_same_rows(_fit(name, n_jobs=2).cv_results_, _reference(name))
+    if name == "ridge":
+        assert not workers.solved  # cheap folds, solved here
+    else:
+        workers.assert_solved_in(2)
 
 
 def test_all_processors_give_the_results_of_one_process():
@@ -213,7 +271,7 @@ def test_large_arrays_reach_loky_workers_as_memory_maps(monkeypatch):
     assert not any(os.path.exists(path) for path in dumped)  # removed after
 
 
-def test_a_callback_stops_the_search_from_the_calling_process():
+def test_a_callback_stops_the_search_from_the_calling_process(workers):
     stopped_at = 2
     states = []
 
@@ -232,10 +290,11 @@ def test_a_callback_stops_the_search_from_the_calling_process():
         compared=_SCORED,
     )
     assert hasattr(search, "best_estimator_")
+    workers.assert_solved_in(2)
 
 
 @requires_callback_api
-def test_sklearn_callbacks_see_the_tasks_of_one_process_and_can_stop():
+def test_sklearn_callbacks_see_the_tasks_of_one_process_and_can_stop(workers):
     tasks = []
     for n_jobs in (1, 2):
         estimator, param_grid, X, y = _searches()["logistic"]
@@ -246,9 +305,10 @@ def test_sklearn_callbacks_see_the_tasks_of_one_process_and_can_stop():
         assert len(search.cv_results_["params"]) == 3
         tasks.append((callback.begun, callback.ended))
     assert tasks[0] == tasks[1]
+    workers.assert_solved_in(2)
 
 
-def test_an_interrupt_keeps_the_points_evaluated_in_workers():
+def test_an_interrupt_keeps_the_points_evaluated_in_workers(workers):
     def interrupt(state):
         if state.iteration == 3:
             raise KeyboardInterrupt
@@ -261,6 +321,7 @@ def test_an_interrupt_keeps_the_points_evaluated_in_workers():
     )
     best = search.cv_results_["params"][search.best_index_]
     assert search.best_estimator_.get_params()["alpha"] == best["alpha"]
+    workers.assert_solved_in(2)
 
 
 def _kill_once(pid_of_a_worker, at_iteration=2):
@@ -304,7 +365,7 @@ def test_workers_that_keep_dying_stop_the_search_clearly(monkeypatch):
         _fit("logistic", n_jobs=2, callbacks=kill)
 
 
-def test_a_killed_dask_worker_loses_nothing(client):
+def test_a_killed_dask_worker_loses_nothing(client, workers):
     client.wait_for_workers(2)
     first = sorted(client.ncores())[0]
     kill, killed = _kill_once(lambda: client.run(os.getpid)[first])
@@ -312,9 +373,11 @@ def test_a_killed_dask_worker_loses_nothing(client):
         search = _fit("logistic", callbacks=kill)
     assert killed
     assert_same_rows(search.cv_results_, _reference("logistic"), rtol=1e-6)
+    assert workers.started == ["dask"]
+    assert sorted(workers.solved) == list(range(CV))
 
 
-def test_a_dask_cluster_that_loses_every_worker_gets_the_data_again(client):
+def test_a_dask_cluster_that_loses_every_worker_gets_the_data_again(client, workers):
     client.wait_for_workers(2)  # one may be back from the test before
     killed = []
 
@@ -328,9 +391,11 @@ def test_a_dask_cluster_that_loses_every_worker_gets_the_data_again(client):
         search = _fit("logistic", callbacks=kill_all)
     assert len(killed) == 2
     assert_same_rows(search.cv_results_, _reference("logistic"), rtol=1e-6)
+    assert workers.started == ["dask"]
+    assert sorted(workers.solved) == list(range(CV))
 
 
-def test_an_error_in_a_worker_is_raised_here():
+def test_an_error_in_a_worker_is_raised_here(workers):
     X, y = _regression()
     search = HypergradSearchCV(
         make_pipeline(RefusingScaler(), UsersRidge()),
@@ -341,9 +406,10 @@ def test_an_error_in_a_worker_is_raised_here():
     )
     with pytest.raises(ValueError, match="RefusingScaler refuses to fit"):
         search.fit(X, y)
+    assert workers.started == ["loky"]
 
 
-def test_warnings_in_workers_are_warned_here():
+def test_warnings_in_workers_are_warned_here(workers):
     X, y = _regression()
     counts = []
     for n_jobs in (1, 2):
@@ -359,3 +425,4 @@ def test_warnings_in_workers_are_warned_here():
         counts.append(sum("WarningScaler" in str(w.message) for w in caught))
     # Each fold's, and the refit's.
     assert counts == [CV + 1, CV + 1]
+    workers.assert_solved_in(2)
