@@ -17,7 +17,8 @@ Three engines run the same split code:
   single-process ``loky.ProcessPoolExecutor`` that owns a fixed set of splits
   in a registry keyed by the search's token. Large arrays reach the workers
   as memory maps, not copies. A worker that dies is replaced and its splits
-  are prepared again;
+  are prepared again; workers idle for 5 minutes are shut down, as joblib's
+  are;
 - dask.distributed, under ``joblib.parallel_backend("dask")``: ``X`` and
   ``y`` are scattered to every worker once; each prepared split is the result
   of a future held on a worker, and each step is a task on that future, run
@@ -28,6 +29,7 @@ Three engines run the same split code:
 import os
 import shutil
 import tempfile
+import threading
 import uuid
 import warnings
 from concurrent.futures import CancelledError
@@ -48,6 +50,10 @@ _MEMMAP_BYTES = 2**20
 
 # Seconds between checks that the dask workers running a step are alive.
 _DASK_POLL = 1.0
+
+# Seconds after which the loky workers of searches no longer running are
+# shut down (joblib's reusable executor lets its workers idle as long).
+_IDLE_TIMEOUT = 300
 
 # How many times the workers of one search may be replaced after dying
 # before the search stops.
@@ -198,8 +204,53 @@ def _load(data):
 
 
 # Single-process loky executors, reused from search to search as joblib
-# reuses its workers; replaced when one breaks.
+# reuses its workers; replaced when one breaks, shut down when surplus to a
+# later search or idle for _IDLE_TIMEOUT seconds.
 _EXECUTORS = []
+_LOCK = threading.Lock()
+# Searches running on the executors, and the timer that shuts them down.
+_running = 0
+_idle_timer = None
+
+
+def _searches_start(n_workers):
+    """A search starts on ``n_workers`` executors: the surplus ones go."""
+    global _running, _idle_timer
+    with _LOCK:
+        _running += 1
+        if _idle_timer is not None:
+            _idle_timer.cancel()
+            _idle_timer = None
+        if _running == 1:
+            for executor in _EXECUTORS[n_workers:]:
+                if executor is not None:
+                    executor.shutdown(wait=False)
+            del _EXECUTORS[n_workers:]
+
+
+def _searches_end():
+    """A search ends: if none runs, the executors go after _IDLE_TIMEOUT."""
+    global _running, _idle_timer
+    with _LOCK:
+        _running -= 1
+        if _running == 0:
+            timer = threading.Timer(_IDLE_TIMEOUT, _shut_down_idle)
+            timer.args = (timer,)
+            timer.daemon = True
+            _idle_timer = timer
+            timer.start()
+
+
+def _shut_down_idle(timer):
+    global _idle_timer
+    with _LOCK:
+        if timer is not _idle_timer or _running:
+            return  # a search started meanwhile
+        _idle_timer = None
+        for executor in _EXECUTORS:
+            if executor is not None:
+                executor.shutdown(wait=False)
+        _EXECUTORS.clear()
 
 
 def _executor(index, threads):
@@ -245,6 +296,8 @@ class _LokyPool:
         self._restarts = 0
         # How many times each worker was replaced during this search.
         self._generation = [0] * n_workers
+        self._open = True
+        _searches_start(n_workers)
         try:
             prepared = [self._prepare(w) for w in range(n_workers)]
             for w, future in enumerate(prepared):
@@ -334,6 +387,9 @@ class _LokyPool:
                 self._restart(worker, error)
 
     def close(self):
+        if not self._open:
+            return
+        self._open = False
         for worker in range(len(self._generation)):
             try:
                 _executor(worker, self._threads).submit(_release_on_worker, self._token)
@@ -342,6 +398,7 @@ class _LokyPool:
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
+        _searches_end()
 
 
 # ----------------------------------------------------------------- dask ----

@@ -9,6 +9,7 @@ real two-process ``LocalCluster``.
 
 import os
 import signal
+import time
 import warnings
 
 import joblib
@@ -426,3 +427,36 @@ def test_warnings_in_workers_are_warned_here(workers):
     # Each fold's, and the refit's.
     assert counts == [CV + 1, CV + 1]
     workers.assert_solved_in(2)
+
+
+def _pids():
+    return [executor.submit(os.getpid).result() for executor in _parallel._EXECUTORS]
+
+
+def _wait_for(condition):
+    """Polls until ``condition()`` holds, for at most a minute."""
+    for _ in range(600):
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+def test_idle_workers_are_shut_down_and_started_again(monkeypatch, workers):
+    monkeypatch.setattr(_parallel, "_IDLE_TIMEOUT", 0.1)
+    _fit("logistic", n_jobs=2)
+    before = workers.places()
+    assert _wait_for(lambda: not _parallel._EXECUTORS)
+    assert_same_rows(_fit("logistic", n_jobs=2).cv_results_, _reference("logistic"))
+    assert len(workers.places()) == 4  # two new workers
+    assert not before & set(_pids())
+
+
+def test_workers_surplus_to_a_search_are_shut_down(workers):
+    _fit("logistic", n_jobs=3)
+    workers.assert_solved_in(3)
+    surplus = _parallel._EXECUTORS[2]
+    _fit("logistic", n_jobs=2)
+    assert len(_parallel._EXECUTORS) == 2
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        surplus.submit(os.getpid)
