@@ -15,10 +15,10 @@ Three engines run the same split code:
 - loky, on one machine: joblib's reusable executor gives a task to any of its
   workers, and a split's state lives in one process, so each worker is a
   single-process ``loky.ProcessPoolExecutor`` that owns a fixed set of splits
-  in a registry keyed by the search's token. Large arrays reach the workers
-  as memory maps, not copies. A worker that dies is replaced and its splits
-  are prepared again; workers idle for 5 minutes are shut down, as joblib's
-  are;
+  in a registry keyed by the search's token. Large arrays, DataFrames and
+  sparse matrices reach the workers as memory maps, not copies. A worker
+  that dies is replaced and its splits are prepared again; workers idle for
+  5 minutes are shut down, as joblib's are;
 - dask.distributed, under ``joblib.parallel_backend("dask")``: ``X`` and
   ``y`` are scattered to every worker once; each prepared split is the result
   of a future held on a worker, and each step is a task on that future, run
@@ -38,14 +38,15 @@ from contextlib import contextmanager
 
 import joblib
 import numpy as np
+import scipy.sparse as sp
 from sklearn import config_context, get_config
 
 from ._models._threads import threads_limited
 
 __all__ = ["IN_PROCESS", "split_engine"]
 
-# Arrays larger than this reach loky workers as memory maps (joblib's
-# Parallel uses the same threshold).
+# Data larger than this reaches loky workers as memory maps: joblib's
+# default ``max_nbytes="1M"``, which joblib reads as 1024**2 bytes.
 _MEMMAP_BYTES = 2**20
 
 # Seconds between checks that the dask workers running a step are alive.
@@ -190,7 +191,7 @@ def _release_on_worker(token):
 
 
 class _Memmapped:
-    """An array dumped to a file, loaded by workers as a read-only map."""
+    """Data dumped to a file, whose arrays workers load as read-only maps."""
 
     def __init__(self, path):
         self.path = path
@@ -201,6 +202,37 @@ class _Memmapped:
 
 def _load(data):
     return data.load() if isinstance(data, _Memmapped) else data
+
+
+# Sparse formats whose arrays are numeric, and so can be mapped.
+_MAPPED_SPARSE = ("csr", "csc", "coo", "bsr", "dia")
+
+_UNSET = object()
+
+
+def _joblib_setting(key, default):
+    """A setting of the innermost ``joblib.parallel_config``, else ``default``."""
+    config = getattr(getattr(joblib.parallel, "_backend", None), "config", None)
+    value = (config or {}).get(key, _UNSET)
+    # joblib marks the settings left alone with sentinels of their defaults.
+    if value is _UNSET or hasattr(value, "default_value"):
+        return default
+    return value
+
+
+def _mapped_nbytes(data):
+    """The bytes of ``data`` that a memory map would share among workers."""
+    if isinstance(data, np.ndarray):
+        return 0 if data.dtype == object else data.nbytes
+    if sp.issparse(data):
+        if data.format not in _MAPPED_SPARSE:
+            return 0
+        return sum(a.nbytes for a in vars(data).values() if isinstance(a, np.ndarray))
+    if type(data).__module__.startswith("pandas") and hasattr(data, "ndim"):
+        # Numeric columns are mapped; text and object columns are copied.
+        frame = data.to_frame() if data.ndim == 1 else data
+        return int(frame.select_dtypes("number").memory_usage(index=False).sum())
+    return 0
 
 
 # Single-process loky executors, reused from search to search as joblib
@@ -311,10 +343,19 @@ class _LokyPool:
             raise
 
     def _shared(self, data):
-        if not isinstance(data, np.ndarray) or data.nbytes < _MEMMAP_BYTES:
+        """``data``, or a memory map of it if large (joblib's settings)."""
+        max_nbytes = _joblib_setting("max_nbytes", _MEMMAP_BYTES)
+        if isinstance(max_nbytes, str):
+            max_nbytes = joblib.disk.memstr_to_bytes(max_nbytes)
+        nbytes = _mapped_nbytes(data)
+        if max_nbytes is None or nbytes == 0 or nbytes < max_nbytes:
             return data
         if self._folder is None:
-            self._folder = tempfile.mkdtemp(prefix="skhypergrad-")
+            folder = _joblib_setting("temp_folder", None)
+            self._folder = tempfile.mkdtemp(
+                prefix="skhypergrad-",
+                dir=folder or os.environ.get("JOBLIB_TEMP_FOLDER"),
+            )
         path = os.path.join(self._folder, f"{len(os.listdir(self._folder))}.pkl")
         joblib.dump(data, path)
         return _Memmapped(path)

@@ -194,15 +194,21 @@ def test_n_jobs_gives_the_results_of_one_process(name, workers):
         workers.assert_solved_in(2)
 
 
-def test_all_processors_give_the_results_of_one_process():
+def test_all_processors_give_the_results_of_one_process(workers):
     assert_same_rows(_fit("logistic", n_jobs=-1).cv_results_, _reference("logistic"))
+    workers.assert_solved_in(min(CV, joblib.cpu_count()))
 
 
 @pytest.mark.parametrize("name", list(_searches()))
-def test_dask_gives_the_results_of_one_process(client, name):
+def test_dask_gives_the_results_of_one_process(client, name, workers):
     with joblib.parallel_backend("dask"):
         search = _fit(name)
     assert_same_rows(search.cv_results_, _reference(name))
+    if name == "ridge":
+        assert not workers.solved
+    else:
+        workers.assert_solved_in(2)
+        assert workers.places() <= set(client.ncores())
 
 
 def test_dask_prepares_each_split_once_and_steps_where_it_is(
@@ -258,18 +264,54 @@ def test_the_threading_backend_solves_the_folds_here(monkeypatch):
     assert_same_rows(search.cv_results_, _reference("logistic"))
 
 
-def test_large_arrays_reach_loky_workers_as_memory_maps(monkeypatch):
-    monkeypatch.setattr(_parallel, "_MEMMAP_BYTES", 0)
+def _spy_dump(monkeypatch):
     dumped = []
     dump = joblib.dump
     monkeypatch.setattr(
         _parallel.joblib,
         "dump",
-        lambda data, path: dumped.append(path) or dump(data, path),
+        lambda data, path: (
+            dumped.append((type(data).__name__, path)) or dump(data, path)
+        ),
     )
+    return dumped
+
+
+def test_large_arrays_reach_loky_workers_as_memory_maps(monkeypatch, workers):
+    monkeypatch.setattr(_parallel, "_MEMMAP_BYTES", 0)
+    dumped = _spy_dump(monkeypatch)
     assert_same_rows(_fit("logistic", n_jobs=2).cv_results_, _reference("logistic"))
+    workers.assert_solved_in(2)
     assert len(dumped) == 2  # X and y, once for the search
-    assert not any(os.path.exists(path) for path in dumped)  # removed after
+    assert not any(os.path.exists(path) for _, path in dumped)  # removed after
+
+
+def test_dataframes_reach_loky_workers_as_memory_maps(monkeypatch, workers, tmp_path):
+    pd = pytest.importorskip("pandas")
+    estimator, param_grid, X, y = _searches()["logistic"]
+    X = pd.DataFrame(X, columns=[f"x{j}" for j in range(X.shape[1])])
+    dumped = _spy_dump(monkeypatch)
+    search = HypergradSearchCV(
+        estimator, param_grid, cv=CV, n_init=3, n_iter=3, n_jobs=2
+    )
+    with joblib.parallel_config(temp_folder=str(tmp_path), max_nbytes=0):
+        search.fit(X, pd.Series(y))
+    workers.assert_solved_in(2)
+    assert [kind for kind, _ in dumped] == ["DataFrame", "Series"]
+    # In joblib's temp_folder, removed after the search.
+    assert all(path.startswith(str(tmp_path)) for _, path in dumped)
+    assert not any(os.path.exists(path) for _, path in dumped)
+    assert_same_rows(search.cv_results_, _reference("logistic"))
+    assert list(search.feature_names_in_) == list(X.columns)
+
+
+def test_max_nbytes_none_sends_copies(monkeypatch, workers):
+    monkeypatch.setattr(_parallel, "_MEMMAP_BYTES", 0)
+    dumped = _spy_dump(monkeypatch)
+    with joblib.parallel_config(max_nbytes=None):
+        assert_same_rows(_fit("logistic", n_jobs=2).cv_results_, _reference("logistic"))
+    workers.assert_solved_in(2)
+    assert not dumped
 
 
 def test_a_callback_stops_the_search_from_the_calling_process(workers):
