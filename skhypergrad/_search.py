@@ -134,7 +134,10 @@ class HypergradSearchCV(BaseSearchCV):
         fold.
 
     pre_dispatch : int or str, default='2*n_jobs'
-        Controls the number of jobs dispatched during parallel execution.
+        Controls the number of jobs dispatched during parallel execution, as
+        in GridSearchCV, for the points fitted by scikit-learn alone. The
+        continuous searches ignore it: each step sends one task per fold to
+        the worker that holds the fold.
 
     error_score : 'raise' or numeric, default=np.nan
         Score of a fold whose training fails or diverges. With ``'raise'``
