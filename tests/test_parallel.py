@@ -305,6 +305,30 @@ def test_dataframes_reach_loky_workers_as_memory_maps(monkeypatch, workers, tmp_
     assert list(search.feature_names_in_) == list(X.columns)
 
 
+def test_sparse_matrices_reach_loky_workers_as_memory_maps(monkeypatch, workers):
+    sparse = pytest.importorskip("scipy.sparse")
+    estimator, param_grid, X, y = _searches()["mlp_regressor"]
+    estimator = estimator[-1]  # the MLP receives X sparse
+    param_grid = {"alpha": param_grid["mlpregressor__alpha"]}
+    X = sparse.csr_matrix(np.where(np.abs(X) > 1, X, 0))
+    dumped = _spy_dump(monkeypatch)
+    searches = []
+    for n_jobs in (1, 2):
+        search = HypergradSearchCV(
+            estimator, param_grid, cv=CV, n_init=3, n_iter=3, n_jobs=n_jobs
+        )
+        with (
+            joblib.parallel_config(max_nbytes=0),
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            searches.append(search.fit(X, y / 100))
+    workers.assert_solved_in(2)
+    # Only by the search with workers: X and y.
+    assert [kind for kind, _ in dumped] == ["csr_matrix", "ndarray"]
+    assert_same_rows(searches[1].cv_results_, searches[0].cv_results_)
+
+
 def test_max_nbytes_none_sends_copies(monkeypatch, workers):
     monkeypatch.setattr(_parallel, "_MEMMAP_BYTES", 0)
     dumped = _spy_dump(monkeypatch)
