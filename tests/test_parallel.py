@@ -444,6 +444,39 @@ def test_a_killed_dask_worker_loses_nothing(client, workers):
     assert sorted(workers.solved) == list(range(CV))
 
 
+def test_a_dask_step_sent_to_a_dead_worker_is_sent_again(client, monkeypatch):
+    # The scheduler names a holder that is gone by the time the step is sent.
+    monkeypatch.setattr(_parallel, "_DASK_POLL", 0.1)
+    gone = "tcp://127.0.0.1:9"
+    who_has = client.who_has
+    lied = []
+
+    def stale_who_has(futures):
+        held = who_has(futures)
+        if len(futures) > 1 and not lied:
+            lied.append(gone)
+            return dict.fromkeys(held, (gone,))
+        return held
+
+    keys = []
+    submit = client.submit
+
+    def spied(*args, **kwargs):
+        keys.append(kwargs["key"])
+        return submit(*args, **kwargs)
+
+    monkeypatch.setattr(client, "who_has", stale_who_has)
+    monkeypatch.setattr(client, "submit", spied)
+    with joblib.parallel_backend("dask"):
+        search = _fit("logistic")
+    assert lied
+    # The first step of each split, restricted to the gone worker, sent again.
+    assert sorted(key.rsplit("-", 2)[1:] for key in keys if "r1-" in key) == [
+        ["evaluate1r1", f"split{k}"] for k in range(CV)
+    ]
+    assert_same_rows(search.cv_results_, _reference("logistic"))
+
+
 def test_a_dask_cluster_that_loses_every_worker_gets_the_data_again(client, workers):
     client.wait_for_workers(2)  # one may be back from the test before
     killed = []
