@@ -31,6 +31,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.sparse import issparse
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_array, get_tags
@@ -60,8 +61,8 @@ __all__ = [
     "Split",
     "SplitResult",
     "SplitSetting",
-    "as_dense",
     "check_data",
+    "model_input",
 ]
 
 # Solutions each split keeps, most recent first: a hypergradient is asked of
@@ -258,12 +259,12 @@ class Split:
             )
             values = X_test.data if hasattr(X_test, "toarray") else X_test
             self.finite_validation = bool(np.isfinite(values).all())
-            if self.first and hasattr(X_train, "toarray"):
+            if self.first and issparse(X_train) and not setting.model.accept_sparse:
                 _warn_densifying(final, X_train, X_test)
             data = FoldData(
-                X_train=as_dense(X_train),
+                X_train=model_input(setting.model, X_train),
                 y_train=np.asarray(y_train),
-                X_val=as_dense(X_test),
+                X_val=model_input(setting.model, X_test),
                 y_val=np.asarray(y_test),
                 sample_weight=self.sample_weight,
                 val_sample_weight=self.test_score_params.get("sample_weight"),
@@ -819,6 +820,8 @@ def _warn_densifying(final, X_train, X_test):
     )
 
 
-def as_dense(X):
-    # autograd has no sparse matrices: the traced trainers see dense arrays.
-    return X.toarray() if hasattr(X, "toarray") else np.asarray(X)
+def model_input(model, X):
+    """``X`` as ``model`` takes it: CSR if sparse and accepted, else dense."""
+    if issparse(X):
+        return X.tocsr() if model.accept_sparse else X.toarray()
+    return np.asarray(X)

@@ -23,8 +23,8 @@ from ._models._weighted import default_weights_penalty
 from ._objective import (
     CrossValObjective,
     GridPoint,
-    as_dense,
     check_data,
+    model_input,
     point_key,
 )
 from ._optimize import StopSearch, minimize_in_box
@@ -584,9 +584,9 @@ class HypergradSearchCV(BaseSearchCV):
             return
         Xt = X if preprocessing is None else preprocessing.transform(X)
         data = FoldData(
-            as_dense(Xt),
+            model_input(model, Xt),
             np.asarray(y),
-            as_dense(Xt),
+            model_input(model, Xt),
             np.asarray(y),
             sample_weight=fit_params.get(prefix + "sample_weight"),
         )
