@@ -355,3 +355,17 @@ def test_weights_on_worker_processes_as_in_process():
         results[0]["hypergrad_featureweights__weights"],
         results[1]["hypergrad_featureweights__weights"],
     )
+
+
+def test_sparse_input_as_dense():
+    X, y = make_regression(60, 8, n_informative=3, noise=5.0, random_state=0)
+    X[X < 0.3] = 0.0
+    pipe = make_pipeline(FeatureWeights(), Ridge())
+    grid = {"featureweights__weights": (1e-2, 1e2)}
+    results = [
+        HypergradSearchCV(pipe, grid, cv=3, n_init=3, n_iter=5).fit(data, y)
+        for data in (X, sparse.csr_matrix(X))
+    ]
+    np.testing.assert_allclose(
+        results[0].cv_results_["cv_loss"], results[1].cv_results_["cv_loss"]
+    )

@@ -43,11 +43,13 @@ objective, and the validation loss depends on :math:`s` directly too.
 """
 
 import warnings
+from dataclasses import replace
 
 import autograd.numpy as anp
 import numpy as np
 from autograd import grad
 from scipy.linalg import LinAlgError, cho_factor, cho_solve, eigh
+from scipy.sparse import issparse
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
@@ -108,9 +110,17 @@ def weighted_fold(estimator, data, weights, groups):
     groups : ndarray of int of shape (n_features,) or None
         The group of each column; None for a weight per column.
     """
+    if issparse(data.X_train) or issparse(data.X_val):
+        # The weighted folds work on dense arrays (Ridge's centered Gram
+        # matrix, the logistic solver's scaled columns).
+        data = replace(data, X_train=_dense(data.X_train), X_val=_dense(data.X_val))
     if isinstance(estimator, Ridge):
         return _WeightedRidgeFold(estimator, data, weights, groups)
     return _WeightedLogisticFold(estimator, data, weights, groups)
+
+
+def _dense(X):
+    return X.toarray() if issparse(X) else X
 
 
 def _column_scale(weights, groups):
