@@ -181,8 +181,9 @@ class HypergradSearchCV(BaseSearchCV):
         and few samples, the CV loss alone is overfitted; the penalty keeps
         the weights near their common value unless the loss says otherwise
         (see the user guide's page on many hyperparameters). ``"auto"`` is
-        0.1 before a Ridge and 3 before a LogisticRegression (whose
-        log-loss can be driven towards zero on nearly separable folds);
+        0.1 before a Ridge or an MLPRegressor and 3 before a
+        LogisticRegression or an MLPClassifier (whose log-loss can be
+        driven towards zero on nearly separable folds);
         ``0`` follows the CV loss alone. The scores and ``cv_loss`` reported
         are never penalized.
 
