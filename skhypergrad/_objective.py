@@ -56,6 +56,7 @@ __all__ = [
     "SplitResult",
     "as_dense",
     "check_data",
+    "model_input",
 ]
 
 # Solutions each split keeps, most recent first: a hypergradient is asked of
@@ -303,12 +304,12 @@ class CrossValObjective:
             )
             values = X_test.data if hasattr(X_test, "toarray") else X_test
             split.finite_validation = bool(np.isfinite(values).all())
-            if first and hasattr(X_train, "toarray"):
+            if first and hasattr(X_train, "toarray") and not self._model.accept_sparse:
                 _warn_densifying(self._final, X_train, X_test)
             data = FoldData(
-                X_train=as_dense(X_train),
+                X_train=model_input(self._model, X_train),
                 y_train=np.asarray(y_train),
-                X_val=as_dense(X_test),
+                X_val=model_input(self._model, X_test),
                 y_val=np.asarray(y_test),
                 sample_weight=sample_weight,
                 val_sample_weight=split.test_score_params.get("sample_weight"),
@@ -601,3 +602,8 @@ def _warn_densifying(final, X_train, X_test):
 def as_dense(X):
     # autograd has no sparse matrices: the traced trainers see dense arrays.
     return X.toarray() if hasattr(X, "toarray") else np.asarray(X)
+
+
+def model_input(model, X):
+    """``X`` as ``model`` takes it: sparse kept if the model accepts it."""
+    return X if model.accept_sparse and hasattr(X, "toarray") else as_dense(X)

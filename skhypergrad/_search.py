@@ -23,7 +23,7 @@ from ._models import DifferentiableModel, FoldData, find_model
 from ._objective import (
     CrossValObjective,
     GridPoint,
-    as_dense,
+    model_input,
     check_data,
     point_key,
 )
@@ -538,9 +538,9 @@ class HypergradSearchCV(BaseSearchCV):
             return
         Xt = X if preprocessing is None else preprocessing.transform(X)
         data = FoldData(
-            as_dense(Xt),
+            model_input(model, Xt),
             np.asarray(y),
-            as_dense(Xt),
+            model_input(model, Xt),
             np.asarray(y),
             sample_weight=fit_params.get(prefix + "sample_weight"),
         )

@@ -180,6 +180,10 @@ class DifferentiableModel(ABC):
         does (``"neg_mean_squared_error"``), if any: with another
         ``scoring``, the search says that the path follows the loss and the
         ranking the score.
+    accept_sparse : bool
+        Whether :meth:`fold` takes ``scipy.sparse`` matrices in its
+        :class:`FoldData` as they are. Otherwise sparse input is densified
+        before it reaches the model.
     """
 
     estimator_class = None
@@ -187,6 +191,7 @@ class DifferentiableModel(ABC):
     loss_name = ""
     stochastic = False
     loss_scoring = None
+    accept_sparse = False
 
     def loss_scoring_for(self, estimator):
         """The scoring equivalent to the loss at ``estimator``'s settings."""
