@@ -15,6 +15,7 @@ keep the diagonal.
 import functools
 
 import numpy as np
+from scipy import sparse
 from scipy.linalg import blas, eigh, lapack
 from scipy.special import expit
 
@@ -91,25 +92,34 @@ class LogisticObjective:
             log_norm = top + np.log(np.exp(raw - top[:, None]).sum(axis=1))
             loss = log_norm - np.einsum("ij,ij->i", Y, raw)
             proba = np.exp(raw - log_norm[:, None])
-            gradient = ((w[:, None] * (proba - Y)).T @ X).ravel()
+            gradient = (X.T @ (w[:, None] * (proba - Y))).T.ravel()
         value = w @ loss + 0.5 * l2 * (penalized @ theta)
         return value, gradient + l2 * penalized, proba
 
+    def _gram(self, curvature):
+        """``X^T diag(curvature) X`` as a dense array."""
+        X = self.X
+        if sparse.issparse(X):
+            return (X.T @ X.multiply(curvature[:, None]).tocsr()).toarray()
+        return X.T @ (curvature[:, None] * X)
+
     def hessian(self, l2, proba):
         """Dense Hessian at the point where ``proba`` was computed."""
-        X, w = self.X, self.sample_weight
+        w = self.sample_weight
         if proba.ndim == 1:
-            hessian = X.T @ ((w * proba * (1.0 - proba))[:, None] * X)
+            hessian = self._gram(w * proba * (1.0 - proba))
         else:
-            n_samples, n_columns = X.shape
-            # -sum_i w_i (p_i kron x_i)(p_i kron x_i)^T, plus the diagonal blocks
-            # X^T diag(w p_k) X.
-            outer = np.sqrt(w)[:, None, None] * proba[:, :, None] * X[:, None, :]
-            outer = outer.reshape(n_samples, -1)
-            hessian = -(outer.T @ outer)
+            # Block (k, l): X^T diag(w p_k (delta_kl - p_l)) X, each pair once.
+            n_columns = self.X.shape[1]
+            hessian = np.empty((self.n_params, self.n_params))
             for k in range(self.n_rows):
-                block = slice(k * n_columns, (k + 1) * n_columns)
-                hessian[block, block] += X.T @ ((w * proba[:, k])[:, None] * X)
+                for m in range(k + 1):
+                    curvature = w * proba[:, k] * (float(k == m) - proba[:, m])
+                    block = self._gram(curvature)
+                    rows = slice(k * n_columns, (k + 1) * n_columns)
+                    columns = slice(m * n_columns, (m + 1) * n_columns)
+                    hessian[rows, columns] = block
+                    hessian[columns, rows] = block.T
         hessian[np.diag_indices_from(hessian)] += l2 * self.penalty
         return hessian
 
@@ -117,7 +127,8 @@ class LogisticObjective:
         """Diagonal of the Hessian."""
         proba = proba.reshape(len(proba), -1)
         curvature = self.sample_weight[:, None] * proba * (1.0 - proba)
-        return ((self.X**2).T @ curvature).T.ravel() + l2 * self.penalty
+        squared = self.X.multiply(self.X) if sparse.issparse(self.X) else self.X**2
+        return (squared.T @ curvature).T.ravel() + l2 * self.penalty
 
     def hessp(self, l2, proba):
         """Hessian-vector product at the point where ``proba`` was computed."""
@@ -135,7 +146,7 @@ class LogisticObjective:
             def product(v):
                 raw = X @ v.reshape(self.n_rows, -1).T
                 centered = raw - np.einsum("ij,ij->i", proba, raw)[:, None]
-                return ((weighted * centered).T @ X).ravel() + ridge * v
+                return (X.T @ (weighted * centered)).T.ravel() + ridge * v
 
         return product
 
