@@ -287,8 +287,8 @@ def _refine_in_bracket(fun, points, values, best, lower, upper, *, n_iter, gtol,
     Stops when the derivative at ``x`` falls below ``gtol`` times its value
     at the start, when the next step would be shorter than ``xtol``, or
     would decrease the loss (by the quadratic model along it) by less than
-    ``_NEGLIGIBLE_GAIN * gtol`` times the loss, when ``x`` is at an end of the box and the loss
-    decreases outwards, or after ``n_iter`` evaluations.
+    ``_NEGLIGIBLE_GAIN * gtol`` times the loss, when ``x`` is at an end of the
+    box and the loss decreases outwards, or after ``n_iter`` evaluations.
     """
     n_points = len(points)
     # The ends of the bracket, each (z, value, derivative or None); a value

@@ -23,8 +23,8 @@ from ._models import DifferentiableModel, FoldData, find_model
 from ._objective import (
     CrossValObjective,
     GridPoint,
-    model_input,
     check_data,
+    model_input,
     point_key,
 )
 from ._optimize import StopSearch, minimize_in_box
