@@ -32,9 +32,18 @@ _MAX_DIRECT_PARAMS = 1000
 _REFRESH_RANGE = (5, 30)
 # Factorizations kept per fold (up to 8 MB each).
 _FACTORS_KEPT = 3
+# Above _MAX_DIRECT_PARAMS, each power of the diagonal preconditioner is
+# tried on this many CG solves to at most _RECORDED_RTOL (see
+# HessianSolver._diagonal_power).
+_TRIALS = 2
+_RECORDED_RTOL = 1e-2
 
 
 _EPS = np.finfo(np.float64).eps
+# newton_solve also takes steps until the last one moved theta by less than
+# this, relatively (see there).
+_STEP_RTOL = 1e-8
+_EXTRA_STEPS = 5
 
 
 class LogisticObjective:
@@ -178,6 +187,9 @@ class HessianSolver:
         # ("pseudo-inverse", eigenvectors, inverse eigenvalues): arrays, so
         # that the solver pickles.
         self._factors = []
+        # Large models: for each power of the diagonal preconditioner, the
+        # (iterations, decades of residual) of its CG solves.
+        self._records = {1.0: [], 0.5: []}
 
     def _refresh(self, l2, proba):
         objective = self.objective
@@ -218,7 +230,17 @@ class HessianSolver:
             return self.objective.project(x), converged
 
         if not self.direct:
-            return preconditioned(self._diagonal(l2, proba), 10 * len(b))
+            power = self._diagonal_power()
+            x, n_iter, converged = conjugate_gradient(
+                matvec,
+                b,
+                rtol=rtol,
+                max_iter=10 * len(b),
+                precondition=self._diagonal(l2, proba, power),
+            )
+            if converged and n_iter > 0 and rtol <= _RECORDED_RTOL:
+                self._records[power].append((n_iter, -np.log10(rtol)))
+            return self.objective.project(x), converged
         x, converged = preconditioned(
             self._nearest_factor(l2) if self._factors else self._diagonal(l2, proba),
             self.refresh_after,
@@ -228,11 +250,35 @@ class HessianSolver:
         # The Hessian here: CG converges in a few iterations, rounding aside.
         return preconditioned(self._refresh(l2, proba), self.refresh_after)
 
-    def _diagonal(self, l2, proba):
-        """The Jacobi preconditioner at the current point."""
+    def _diagonal(self, l2, proba, power=1.0):
+        """The Hessian's diagonal to ``power`` as a preconditioner (Jacobi: 1)."""
         diagonal = self.objective.hessian_diagonal(l2, proba)
         diagonal = np.maximum(diagonal, _EPS * max(diagonal.max(), 1.0))
+        if power != 1.0:
+            diagonal = diagonal**power
         return lambda r: r / diagonal
+
+    def _diagonal_power(self):
+        """The power of the diagonal preconditioner for the next CG solve.
+
+        Jacobi (power 1) corrects the features' scales; on normalized rows
+        with a long tail of rare columns (tf-idf) it spreads the spectrum
+        instead, and CG needed 1.7 to 1.9 times more iterations than with
+        the square root of the diagonal (20 classes, 5,000 terms, C from
+        100 to 1e4). Each candidate is tried on ``_TRIALS`` tight solves of
+        the fold, then the one that needed fewer iterations per decade of
+        residual is kept.
+        """
+        for power, records in self._records.items():
+            if len(records) < _TRIALS:
+                return power
+        return min(
+            self._records,
+            key=lambda power: (
+                sum(n for n, _ in self._records[power])
+                / sum(decades for _, decades in self._records[power])
+            ),
+        )
 
 
 def _apply_factor(factor, b):
@@ -279,7 +325,18 @@ def newton_solve(
     )
     grad_norm = start_norm = np.max(np.abs(gradient))
     n_iter = 0
-    while grad_norm > gtol and n_iter < max_iter and np.isfinite(value):
+    # The last step's largest entry, relative to theta's: at a large C the
+    # Hessian's smallest eigenvalue is about l2, and a gradient below gtol
+    # can leave theta far from the optimum (1e-3 relative at C = 1e6); the
+    # Newton step estimates that distance. Once the gradient is below gtol,
+    # at most _EXTRA_STEPS more steps are taken while the last one was
+    # longer than _STEP_RTOL: rounding errors in the direction (the
+    # Hessian's condition number times eps) can keep it longer.
+    step_size, extra_steps = np.inf, 0
+    while (
+        grad_norm > gtol or (step_size > _STEP_RTOL and extra_steps < _EXTRA_STEPS)
+    ) and (n_iter < max_iter and np.isfinite(value)):
+        extra_steps += grad_norm <= gtol
         # The forcing term is relative to the start: an absolute one would
         # ask for tight solves from the first step when the gradient is small
         # in absolute terms (a large C), for no faster convergence.
@@ -303,6 +360,9 @@ def newton_solve(
             scale *= 0.5
         else:  # no decrease above rounding level: as good as it gets
             break
+        step_size = np.max(np.abs(scale * direction)) / max(
+            np.max(np.abs(candidate)), 1.0
+        )
         theta, value, gradient, proba = candidate, new_value, new_gradient, new_proba
         grad_norm = new_grad_norm
     return theta, n_iter, grad_norm, proba
