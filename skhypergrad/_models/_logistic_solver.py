@@ -40,9 +40,9 @@ _RECORDED_RTOL = 1e-2
 
 
 _EPS = np.finfo(np.float64).eps
-# newton_solve also takes steps until the last one moved theta by less than
-# this, relatively (see there).
+# At a large C, newton_solve goes on below its gradient tolerance (see there).
 _STEP_RTOL = 1e-8
+_DISTANCE_RTOL = 1e-6
 _EXTRA_STEPS = 5
 
 
@@ -325,16 +325,29 @@ def newton_solve(
     )
     grad_norm = start_norm = np.max(np.abs(gradient))
     n_iter = 0
-    # The last step's largest entry, relative to theta's: at a large C the
-    # Hessian's smallest eigenvalue is about l2, and a gradient below gtol
-    # can leave theta far from the optimum (1e-3 relative at C = 1e6); the
-    # Newton step estimates that distance. Once the gradient is below gtol,
-    # at most _EXTRA_STEPS more steps are taken while the last one was
-    # longer than _STEP_RTOL: rounding errors in the direction (the
-    # Hessian's condition number times eps) can keep it longer.
+    # Near the optimum, ||theta - optimum|| <= ||gradient|| / lambda_min, and
+    # the Hessian's smallest eigenvalue is at least the penalty's, l2 times
+    # the smallest penalty weight: at a large C, a gradient below gtol can
+    # leave theta far from the optimum (1e-3 relative at C = 1e6). While
+    # that bound exceeds _DISTANCE_RTOL relative to theta, up to
+    # _EXTRA_STEPS more Newton steps are taken, until one is shorter than
+    # _STEP_RTOL relative to theta (the step estimates the distance; rounding
+    # errors in the direction, the condition number times eps, can keep it
+    # longer).
+    ridge = l2 * np.min(objective.penalty[objective.penalty > 0], initial=np.inf)
     step_size, extra_steps = np.inf, 0
+
+    def far(theta, gradient):
+        scale = max(np.max(np.abs(theta)), 1.0)
+        return np.linalg.norm(gradient) > _DISTANCE_RTOL * ridge * scale
+
     while (
-        grad_norm > gtol or (step_size > _STEP_RTOL and extra_steps < _EXTRA_STEPS)
+        grad_norm > gtol
+        or (
+            step_size > _STEP_RTOL
+            and extra_steps < _EXTRA_STEPS
+            and far(theta, gradient)
+        )
     ) and (n_iter < max_iter and np.isfinite(value)):
         extra_steps += grad_norm <= gtol
         # The forcing term is relative to the start: an absolute one would
