@@ -28,15 +28,17 @@ import time
 import traceback
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_array, get_tags
 from sklearn.utils.metadata_routing import process_routing
+from sklearn.utils.parallel import Parallel, delayed
 
 from ._models import FoldData, get_model
+from ._parallel import IN_PROCESS
 from ._sklearn_compat import (
     check_method_params,
     check_sample_weight,
@@ -53,7 +55,9 @@ __all__ = [
     "CrossValObjective",
     "GridPoint",
     "PointResult",
+    "Split",
     "SplitResult",
+    "SplitSetting",
     "as_dense",
     "check_data",
     "model_input",
@@ -124,21 +128,136 @@ def point_key(point):
     )
 
 
-@dataclass(eq=False)
-class _Split:
-    """One cross-validation split: data, fitted preprocessing and model fold."""
+@dataclass(frozen=True, eq=False)
+class SplitSetting:
+    """What the splits of one objective share.
 
-    train: np.ndarray
-    test: np.ndarray
-    X_test: object
-    y_test: object
-    test_score_params: dict
-    preprocessing: object = None
-    model_fold: object = None
-    error: str = None
-    feature_names: object = None
-    finite_validation: bool = True
-    solutions: OrderedDict = field(default_factory=OrderedDict)
+    Attributes
+    ----------
+    estimator : estimator instance
+        The estimator or pipeline, with every discrete hyperparameter set.
+    model : DifferentiableModel
+        The model of its final step (given, not looked up, so that a worker
+        process needs no registry).
+    error_score, scorer, return_train_score
+        As for :class:`CrossValObjective`.
+    """
+
+    estimator: object
+    model: object
+    error_score: object
+    scorer: object
+    return_train_score: bool
+
+
+class Split:
+    """One cross-validation split: prepared once, then solved at any point.
+
+    Self-contained, so that it can live in a worker process for a whole
+    search: :meth:`prepare` fits the preprocessing and the model's fold on
+    the data, :meth:`evaluate` solves, differentiates and scores one point,
+    :meth:`hypergradient` differentiates a point solved before. Only
+    hyperparameters go in and a :class:`SplitResult` comes out. The split
+    keeps the solutions of its last few points.
+
+    Parameters
+    ----------
+    setting : SplitSetting
+    train, test : ndarray of int
+        Row indices of the split.
+    fit_params : dict
+        The preprocessing steps' fit parameters, already indexed by ``train``.
+    sample_weight : ndarray or None
+        The model's training sample weights, already indexed.
+    test_score_params, train_score_params : dict
+        The scorer's parameters, indexed by ``test`` and by ``train`` (the
+        latter only with ``return_train_score``).
+    first : bool
+        Whether this is the first split of its objective (it warns about
+        densified input for all of them).
+    """
+
+    def __init__(
+        self,
+        setting,
+        train,
+        test,
+        *,
+        fit_params,
+        sample_weight,
+        test_score_params,
+        train_score_params=None,
+        first=False,
+    ):
+        self.setting = setting
+        self.train, self.test = train, test
+        self.fit_params = fit_params
+        self.sample_weight = sample_weight
+        self.test_score_params = test_score_params
+        self.train_score_params = train_score_params
+        self.first = first
+        self.X_test = self.y_test = None
+        # The raw training part, kept only to score it (return_train_score).
+        self.X_train = self.y_train = None
+        self.preprocessing = None
+        self.model_fold = None
+        self.error = None
+        self.feature_names = None
+        self.finite_validation = True
+        self.solutions = OrderedDict()
+
+    def prepare(self, X, y):
+        """Fit the preprocessing and the model's fold on the training part."""
+        setting = self.setting
+        preprocessing, final, _ = split_pipeline(setting.estimator)
+        X_train = safe_indexing(X, self.train)
+        y_train = safe_indexing(y, self.train)
+        X_test, y_test = safe_indexing(X, self.test), safe_indexing(y, self.test)
+        self.X_test, self.y_test = X_test, y_test
+        if setting.return_train_score:
+            self.X_train, self.y_train = X_train, y_train
+        try:
+            if preprocessing is not None:
+                self.preprocessing = clone(preprocessing)
+                X_train = self.preprocessing.fit_transform(
+                    X_train, y_train, **self.fit_params
+                )
+                X_test = self.preprocessing.transform(X_test)
+            self.feature_names = get_feature_names(X_train)
+            # What the final estimator's fit would check: its input after the
+            # preprocessing steps (NaN passed through, an empty training part).
+            # The validation part is checked when it is scored, as in
+            # GridSearchCV: NaN there fails the scores, not the fit.
+            X_train = check_array(
+                X_train,
+                accept_sparse=True,
+                dtype="numeric",
+                ensure_all_finite=not get_tags(final).input_tags.allow_nan,
+                estimator=final,
+                input_name="X",
+            )
+            X_test = check_array(
+                X_test, accept_sparse=True, dtype="numeric", ensure_all_finite=False
+            )
+            values = X_test.data if hasattr(X_test, "toarray") else X_test
+            self.finite_validation = bool(np.isfinite(values).all())
+            model = setting.model
+            if self.first and hasattr(X_train, "toarray") and not model.accept_sparse:
+                _warn_densifying(final, X_train, X_test)
+            data = FoldData(
+                X_train=model_input(model, X_train),
+                y_train=np.asarray(y_train),
+                X_val=model_input(model, X_test),
+                y_val=np.asarray(y_test),
+                sample_weight=self.sample_weight,
+                val_sample_weight=self.test_score_params.get("sample_weight"),
+            )
+            self.model_fold = setting.model.fold(final, data)
+        except Exception:
+            if setting.error_score == "raise":
+                raise
+            self.error = traceback.format_exc()
+        return self
 
     def solution(self, params, differentiate):
         """The model's solution at ``params``, kept or solved now."""
@@ -151,6 +270,103 @@ class _Split:
         while len(self.solutions) > _KEPT_SOLUTIONS:
             self.solutions.popitem()
         return solution
+
+    def evaluate(self, params, differentiate):
+        """Solve at ``params`` (the model's names), differentiate and score.
+
+        Returns
+        -------
+        result : SplitResult
+            The loss, the hypergradient if asked, and with a scorer the
+            scores in ``_fit_and_score``'s layout.
+        """
+        result = self._solve(params, differentiate)
+        if self.setting.scorer is not None:
+            self._score(result, params)
+        return result
+
+    def _solve(self, params, differentiate):
+        if self.error is not None:
+            return SplitResult(np.nan, {}, self.error)
+        start = time.time()
+        try:
+            solution = self.solution(params, differentiate)
+            if not self.finite_validation:
+                # Trained, but its validation part has NaN or infinite values:
+                # no loss, and the scorer fails as in GridSearchCV.
+                return SplitResult(np.nan, {}, None, time.time() - start)
+            if not np.isfinite(solution.loss):
+                # A diverged training fails in the model's words when it
+                # builds the fitted estimator (an MLP's non-finite weights, as
+                # its fit says). A finite model whose validation predictions
+                # overflow was trained: its scores say so, as GridSearchCV's.
+                solution.fitted_estimator()
+                return SplitResult(solution.loss, {}, None, time.time() - start)
+            grads = solution.hypergradient(list(params)) if differentiate else {}
+        except Exception:
+            if self.setting.error_score == "raise":
+                raise
+            return SplitResult(np.nan, {}, traceback.format_exc(), time.time() - start)
+        return SplitResult(solution.loss, grads, None, time.time() - start)
+
+    def hypergradient(self, params):
+        """The hypergradient at ``params``, solved before for its loss alone."""
+        try:
+            solution = self.solution(params, differentiate=True)
+            return solution.hypergradient(list(params))
+        except Exception:
+            if self.setting.error_score == "raise":
+                raise
+            return dict.fromkeys(params, np.nan)
+
+    def fitted_estimator(self, params):
+        """The estimator (a pipeline if given one) trained at ``params``."""
+        final = self.solution(params, False).fitted_estimator()
+        if self.feature_names is not None:
+            final.feature_names_in_ = self.feature_names
+        if self.preprocessing is None:
+            return final
+        estimator = self.setting.estimator
+        name = estimator.steps[-1][0]
+        pipeline_params = estimator.get_params(deep=False)
+        pipeline_params["steps"] = [*self.preprocessing.steps, (name, final)]
+        return Pipeline(**pipeline_params)
+
+    def _score(self, result, params):
+        """Score at ``params``, as GridSearchCV's _fit_and_score."""
+        setting = self.setting
+        out = {
+            "fit_error": result.fit_error,
+            "fit_time": result.fit_time,
+            "n_test_samples": len(self.test),
+        }
+        if result.fit_error is not None:
+            error = error_scores(setting.scorer, setting.error_score)
+            out.update(test_scores=error, score_time=0.0)
+            if setting.return_train_score:
+                out["train_scores"] = error
+        else:
+            estimator = self.fitted_estimator(params)
+            start = time.time()
+            out["test_scores"] = score(
+                estimator,
+                self.X_test,
+                self.y_test,
+                scorer=setting.scorer,
+                score_params=self.test_score_params,
+                error_score=setting.error_score,
+            )
+            out["score_time"] = time.time() - start
+            if setting.return_train_score:
+                out["train_scores"] = score(
+                    estimator,
+                    self.X_train,
+                    self.y_train,
+                    scorer=setting.scorer,
+                    score_params=self.train_score_params,
+                    error_score=setting.error_score,
+                )
+        result.scores = out
 
 
 class CrossValObjective:
@@ -180,6 +396,11 @@ class CrossValObjective:
         nothing.
     return_train_score : bool, default=False
         Whether the scores include the training folds'.
+    engine : engine or None, default=None
+        Where the splits are prepared and solved (see
+        :func:`skhypergrad._parallel.split_engine`); None solves them in this
+        process, as does a model whose folds are too cheap for workers
+        (``parallel_folds = False``).
 
     Attributes
     ----------
@@ -199,6 +420,7 @@ class CrossValObjective:
         error_score=np.nan,
         scorer=None,
         return_train_score=False,
+        engine=None,
     ):
         self.estimator = estimator
         self.X = X
@@ -210,6 +432,7 @@ class CrossValObjective:
         self.error_score = error_score
         self.scorer = scorer
         self.return_train_score = return_train_score
+        self.engine = engine
 
         self._preprocessing, self._final, self._prefix = split_pipeline(estimator)
         self._model = get_model(self._final)
@@ -217,7 +440,10 @@ class CrossValObjective:
         _, sample_weight = self._split_fit_params(self.fit_params)
         if sample_weight is not None:
             check_sample_weight(sample_weight, X)
-        self._splits = None
+        self._setting = SplitSetting(
+            estimator, self._model, error_score, scorer, return_train_score
+        )
+        self._pool = None
         self._memo = {}
         self.results = []
 
@@ -258,68 +484,47 @@ class CrossValObjective:
         return preprocessing, params.get(sample_weight_key)
 
     def prepare(self):
-        """Fit the preprocessing and precompute every fold, once."""
-        if self._splits is None:
-            self._splits = [
-                self._prepare(train, test, first=k == 0)
+        """Fit the preprocessing and precompute every fold, once.
+
+        The splits are prepared where the objective's engine runs them (in
+        this process, or in worker processes, where they stay until
+        :meth:`close`).
+        """
+        if self._pool is None:
+            splits = [
+                self._split(train, test, first=k == 0)
                 for k, (train, test) in enumerate(self.splits)
             ]
+            engine = self.engine if self._model.parallel_folds else None
+            self._pool = (engine or IN_PROCESS).start(splits, self.X, self.y)
         return self
 
-    def _prepare(self, train, test, first):
-        X_train = safe_indexing(self.X, train)
-        y_train = safe_indexing(self.y, train)
-        X_test, y_test = safe_indexing(self.X, test), safe_indexing(self.y, test)
-        split = _Split(
-            train,
-            test,
-            X_test,
-            y_test,
-            check_method_params(self.X, params=self.score_params, indices=test),
-        )
+    def close(self):
+        """Free the prepared splits (and the workers' memory they hold)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def _split(self, train, test, first):
+        """One split, with its parameters indexed here, to be prepared."""
         params = check_method_params(self.X, params=self.fit_params, indices=train)
         preprocessing_params, sample_weight = self._split_fit_params(params)
-        try:
-            if self._preprocessing is not None:
-                split.preprocessing = clone(self._preprocessing)
-                X_train = split.preprocessing.fit_transform(
-                    X_train, y_train, **preprocessing_params
-                )
-                X_test = split.preprocessing.transform(X_test)
-            split.feature_names = get_feature_names(X_train)
-            # What the final estimator's fit would check: its input after the
-            # preprocessing steps (NaN passed through, an empty training part).
-            # The validation part is checked when it is scored, as in
-            # GridSearchCV: NaN there fails the scores, not the fit.
-            X_train = check_array(
-                X_train,
-                accept_sparse=True,
-                dtype="numeric",
-                ensure_all_finite=not get_tags(self._final).input_tags.allow_nan,
-                estimator=self._final,
-                input_name="X",
+        return Split(
+            self._setting,
+            train,
+            test,
+            fit_params=preprocessing_params,
+            sample_weight=sample_weight,
+            test_score_params=check_method_params(
+                self.X, params=self.score_params, indices=test
+            ),
+            train_score_params=check_method_params(
+                self.X, params=self.score_params, indices=train
             )
-            X_test = check_array(
-                X_test, accept_sparse=True, dtype="numeric", ensure_all_finite=False
-            )
-            values = X_test.data if hasattr(X_test, "toarray") else X_test
-            split.finite_validation = bool(np.isfinite(values).all())
-            if first and hasattr(X_train, "toarray") and not self._model.accept_sparse:
-                _warn_densifying(self._final, X_train, X_test)
-            data = FoldData(
-                X_train=model_input(self._model, X_train),
-                y_train=np.asarray(y_train),
-                X_val=model_input(self._model, X_test),
-                y_val=np.asarray(y_test),
-                sample_weight=sample_weight,
-                val_sample_weight=split.test_score_params.get("sample_weight"),
-            )
-            split.model_fold = self._model.fold(self._final, data)
-        except Exception:
-            if self.error_score == "raise":
-                raise
-            split.error = traceback.format_exc()
-        return split
+            if self.return_train_score
+            else None,
+            first=first,
+        )
 
     def _model_params(self, point):
         return {name[len(self._prefix) :]: value for name, value in point.items()}
@@ -364,10 +569,10 @@ class CrossValObjective:
 
     def _solve(self, point, differentiate):
         model_params = self._model_params(point)
-        splits = [
-            self._solve_split(split, model_params, differentiate)
-            for split in self._splits
-        ]
+        splits = self._pool.run(
+            "evaluate",
+            [(k, (model_params, differentiate)) for k in range(len(self.splits))],
+        )
         failed = any(s.fit_error is not None for s in splits)
         result = PointResult(
             point=dict(point),
@@ -376,48 +581,22 @@ class CrossValObjective:
         )
         if differentiate:
             result.hypergradient = self._mean_gradient(result, model_params)
-        if self.scorer is not None:
-            for split, split_result in zip(self._splits, splits, strict=True):
-                self._score(split, split_result, model_params)
         return result
-
-    def _solve_split(self, split, model_params, differentiate):
-        if split.error is not None:
-            return SplitResult(np.nan, {}, split.error)
-        start = time.time()
-        try:
-            solution = split.solution(model_params, differentiate)
-            if not split.finite_validation:
-                # Trained, but its validation part has NaN or infinite values:
-                # no loss, and the scorer fails as in GridSearchCV.
-                return SplitResult(np.nan, {}, None, time.time() - start)
-            if not np.isfinite(solution.loss):
-                # A diverged training fails in the model's words when it
-                # builds the fitted estimator (an MLP's non-finite weights, as
-                # its fit says). A finite model whose validation predictions
-                # overflow was trained: its scores say so, as GridSearchCV's.
-                solution.fitted_estimator()
-                return SplitResult(solution.loss, {}, None, time.time() - start)
-            grads = solution.hypergradient(list(model_params)) if differentiate else {}
-        except Exception:
-            if self.error_score == "raise":
-                raise
-            return SplitResult(np.nan, {}, traceback.format_exc(), time.time() - start)
-        return SplitResult(solution.loss, grads, None, time.time() - start)
 
     def _differentiate(self, result):
         """Add the hypergradient to a point evaluated for its loss alone."""
         model_params = self._model_params(result.point)
-        for split, split_result in zip(self._splits, result.splits, strict=True):
-            if split_result.fit_error is not None or not np.isfinite(result.loss):
-                continue
-            try:
-                solution = split.solution(model_params, differentiate=True)
-                split_result.grads = solution.hypergradient(list(model_params))
-            except Exception:
-                if self.error_score == "raise":
-                    raise
-                split_result.grads = dict.fromkeys(model_params, np.nan)
+        if np.isfinite(result.loss):
+            trained = [
+                k
+                for k, split_result in enumerate(result.splits)
+                if split_result.fit_error is None
+            ]
+            grads = self._pool.run(
+                "hypergradient", [(k, (model_params,)) for k in trained]
+            )
+            for k, split_grads in zip(trained, grads, strict=True):
+                result.splits[k].grads = split_grads
         result.hypergradient = self._mean_gradient(result, model_params)
 
     def _mean_gradient(self, result, model_params):
@@ -427,56 +606,6 @@ class CrossValObjective:
             else np.mean([s.grads[key] for s in result.splits], axis=0)
             for name, key in zip(result.point, model_params, strict=True)
         }
-
-    def _fitted_estimator(self, split, model_params):
-        """The estimator (a pipeline if given one) trained on ``split``."""
-        final = split.solution(model_params, False).fitted_estimator()
-        if split.feature_names is not None:
-            final.feature_names_in_ = split.feature_names
-        if split.preprocessing is None:
-            return final
-        name = self.estimator.steps[-1][0]
-        params = self.estimator.get_params(deep=False)
-        params["steps"] = [*split.preprocessing.steps, (name, final)]
-        return Pipeline(**params)
-
-    def _score(self, split, result, model_params):
-        """Score one split at one point, as GridSearchCV's _fit_and_score."""
-        out = {
-            "fit_error": result.fit_error,
-            "fit_time": result.fit_time,
-            "n_test_samples": len(split.test),
-        }
-        if result.fit_error is not None:
-            error = error_scores(self.scorer, self.error_score)
-            out.update(test_scores=error, score_time=0.0)
-            if self.return_train_score:
-                out["train_scores"] = error
-        else:
-            estimator = self._fitted_estimator(split, model_params)
-            start = time.time()
-            out["test_scores"] = score(
-                estimator,
-                split.X_test,
-                split.y_test,
-                scorer=self.scorer,
-                score_params=split.test_score_params,
-                error_score=self.error_score,
-            )
-            out["score_time"] = time.time() - start
-            if self.return_train_score:
-                params = check_method_params(
-                    self.X, params=self.score_params, indices=split.train
-                )
-                out["train_scores"] = score(
-                    estimator,
-                    safe_indexing(self.X, split.train),
-                    safe_indexing(self.y, split.train),
-                    scorer=self.scorer,
-                    score_params=params,
-                    error_score=self.error_score,
-                )
-        result.scores = out
 
 
 class GridPoint:
@@ -504,6 +633,9 @@ class GridPoint:
     caller, callback_contexts : estimator and list, default=None
         The search, and the "candidate-split-evaluation" task of scikit-learn
         1.9's callbacks of each split, as GridSearchCV passes them.
+    n_jobs, pre_dispatch : int and str, default=None and "2*n_jobs"
+        The splits are fitted in parallel through joblib, as GridSearchCV
+        fits them.
     """
 
     def __init__(
@@ -523,8 +655,11 @@ class GridPoint:
         candidate_progress,
         caller=None,
         callback_contexts=None,
+        n_jobs=None,
+        pre_dispatch="2*n_jobs",
     ):
         self.estimator = estimator
+        self.n_jobs, self.pre_dispatch = n_jobs, pre_dispatch
         self.caller = caller
         self.callback_contexts = callback_contexts or [None] * len(splits)
         self.point = point
@@ -541,14 +676,18 @@ class GridPoint:
     def prepare(self):
         return self
 
+    def close(self):
+        pass
+
     def is_evaluated(self, point, differentiate=False):
         return bool(self.results)
 
     def evaluate(self, point=None, differentiate=False):
         """Fit and score every split once; the same result afterwards."""
         if not self.results:
-            outs = [
-                fit_and_score(
+            parallel = Parallel(n_jobs=self.n_jobs, pre_dispatch=self.pre_dispatch)
+            outs = parallel(
+                delayed(fit_and_score)(
                     clone(self.estimator),
                     self.X,
                     self.y,
@@ -567,7 +706,7 @@ class GridPoint:
                     callback_ctx=self.callback_contexts[k],
                 )
                 for k, (train, test) in enumerate(self.splits)
-            ]
+            )
             splits = [
                 SplitResult(np.nan, {}, out["fit_error"], out["fit_time"], out)
                 for out in outs

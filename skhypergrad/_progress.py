@@ -7,7 +7,10 @@ Three channels report each evaluated point, and all three live here:
   that returns True stops the search;
 - scikit-learn 1.9's callback API (``set_callbacks``): the search is a task,
   each point of the discrete grid a subtask, each outer iteration a subtask
-  of that, and the refit a subtask of the search.
+  of that, and the refit a subtask of the search. Each split trained at an
+  outer iteration is a "candidate-split-evaluation" task of it, as each
+  split of each candidate is in GridSearchCV, with the training part's data
+  and ``sample_weight``.
 """
 
 import time
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from joblib.logger import short_format_time
 
-from ._sklearn_compat import init_callback_context
+from ._sklearn_compat import init_callback_context, safe_indexing
 
 __all__ = ["Progress", "SearchState"]
 
@@ -121,14 +124,24 @@ class Progress:
     """
 
     def __init__(
-        self, search, subspaces, n_splits, X, y, loss_note=None, sample_weight=None
+        self,
+        search,
+        subspaces,
+        splits,
+        X,
+        y,
+        loss_note=None,
+        sample_weight=None,
+        fit_sample_weight=None,
     ):
+        n_splits = len(splits)
         self.search = search
         self.start = time.time()
         self.verbose = search.verbose
         self._subspaces = subspaces
         self.callbacks = _as_list(search.callbacks)
         self._X, self._y = X, y
+        self._split_tasks = _SplitTasks(X, y, splits, fit_sample_weight)
         # As GridSearchCV, the tasks that fit receive the sample weights.
         self._metadata = (
             None if sample_weight is None else {"sample_weight": sample_weight}
@@ -201,6 +214,7 @@ class Progress:
             ctx=self.subsearch_contexts[search_id],
             verbose=self.verbose,
             callbacks=self.callbacks,
+            split_tasks=self._split_tasks,
         )
 
     def end_search(self):
@@ -252,6 +266,7 @@ class _SubsearchProgress:
     ctx: object
     verbose: int
     callbacks: list
+    split_tasks: object = None
     n_evaluations: int = 0
 
     def begin(self):
@@ -261,19 +276,53 @@ class _SubsearchProgress:
         _end(self.ctx, self.owner)
 
     def begin_iteration(self):
-        return _begin(
-            self.ctx and self.ctx.subcontext(task_name="outer iteration"), self.owner
-        )
+        """Open the task of one outer iteration and those of its splits;
+        return what :meth:`end_iteration` closes.
 
-    def end_iteration(self, iteration_ctx, evaluation, evaluations, elapsed, new):
+        Only continuous searches have a task (points fitted by scikit-learn
+        have GridSearchCV's split tasks instead).
+        """
+        if self.ctx is None:
+            return None
+        n_splits = len(self.split_tasks)
+        ctx = _begin(
+            self.ctx.subcontext(
+                task_name="outer iteration",
+                max_subtasks=n_splits,
+                sequential_subtasks=False,
+            ),
+            self.owner,
+        )
+        splits = [
+            _begin(
+                ctx.subcontext(task_name="candidate-split-evaluation", task_id=k),
+                self.owner,
+                **self.split_tasks.task_kwargs(k),
+            )
+            for k in range(n_splits)
+        ]
+        return ctx, splits
+
+    def end_iteration(self, tasks, evaluation, evaluations, elapsed, new):
         """Report ``evaluation``; True when a callback asks to stop.
 
-        ``new`` says whether the point was evaluated for the first time (else
-        only its hypergradient is new).
+        ``tasks`` is what :meth:`begin_iteration` returned. ``new`` says
+        whether the point was evaluated for the first time (else only its
+        hypergradient is new).
         """
         self.n_evaluations += 1
-        stop = self._report(evaluation, evaluations, elapsed, new)
-        return _end(iteration_ctx, self.owner) or stop
+        stop = False
+        if tasks is not None:
+            ctx, splits = tasks
+            # Every task is closed, even when a callback asks to stop.
+            stop = any(
+                [
+                    _end(split, self.owner, **self.split_tasks.task_kwargs(k))
+                    for k, split in enumerate(splits)
+                ]
+            )
+        stop = self._report(evaluation, evaluations, elapsed, new) or stop
+        return (tasks is not None and _end(tasks[0], self.owner)) or stop
 
     def _report(self, evaluation, evaluations, elapsed, new):
         names = list(evaluation.hypergradient_names)
@@ -324,6 +373,30 @@ class _SubsearchProgress:
         else:
             what = f"hypergradient {derivatives} (cv_loss={evaluation.cv_loss:.6g})"
         return f"[{self.name}, {where}] {values} -> {what} ({since_fit:.2f}s)"
+
+
+@dataclass(frozen=True)
+class _SplitTasks:
+    """What the callback task of each split receives, as in ``_fit_and_score``:
+    the training part of the data and of the estimator's ``sample_weight``."""
+
+    X: object
+    y: object
+    splits: list
+    sample_weight: object = None
+
+    def __len__(self):
+        return len(self.splits)
+
+    def task_kwargs(self, k):
+        train = self.splits[k][0]
+        return {
+            "X": safe_indexing(self.X, train),
+            "y": None if self.y is None else safe_indexing(self.y, train),
+            "metadata": None
+            if self.sample_weight is None
+            else {"sample_weight": safe_indexing(self.sample_weight, train)},
+        }
 
 
 def _short(value):

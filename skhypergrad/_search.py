@@ -16,7 +16,6 @@ from sklearn.base import is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import check_cv
 from sklearn.utils import check_random_state
-from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import indexable
 
 from ._models import DifferentiableModel, FoldData, find_model
@@ -28,6 +27,7 @@ from ._objective import (
     point_key,
 )
 from ._optimize import StopSearch, minimize_in_box
+from ._parallel import split_engine
 from ._progress import Progress
 from ._results import Evaluation, format_results, select_best
 from ._sklearn_compat import (
@@ -101,10 +101,21 @@ class HypergradSearchCV(BaseSearchCV):
         which evaluated point is best.
 
     n_jobs : int, default=None
-        Number of jobs to run in parallel: the continuous searches at
-        different points of the discrete grid run in parallel; the folds of
-        one search run in turn. ``None`` means 1 unless in a
-        :obj:`joblib.parallel_backend` context. ``-1`` means all processors.
+        Number of worker processes that solve the folds of each outer step
+        in parallel. Each fold is prepared once in a worker (preprocessing,
+        factorizations) and stays there for the search; each step sends the
+        hyperparameters and gets back losses, hypergradients and scores. The
+        outer optimizer, verbose output, ``callbacks`` and interrupts stay in
+        the calling process, and ``cv_results_`` is the same as with
+        ``n_jobs=1``. The searches at the points of the discrete grid run one
+        after the other; points fitted by scikit-learn alone run their folds
+        in parallel, as GridSearchCV does. ``None`` means 1 unless in a
+        :obj:`joblib.parallel_backend` context; ``-1`` means all processors.
+        Under ``joblib.parallel_backend("dask")`` with a
+        :class:`distributed.Client` connected, the folds run on the dask
+        cluster's workers. A model whose folds cost less than a round trip to
+        a worker (Ridge) solves them in the calling process. See the user
+        guide's page on scaling out.
 
     refit : bool, str, or callable, default=True
         Refit the estimator with the best found parameters on the whole
@@ -167,9 +178,8 @@ class HypergradSearchCV(BaseSearchCV):
     callbacks : callable or list of callables, default=None
         Called after each outer iteration with a :class:`SearchState`; a
         callback that returns ``True`` stops the search, and the best point
-        found so far is refit. With ``n_jobs`` other than 1, callbacks run in
-        the worker processes and stop the search of their own point of the
-        discrete grid only.
+        found so far is refit. Callbacks run in the calling process, whatever
+        ``n_jobs``.
 
     Attributes
     ----------
@@ -369,13 +379,15 @@ class HypergradSearchCV(BaseSearchCV):
         progress = Progress(
             self,
             subspaces,
-            self.n_splits_,
+            splits,
             X,
             y,
             loss_note=self._loss_note(subspaces),
             sample_weight=params.get("sample_weight"),
+            fit_sample_weight=routed_params.estimator.fit.get("sample_weight"),
         )
         rng = check_random_state(self._random_state())
+        engine = split_engine(self.n_jobs)
         subsearches = [
             _Subsearch(
                 objective=self._objective(
@@ -388,6 +400,7 @@ class HypergradSearchCV(BaseSearchCV):
                     routed_params,
                     scorers,
                     progress.split_contexts[i],
+                    engine,
                 ),
                 subspace=s,
                 search_id=i,
@@ -465,6 +478,7 @@ class HypergradSearchCV(BaseSearchCV):
         routed_params,
         scorer,
         callback_contexts,
+        engine,
     ):
         """What evaluates the points of one subspace."""
         if not subspace.ranges:
@@ -484,6 +498,8 @@ class HypergradSearchCV(BaseSearchCV):
                 candidate_progress=(index, n_subspaces),
                 caller=self,
                 callback_contexts=callback_contexts,
+                n_jobs=self.n_jobs,
+                pre_dispatch=self.pre_dispatch,
             )
         return CrossValObjective(
             with_params(self.estimator, subspace.fixed),
@@ -496,16 +512,16 @@ class HypergradSearchCV(BaseSearchCV):
             error_score=self.error_score,
             scorer=scorer,
             return_train_score=self.return_train_score,
+            engine=engine,
         )
 
     def _run_subsearches(self, run, subsearches):
-        """Run every continuous search; say whether it was interrupted."""
-        if self.n_jobs not in (None, 1):
-            parallel = Parallel(n_jobs=self.n_jobs, pre_dispatch=self.pre_dispatch)
-            return parallel(
-                delayed(_run_and_return)(run, s) for s in subsearches
-            ), False
-        # In process, a search cut short keeps every point evaluated.
+        """Run every continuous search; say whether it was interrupted.
+
+        The searches run one after the other in this process, their splits
+        wherever the engine puts them: a search cut short keeps every point
+        evaluated.
+        """
         try:
             for subsearch in subsearches:
                 if run(subsearch):
@@ -588,11 +604,6 @@ class _Subsearch:
     convergence_warnings: list = field(default_factory=list)
 
 
-def _run_and_return(run, subsearch):
-    run(subsearch)
-    return subsearch
-
-
 class _SearchFunction:
     """One continuous search's CV loss as a function of the search space.
 
@@ -626,7 +637,7 @@ class _SearchFunction:
         objective = subsearch.objective
         if objective.is_evaluated(point, differentiate):
             return objective.evaluate(point, differentiate)
-        iteration_ctx = subsearch.progress.begin_iteration()
+        tasks = subsearch.progress.begin_iteration()
         if subsearch.subspace.ranges:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -647,7 +658,7 @@ class _SearchFunction:
             )
             subsearch.evaluations.append(evaluation)
         if subsearch.progress.end_iteration(
-            iteration_ctx,
+            tasks,
             evaluation,
             subsearch.evaluations,
             time.time() - self._start,
@@ -755,7 +766,8 @@ class _SearchRunner:
             return True
         finally:
             subsearch.progress.end()
-            # The prepared folds are not needed any more: free them (and do
-            # not send them back from a worker process).
+            # The prepared folds are not needed any more: free them, in the
+            # workers too.
+            subsearch.objective.close()
             subsearch.objective = None
         return False

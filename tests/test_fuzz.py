@@ -893,8 +893,9 @@ KNOWN_BUGS = {
             d.kind.startswith("float32 X")
             or (case.dtype == "float32" and d.kind.startswith("score differs"))
         ),
-        "float32 X: the scores are GridSearchCV's on X cast to float64, not on X "
-        "(the search trains in float64, scikit-learn's Ridge and MLPs in float32)",
+        "deliberate (results.rst): float32 X: the scores are GridSearchCV's on X "
+        "cast to float64, not on X (the search trains in float64, scikit-learn's "
+        "Ridge and MLPs in float32)",
     ),
 }
 

@@ -59,6 +59,10 @@ def test_each_outer_iteration_is_a_sklearn_callback_task(diabetes):
     )
     assert callback.begun.count("outer iteration") == n_evaluations
     assert callback.ended.count("outer iteration") == n_evaluations
+    # Each trains every split: a task each, as each candidate's in GridSearchCV.
+    n_split_tasks = n_evaluations * search.n_splits_
+    assert callback.begun.count("candidate-split-evaluation") == n_split_tasks
+    assert callback.ended.count("candidate-split-evaluation") == n_split_tasks
     assert callback.begun.count("continuous search") == 2
     assert callback.ended.count("continuous search") == 2
     assert callback.begun.count("refit-with-best-params") == 1

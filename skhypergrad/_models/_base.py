@@ -180,6 +180,11 @@ class DifferentiableModel(ABC):
         does (``"neg_mean_squared_error"``), if any: with another
         ``scoring``, the search says that the path follows the loss and the
         ranking the score.
+    parallel_folds : bool
+        Whether the folds are worth solving in worker processes when the
+        search has ``n_jobs`` other than 1. ``False`` keeps them in the calling
+        process, for a model whose step costs less than sending it to a
+        worker (Ridge's closed form takes microseconds).
     accept_sparse : bool
         Whether :meth:`fold` takes ``scipy.sparse`` matrices in its
         :class:`FoldData` as they are. Otherwise sparse input is densified
@@ -191,6 +196,7 @@ class DifferentiableModel(ABC):
     loss_name = ""
     stochastic = False
     loss_scoring = None
+    parallel_folds = True
     accept_sparse = False
 
     def loss_scoring_for(self, estimator):

@@ -12,7 +12,7 @@ import functools
 
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["blas_threads_limited"]
+__all__ = ["blas_threads_limited", "threads_limited"]
 
 _BLAS_THREADS = 1
 
@@ -25,3 +25,8 @@ def _threadpool_controller():
 def blas_threads_limited():
     """A context in which BLAS runs on ``_BLAS_THREADS`` threads."""
     return _threadpool_controller().limit(limits=_BLAS_THREADS, user_api="blas")
+
+
+def threads_limited(n_threads):
+    """A context in which BLAS and OpenMP run on ``n_threads`` threads."""
+    return _threadpool_controller().limit(limits=n_threads)
