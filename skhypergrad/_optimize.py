@@ -138,7 +138,9 @@ def minimize_in_box(
     tol : float
         The gradient phase stops when the gradient falls below ``tol`` times
         its value at the start, or when the next step would move less than
-        ``tol`` times half a cell of the coarse pass. With several
+        ``tol`` times half a cell of the coarse pass (with one dimension,
+        also when it would decrease the loss by less than ``tol / 1000``
+        times the loss). With several
         dimensions, the start is the last point where the gradient was a
         guide to the loss (see :func:`_refine_trust_region`), and a run that
         stops on a short step restarts from another coarse point (see
