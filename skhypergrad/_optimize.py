@@ -355,11 +355,19 @@ def _trial_point(x, fx, gx, end, previous):
     """The next point to evaluate, between ``x`` and ``end`` (downhill).
 
     The minimizer of a model of the loss, kept inside the bracket: at most
-    90% of the way to ``end`` for the cubic, which interpolates, and half of
-    it for the other models.
+    90% of the way to ``end`` for the secant through the previous iterate
+    and for the cubic, which interpolate, and half of it for the other
+    models. The cubic through the previous iterate and ``x`` comes first:
+    the cubic through a far end of the bracket can approach the minimum from
+    one side by ever shorter steps (Ridge on diabetes: 17 steps instead of
+    6).
     """
     e, fe, ge = end
     d = e - x
+    if previous is not None:
+        t = _cubic_through(*previous, x, fx, gx)
+        if t is not None and 0 < (t - x) / d < 0.9:
+            return t
     if ge is not None and np.isfinite(fe):
         fraction = _cubic_minimizer(fx, gx * d, fe, ge * d)
         if fraction is not None:
@@ -386,6 +394,24 @@ def _trial_point(x, fx, gx, end, previous):
     if fraction is None or not fraction > 0:
         fraction = 0.5
     return x + min(fraction, 0.5) * d
+
+
+def _cubic_through(x0, f0, g0, x1, f1, g1):
+    """Local minimizer of the cubic with these values and slopes at x0, x1.
+
+    Anywhere on the line (the previous iterate and ``x``, extrapolated
+    beyond ``x``). Returns None when the cubic has no local minimum.
+    """
+    # Nocedal & Wright, Numerical Optimization, eq. (3.59).
+    d1 = g0 + g1 - 3 * (f0 - f1) / (x0 - x1)
+    discriminant = d1**2 - g0 * g1
+    if discriminant < 0:
+        return None
+    d2 = np.sign(x1 - x0) * np.sqrt(discriminant)
+    denominator = g1 - g0 + 2 * d2
+    if denominator == 0:
+        return None
+    return x1 - (x1 - x0) * (g1 + d2 - d1) / denominator
 
 
 def _cubic_minimizer(f0, g0, f1, g1):
