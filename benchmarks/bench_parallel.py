@@ -17,13 +17,18 @@ Rows (the same splits and seeds for every method):
 
 ``--threads default`` runs with the environment as it is (BLAS picks its
 threads); ``--threads single`` with ``OPENBLAS_NUM_THREADS=1``
-(``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` too).
+(``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` too). The wall times include the
+refit of the best point by the estimator's own ``fit``, which runs in the
+environment as it is (its time, with ``n_jobs=1``, is in the last column).
 
-Projection: from the ``n_jobs=1`` search of a row, the cost of one fold's
-step is ``c = T1 / (S K)`` (``S`` steps, ``K`` folds: the calling process's
-own work is included, and the folds are assumed to cost the same); from the
-``n_jobs=2`` search, the overhead of a step ``o = T2 / S - ceil(K / 2) c``.
-A search on ``w`` workers with 5 folds then takes ``S (ceil(5 / w) c + o)``.
+Projection: from the ``n_jobs=1`` MLP search, the cost of one fold's step
+is ``c = T1 / (S K)`` (``S`` steps, ``K`` folds: the calling process's own
+work is included, and the folds are assumed to cost the same). The overhead
+of a step's round trip to the workers, ``o``, is measured on a search whose
+folds cost microseconds (Ridge on 200 x 10, sent to workers for the
+measurement): its time per step with ``n_jobs=2`` minus half that with
+``n_jobs=1``. A search on ``w`` workers with 5 folds then takes
+``S (ceil(5 / w) c + o)``.
 GridSearchCV's 25 candidates (5 alpha x 5 learning_rate_init) x 5 folds are
 projected the same way from its measured time per fit: ``ceil(125 / w) c_g``
 (no overhead: optimistic for GridSearchCV).
@@ -90,6 +95,20 @@ def search(n_jobs, X, y, estimator, grid, cv, kwargs):
     return time.perf_counter() - start, s, len(steps)
 
 
+if METHOD == "overhead":
+    # The round trip of a step to the workers: a search whose folds cost
+    # microseconds (Ridge, sent to workers nonetheless), n_jobs=2 against 1.
+    from skhypergrad._models._ridge import RidgeModel
+    RidgeModel.parallel_folds = True
+    X, y = make_regression(n_samples=200, n_features=10, noise=1.0, random_state=0)
+    walls = {}
+    for n_jobs in (2, 1, 2, 1, 2, 1):
+        wall, s, steps = search(n_jobs, X, y, Ridge(), {"alpha": (1e-3, 1e3)},
+                                KFold(5), {})
+        walls.setdefault(n_jobs, []).append(wall / steps)
+    print(json.dumps({"per_step_1": min(walls[1]), "per_step_2": min(walls[2])}))
+    sys.exit()
+
 estimator, grid, X, y, cv, kwargs = case(ROW)
 out = {}
 if METHOD == "gridsearch":
@@ -128,6 +147,7 @@ with context:
     wall, s, steps = search(n_jobs, X, y, estimator, grid, cv, kwargs)
     out["wall"] = wall
     r = s.cv_results_
+    out["refit"] = s.refit_time_
     out["rows"] = len(r["params"])
     out["steps"] = steps
     out["best_loss"] = float(np.nanmin(r["cv_loss"]))
@@ -188,9 +208,10 @@ def main():
 
     print(
         "\n| search | threads | n_jobs=1 (s) | n_jobs=2 (s) | speedup | dask(2) (s) "
-        "| dask / n_jobs=2 | rows | best cv_loss 1 = 2 | worker start (s) |"
+        "| dask / n_jobs=2 | rows | best cv_loss 1 = 2 | worker start (s) "
+        "| of which refit (s) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in args.rows:
         for threads in args.threads:
             one = measured[(row, threads, "1")]
@@ -208,7 +229,8 @@ def main():
                 f"| {_spread([r['wall'] for r in two])} | {t1 / t2:.2f}x "
                 f"| {dask_cells[0]} | {dask_cells[1]} | {one[0]['rows']} "
                 f"| {one[0]['best_loss']:.6g} {'=' if same else '!='} "
-                f"{two[0]['best_loss']:.6g} | {two[0]['startup']:.1f} |"
+                f"{two[0]['best_loss']:.6g} | {two[0]['startup']:.1f} "
+                f"| {min(r['refit'] for r in one):.2f} |"
             )
 
     print(
@@ -239,7 +261,12 @@ def _project(measured, threads, side):
     steps = one[0]["steps"]
     folds = 4
     cost = t1 / (steps * folds)
-    overhead = max(0.0, t2 / steps - math.ceil(folds / 2) * cost)
+    trip = run("ridge", "overhead", threads)
+    overhead = max(0.0, trip["per_step_2"] - trip["per_step_1"] / 2)
+    print(
+        f"\nMLP n_jobs=2 measured: {t2:.1f} s; with the model below: "
+        f"{steps * (math.ceil(folds / 2) * cost + overhead):.1f} s"
+    )
     grid = [run("mlp", "gridsearch", threads, side) for _ in range(2)]
     fit_cost = min(g["wall"] for g in grid) / grid[0]["fits"]
     n_fits = 25 * 5

@@ -7,6 +7,7 @@ and :func:`cross_val_hypergrad` gives that loss and derivative at one point.
 """
 
 from ._cross_val import cross_val_hypergrad
+from ._feature_weights import FeatureWeights
 from ._models import (
     DifferentiableModel,
     Fold,
@@ -21,6 +22,7 @@ from ._search import HypergradSearchCV
 
 __all__ = [
     "DifferentiableModel",
+    "FeatureWeights",
     "Fold",
     "FoldData",
     "HypergradSearchCV",

@@ -8,6 +8,7 @@ from sklearn.model_selection import check_cv
 from sklearn.utils.validation import indexable
 
 from ._models import get_model
+from ._models._weighted import supports_feature_weights
 from ._objective import CrossValObjective, check_data
 from ._sklearn_compat import (
     HasMethods,
@@ -15,7 +16,7 @@ from ._sklearn_compat import (
     validate_estimator_params,
     validate_parameter_constraints,
 )
-from ._space import split_pipeline
+from ._space import feature_weights_step, split_pipeline
 
 __all__ = ["cross_val_hypergrad"]
 
@@ -48,10 +49,13 @@ def cross_val_hypergrad(
     y : array-like of shape (n_samples,) or (n_samples, n_outputs)
         Target values. Not modified.
 
-    params : dict of str -> float
+    params : dict of str -> float or array
         Values of differentiable hyperparameters (``"alpha"``, or
         ``"ridge__alpha"`` in a pipeline). The others keep the estimator's
-        values.
+        values. The weights of a :class:`~skhypergrad.FeatureWeights` step
+        just before a Ridge or LogisticRegression
+        (``"featureweights__weights"``) are an array, one per group or
+        column.
 
     cv : int, cross-validation generator or an iterable, default=None
         Cross-validation splitting strategy, as in
@@ -74,9 +78,10 @@ def cross_val_hypergrad(
         classifiers. The validation loss is not weighted, even when
         ``fit_params`` has a ``sample_weight`` for the training.
 
-    grads : dict of str -> float
+    grads : dict of str -> float or ndarray
         The derivative of ``loss`` with respect to each entry of ``params``,
-        in that parameter's own units.
+        in that parameter's own units; an array of the weights' shape for
+        FeatureWeights' weights.
 
     See Also
     --------
@@ -116,7 +121,19 @@ def cross_val_hypergrad(
     model = get_model(final)
     model.check_estimator(final)
     differentiable = sorted(prefix + h for h in model.hyperparameters_for(final))
+    step = feature_weights_step(estimator)
+    vectors = set()
+    if step is not None and supports_feature_weights(final):
+        vectors = {f"{step[0]}__weights"}
+        differentiable = sorted([*differentiable, *vectors])
     for name, value in params.items():
+        if name in vectors:
+            value = np.asarray(value, dtype=float)
+            if value.ndim != 1 or not np.all(np.isfinite(value)):
+                raise ValueError(
+                    f"{name!r} must be a 1-D array of finite weights, got {value!r}."
+                )
+            continue
         if name not in differentiable:
             raise ValueError(
                 f"{name!r} is not a differentiable hyperparameter of "
@@ -141,6 +158,13 @@ def cross_val_hypergrad(
         error_score="raise",
     )
     result = objective.evaluate(
-        {k: float(v) for k, v in params.items()}, differentiate=True
+        {
+            k: np.array(v, dtype=float) if k in vectors else float(v)
+            for k, v in params.items()
+        },
+        differentiate=True,
     )
-    return result.loss, {k: float(v) for k, v in result.hypergradient.items()}
+    return result.loss, {
+        k: np.asarray(v, dtype=float) if k in vectors else float(v)
+        for k, v in result.hypergradient.items()
+    }

@@ -31,13 +31,16 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.sparse import issparse
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_array, get_tags
 from sklearn.utils.metadata_routing import process_routing
 from sklearn.utils.parallel import Parallel, delayed
 
+from ._feature_weights import check_groups, group_weights, with_weights
 from ._models import FoldData, get_model
+from ._models._weighted import WEIGHTS, weighted_fold
 from ._parallel import IN_PROCESS
 from ._sklearn_compat import (
     check_method_params,
@@ -49,7 +52,7 @@ from ._sklearn_compat import (
     safe_indexing,
     score,
 )
-from ._space import split_pipeline
+from ._space import feature_weights_step, split_pipeline
 
 __all__ = [
     "CrossValObjective",
@@ -58,7 +61,6 @@ __all__ = [
     "Split",
     "SplitResult",
     "SplitSetting",
-    "as_dense",
     "check_data",
     "model_input",
 ]
@@ -141,6 +143,10 @@ class SplitSetting:
         process needs no registry).
     error_score, scorer, return_train_score
         As for :class:`CrossValObjective`.
+    weights_step : tuple or None
+        ``(name, FeatureWeights)`` of a FeatureWeights step just before the
+        model whose weights are searched: it is not preprocessing, its
+        weights are the fold's hyperparameters (see ``_models/_weighted``).
     """
 
     estimator: object
@@ -148,6 +154,7 @@ class SplitSetting:
     error_score: object
     scorer: object
     return_train_score: bool
+    weights_step: object = None
 
 
 class Split:
@@ -204,12 +211,16 @@ class Split:
         self.error = None
         self.feature_names = None
         self.finite_validation = True
+        self.feature_weights = None
         self.solutions = OrderedDict()
 
     def prepare(self, X, y):
         """Fit the preprocessing and the model's fold on the training part."""
         setting = self.setting
         preprocessing, final, _ = split_pipeline(setting.estimator)
+        if setting.weights_step is not None:
+            steps = setting.estimator.steps
+            preprocessing = setting.estimator[:-2] if len(steps) > 2 else None
         X_train = safe_indexing(X, self.train)
         y_train = safe_indexing(y, self.train)
         X_test, y_test = safe_indexing(X, self.test), safe_indexing(y, self.test)
@@ -224,6 +235,13 @@ class Split:
                 )
                 X_test = self.preprocessing.transform(X_test)
             self.feature_names = get_feature_names(X_train)
+            if setting.weights_step is not None:
+                try:
+                    self.feature_weights = clone(setting.weights_step[1]).fit(X_train)
+                except ValueError as error:
+                    # Weights or groups that do not fit the columns: an error
+                    # of the search's settings, not a failed fit.
+                    raise _BadFeatureWeights(str(error)) from error
             # What the final estimator's fit would check: its input after the
             # preprocessing steps (NaN passed through, an empty training part).
             # The validation part is checked when it is scored, as in
@@ -241,23 +259,39 @@ class Split:
             )
             values = X_test.data if hasattr(X_test, "toarray") else X_test
             self.finite_validation = bool(np.isfinite(values).all())
-            model = setting.model
-            if self.first and hasattr(X_train, "toarray") and not model.accept_sparse:
+            if self.first and issparse(X_train) and not setting.model.accept_sparse:
                 _warn_densifying(final, X_train, X_test)
             data = FoldData(
-                X_train=model_input(model, X_train),
+                X_train=model_input(setting.model, X_train),
                 y_train=np.asarray(y_train),
-                X_val=model_input(model, X_test),
+                X_val=model_input(setting.model, X_test),
                 y_val=np.asarray(y_test),
                 sample_weight=self.sample_weight,
                 val_sample_weight=self.test_score_params.get("sample_weight"),
             )
-            self.model_fold = setting.model.fold(final, data)
+            if self.feature_weights is not None:
+                fitted = self.feature_weights
+                self.model_fold = weighted_fold(
+                    final,
+                    data,
+                    group_weights(fitted.weights, fitted.groups, fitted.n_features_in_),
+                    None
+                    if fitted.groups is None
+                    else check_groups(fitted.groups, fitted.n_features_in_),
+                )
+            else:
+                self.model_fold = setting.model.fold(final, data)
+        except _BadFeatureWeights:
+            raise
         except Exception:
             if setting.error_score == "raise":
                 raise
             self.error = traceback.format_exc()
         return self
+
+    def n_feature_weights(self):
+        """The number of weights of the searched FeatureWeights step, or None."""
+        return None if self.feature_weights is None else self.feature_weights.n_groups_
 
     def solution(self, params, differentiate):
         """The model's solution at ``params``, kept or solved now."""
@@ -324,12 +358,16 @@ class Split:
         final = self.solution(params, False).fitted_estimator()
         if self.feature_names is not None:
             final.feature_names_in_ = self.feature_names
-        if self.preprocessing is None:
+        steps = [] if self.preprocessing is None else list(self.preprocessing.steps)
+        if self.feature_weights is not None:
+            weights = with_weights(self.feature_weights, params[WEIGHTS])
+            steps.append((self.setting.weights_step[0], weights))
+        if not steps:
             return final
         estimator = self.setting.estimator
         name = estimator.steps[-1][0]
         pipeline_params = estimator.get_params(deep=False)
-        pipeline_params["steps"] = [*self.preprocessing.steps, (name, final)]
+        pipeline_params["steps"] = [*steps, (name, final)]
         return Pipeline(**pipeline_params)
 
     def _score(self, result, params):
@@ -436,12 +474,22 @@ class CrossValObjective:
 
         self._preprocessing, self._final, self._prefix = split_pipeline(estimator)
         self._model = get_model(self._final)
+        # A FeatureWeights step just before the model whose weights are
+        # searched: its weights are the fold's hyperparameters.
+        self._weights_step = feature_weights_step(estimator)
+        if self._weights_step is not None and self._weights_name not in self.names:
+            self._weights_step = None
         # Checks the fit parameters before any work.
         _, sample_weight = self._split_fit_params(self.fit_params)
         if sample_weight is not None:
             check_sample_weight(sample_weight, X)
         self._setting = SplitSetting(
-            estimator, self._model, error_score, scorer, return_train_score
+            estimator,
+            self._model,
+            error_score,
+            scorer,
+            return_train_score,
+            self._weights_step,
         )
         self._pool = None
         self._memo = {}
@@ -499,6 +547,31 @@ class CrossValObjective:
             self._pool = (engine or IN_PROCESS).start(splits, self.X, self.y)
         return self
 
+    @property
+    def _weights_name(self):
+        return f"{self._weights_step[0]}__weights"
+
+    def vector_sizes(self):
+        """``{name: number of weights}`` of the searched FeatureWeights step.
+
+        The number of groups, or the number of columns the step receives
+        from the preprocessing fitted on the first split (the first that
+        did not fail). Call after :meth:`prepare`.
+        """
+        if self._weights_step is None:
+            return {}
+        counts = self.prepare()._pool.run(
+            "n_feature_weights", [(k, ()) for k in range(len(self.splits))]
+        )
+        for count in counts:
+            if count is not None:
+                return {self._weights_name: count}
+        groups = self._weights_step[1].groups
+        if groups is not None:
+            return {self._weights_name: int(np.max(groups)) + 1}
+        # Every split failed before the step: no weight can be evaluated.
+        return {self._weights_name: 1}
+
     def close(self):
         """Free the prepared splits (and the workers' memory they hold)."""
         if self._pool is not None:
@@ -527,7 +600,12 @@ class CrossValObjective:
         )
 
     def _model_params(self, point):
-        return {name[len(self._prefix) :]: value for name, value in point.items()}
+        return {
+            WEIGHTS
+            if self._weights_step is not None and name == self._weights_name
+            else name[len(self._prefix) :]: value
+            for name, value in point.items()
+        }
 
     def is_evaluated(self, point, differentiate=False):
         """Whether :meth:`evaluate` would return a result without computing."""
@@ -717,6 +795,10 @@ class GridPoint:
         return self.results[0]
 
 
+class _BadFeatureWeights(ValueError):
+    """FeatureWeights' weights or groups do not fit the columns it receives."""
+
+
 # Sparse input whose dense copy takes more than this per fold is said to be
 # densified: below, the copy costs less than scikit-learn's own fits.
 _DENSE_BYTES_WARNING = 100 * 2**20
@@ -738,11 +820,8 @@ def _warn_densifying(final, X_train, X_test):
     )
 
 
-def as_dense(X):
-    # autograd has no sparse matrices: the traced trainers see dense arrays.
-    return X.toarray() if hasattr(X, "toarray") else np.asarray(X)
-
-
 def model_input(model, X):
-    """``X`` as ``model`` takes it: sparse kept if the model accepts it."""
-    return X if model.accept_sparse and hasattr(X, "toarray") else as_dense(X)
+    """``X`` as ``model`` takes it: CSR if sparse and accepted, else dense."""
+    if issparse(X):
+        return X.tocsr() if model.accept_sparse else X.toarray()
+    return np.asarray(X)

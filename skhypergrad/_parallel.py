@@ -83,10 +83,17 @@ def split_engine(n_jobs):
 
 
 class _InProcessEngine:
-    """Splits prepared and solved in this process, one after the other."""
+    """Splits prepared and solved in this process, one after the other.
+
+    BLAS and OpenMP run on one thread meanwhile, as in the models' solves: a
+    fold's factorizations and products are too small to share between
+    threads, whose synchronization then costs more than they save, the most
+    when other processes load the machine (benchmarks/bench_parallel.py).
+    """
 
     def start(self, splits, X, y):
-        return _InProcessPool([split.prepare(X, y) for split in splits])
+        with threads_limited(1):
+            return _InProcessPool([split.prepare(X, y) for split in splits])
 
 
 IN_PROCESS = _InProcessEngine()
@@ -98,7 +105,8 @@ class _InProcessPool:
 
     def run(self, method, calls):
         """``getattr(split, method)(*args)`` for each ``(index, args)``."""
-        return [getattr(self._splits[k], method)(*args) for k, args in calls]
+        with threads_limited(1):
+            return [getattr(self._splits[k], method)(*args) for k, args in calls]
 
     def close(self):
         self._splits = None

@@ -329,7 +329,8 @@ class SearchDisplay:
         colors = {sid: f"C{k % 10}" for k, sid in enumerate(self.search_ids_)}
         labels = _search_labels(results, self.search_ids_)
         single = len(self.search_ids_) == 1
-        values = {name: _param_values(results, name) for name in params}
+        vector = _vector_param(results, params)
+        values = {name: _param_values(results, name) for name in params if not vector}
         searched = {name: _searched_ids(results, name) for name in params}
         self.path_search_ids_ = np.array(
             [
@@ -340,7 +341,14 @@ class SearchDisplay:
             dtype=int,
         )
         self.history_lim_, self.loss_lim_ = self._loss_lims(
-            loss_lim, params, scales, values, cv_loss, search_id, outer_iter, best
+            loss_lim,
+            [] if vector else params,
+            scales,
+            values,
+            cv_loss,
+            search_id,
+            outer_iter,
+            best,
         )
         self.clipped_markers_ = []
 
@@ -396,6 +404,8 @@ class SearchDisplay:
 
         # Right: the evaluated points over the searched hyperparameters.
         self.grid_line_ = self.contour_ = self.colorbar_ = None
+        if vector:
+            return self._plot_vector(ax_iter, ax_path, vector, best, best_kw)
         self._plot_grid(ax_path, params, grid_kw, contour_kw, colorbar, labels)
         self.path_lines_, self.coarse_markers_, self.incumbent_lines_ = [], [], []
         for k, sid in enumerate(self.path_search_ids_):
@@ -496,6 +506,49 @@ class SearchDisplay:
                 color="0.45",
                 label="beyond the loss axis",
             )
+        ax_iter.legend(fontsize="small")
+        ax_path.legend(fontsize="small")
+        return self
+
+    def _plot_vector(self, ax_iter, ax_path, name, best, best_kw):
+        """A vector of weights: its components at the best point, as stems."""
+        self.path_lines_, self.coarse_markers_, self.incumbent_lines_ = [], [], []
+        self.best_markers_ = []
+        kw = {"marker": "*", "markersize": 17, "color": "gold"}
+        kw.update(
+            markeredgecolor="black", linestyle="none", label="best_params_", zorder=2.5
+        )
+        kw.update(best_kw or {})
+        if best is not None:
+            cv_loss = np.asarray(self.cv_results["cv_loss"], dtype=float)
+            outer_iter = np.asarray(self.cv_results["outer_iter"])
+            (marker,) = ax_iter.plot([outer_iter[best]], [cv_loss[best]], **kw)
+            self.best_markers_.append(marker)
+            weights = np.asarray(self.cv_results["params"][best][name], dtype=float)
+            index = np.arange(len(weights))
+            stems = ax_path.vlines(index, 0, weights, color="C0", linewidth=1.5)
+            (heads,) = ax_path.plot(
+                index, weights, "o", color="C0", markersize=4, label="at best_params_"
+            )
+            self.path_lines_.append(heads)
+            self.stems_ = stems
+            if (self.scales or {}).get(name) == "log" and np.all(weights > 0):
+                ax_path.set_yscale("log")
+                stems.set_segments(
+                    [
+                        [(i, weights.min() / 2), (i, w)]
+                        for i, w in zip(index, weights, strict=True)
+                    ]
+                )
+            if len(weights) <= 30:
+                ax_path.set_xticks(index)
+        ax_path.set(
+            xlabel="component (column or group)",
+            ylabel=name,
+            title="the weights at the best point",
+        )
+        if self.history_lim_ is not None:
+            ax_iter.set_ylim(*self.history_lim_)
         ax_iter.legend(fontsize="small")
         ax_path.legend(fontsize="small")
         return self
@@ -790,6 +843,11 @@ default=None
 
         best_index = getattr(search, "best_index_", None)
         grid_values = grid_loss = grid_search_id = None
+        if loss_grid is not None and _vector_param(results, params):
+            raise ValueError(
+                "loss_grid draws the CV loss over one or two hyperparameters; "
+                f"{params[0]!r} is a vector of weights: leave loss_grid=None."
+            )
         if loss_grid is not None:
             if best_index is None and search_id is None:
                 raise ValueError(
@@ -973,7 +1031,24 @@ def _param_values(results, name):
 def _searched_ids(results, name):
     """search_ids that searched ``name``: those with a hypergradient for it."""
     grads = np.asarray(results[f"hypergrad_{name}"], dtype=float)
-    return set(np.asarray(results["search_id"])[~np.isnan(grads)].tolist())
+    searched = ~np.isnan(grads).reshape(len(grads), -1).all(axis=1)
+    return set(np.asarray(results["search_id"])[searched].tolist())
+
+
+def _vector_param(results, params):
+    """The vector (FeatureWeights' weights) in ``params``, or None.
+
+    A vector is drawn alone: its weights at the best point, as stems.
+    """
+    vectors = [n for n in params if np.ndim(results.get(f"hypergrad_{n}", [])) == 2]
+    if not vectors:
+        return None
+    if len(params) > 1:
+        raise ValueError(
+            f"{vectors[0]!r} is a vector of weights, drawn alone as its values "
+            f"at the best point: pass params={vectors[0]!r}."
+        )
+    return vectors[0]
 
 
 def _search_labels(results, search_ids):

@@ -22,7 +22,28 @@ from joblib.logger import short_format_time
 
 from ._sklearn_compat import init_callback_context, safe_indexing
 
-__all__ = ["Progress", "SearchState"]
+__all__ = ["Progress", "SearchState", "format_value"]
+
+
+def format_value(value, precision=4):
+    """A hyperparameter's value (or derivative) for a line of text.
+
+    A vector (FeatureWeights' weights) is summed up by its size, its range
+    and its geometric mean, or its norm for a derivative that may be
+    negative.
+    """
+    if np.ndim(value) == 0:
+        return f"{value:.{precision}g}"
+    value = np.asarray(value, dtype=float)
+    if value.size == 0:
+        return "[]"
+    if value.size <= 4:
+        return "[" + ", ".join(f"{v:.{precision}g}" for v in value) + "]"
+    if np.all(value > 0):
+        centre = f"geometric mean {np.exp(np.mean(np.log(value))):.3g}"
+    else:
+        centre = f"norm {np.linalg.norm(value):.3g}"
+    return f"[{value.size} values in {value.min():.3g}..{value.max():.3g}, {centre}]"
 
 
 @dataclass
@@ -362,9 +383,11 @@ class _SubsearchProgress:
         return any([bool(callback(state)) for callback in self.callbacks])
 
     def _line(self, evaluation, names, new, since_fit):
-        values = ", ".join(f"{k}={evaluation.params[k]:.4g}" for k in names)
+        values = ", ".join(f"{k}={format_value(evaluation.params[k])}" for k in names)
         gradient = evaluation.hypergradient
-        derivatives = ", ".join(f"{k}: {gradient[k]:.3g}" for k in gradient)
+        derivatives = ", ".join(
+            f"{k}: {format_value(gradient[k], 3)}" for k in gradient
+        )
         where = f"eval {self.n_evaluations}, iter {evaluation.iteration}"
         if new:
             what = f"cv_loss={evaluation.cv_loss:.6g}"

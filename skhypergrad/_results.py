@@ -72,10 +72,29 @@ def more_results(evaluations, subspaces):
         "cv_loss": [e.cv_loss for e in evaluations],
     }
     for name in sorted({r.name for s in subspaces for r in s.ranges}):
-        columns[f"hypergrad_{name}"] = [
-            e.hypergradient.get(name, np.nan) for e in evaluations
-        ]
+        sizes = {
+            r.size for s in subspaces for r in s.ranges if r.vector and r.name == name
+        }
+        values = [e.hypergradient.get(name, np.nan) for e in evaluations]
+        columns[f"hypergrad_{name}"] = (
+            _vector_column(values, sizes.pop()) if len(sizes) == 1 else values
+        )
     return columns
+
+
+def _vector_column(values, size):
+    """The hypergradients of a vector: an (n_rows, size) array, nan-filled.
+
+    Rows where the loss alone was computed, or the vector was not searched,
+    are nan. Vectors of different sizes (another preprocessing at another
+    point of the grid) stay an object column.
+    """
+    column = np.full((len(values), size), np.nan)
+    for row, value in enumerate(values):
+        if np.ndim(value) == 1 and len(value) == size:
+            column[row] = value
+    # np.asarray of a list of rows keeps the 2-D shape in _format_results.
+    return list(column)
 
 
 def format_results(search, evaluations, subspaces, n_splits):

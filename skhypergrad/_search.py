@@ -19,6 +19,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import indexable
 
 from ._models import DifferentiableModel, FoldData, find_model
+from ._models._weighted import default_weights_penalty
 from ._objective import (
     CrossValObjective,
     GridPoint,
@@ -27,12 +28,14 @@ from ._objective import (
     point_key,
 )
 from ._optimize import StopSearch, minimize_in_box
+from ._optimize_many import minimize_many
 from ._parallel import split_engine
-from ._progress import Progress
+from ._progress import Progress, format_value
 from ._results import Evaluation, format_results, select_best
 from ._sklearn_compat import (
     BaseSearchCV,
     Interval,
+    StrOptions,
     check_method_params,
     fit_context,
     public_scorer,
@@ -171,6 +174,20 @@ class HypergradSearchCV(BaseSearchCV):
         rest of ``n_iter`` to a run from another coarse point, one with no
         better point near it (see the user guide's page on the optimizer).
 
+    weights_penalty : float or "auto", default="auto"
+        Only for the weights of a :class:`~skhypergrad.FeatureWeights` step
+        given a range: the penalty on their spread that the search adds to
+        the CV loss it follows after the diagonal (all weights equal),
+        ``weights_penalty * L0 * mean((log w - mean(log w)) ** 2)`` with
+        ``L0`` the CV loss at the diagonal's best point. With many weights
+        and few samples, the CV loss alone is overfitted; the penalty keeps
+        the weights near their common value unless the loss says otherwise
+        (see the user guide's page on many hyperparameters). ``"auto"`` is
+        0.1 before a Ridge and 3 before a LogisticRegression (whose
+        log-loss can be driven towards zero on nearly separable folds);
+        ``0`` follows the CV loss alone. The scores and ``cv_loss`` reported
+        are never penalized.
+
     random_state : int, RandomState instance or None, default=None
         Draws the coarse points when several hyperparameters are searched,
         and the seed of an MLP whose ``random_state`` is None (kept in the
@@ -287,6 +304,10 @@ class HypergradSearchCV(BaseSearchCV):
         "n_init": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_iter": [Interval(numbers.Integral, 0, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "weights_penalty": [
+            Interval(numbers.Real, 0, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "random_state": ["random_state"],
         "callbacks": [callable, list, None],
     }
@@ -307,6 +328,7 @@ class HypergradSearchCV(BaseSearchCV):
         n_init=5,
         n_iter=20,
         tol=1e-6,
+        weights_penalty="auto",
         random_state=None,
         callbacks=None,
     ):
@@ -325,6 +347,7 @@ class HypergradSearchCV(BaseSearchCV):
         self.n_init = n_init
         self.n_iter = n_iter
         self.tol = tol
+        self.weights_penalty = weights_penalty
         self.random_state = random_state
         self.callbacks = callbacks
 
@@ -411,9 +434,16 @@ class HypergradSearchCV(BaseSearchCV):
             )
             for i, s in enumerate(subspaces)
         ]
-        run = _SearchRunner(n_init=self.n_init, n_iter=self.n_iter, tol=self.tol)
+        run = _SearchRunner(
+            n_init=self.n_init,
+            n_iter=self.n_iter,
+            tol=self.tol,
+            weights_penalty=self.weights_penalty,
+        )
         subsearches, interrupted = self._run_subsearches(run, subsearches)
         progress.end_search()
+        # With their vectors' sizes, known once the data was seen.
+        subspaces = [s.subspace for s in subsearches]
 
         for subsearch in subsearches:
             _warn_about_convergence(subsearch, len(subsearches))
@@ -678,6 +708,10 @@ def _warn_about_bounds(search, results, subspaces):
     subspace = subspaces[results["search_id"][best]]
     params = results["params"][best]
     for r in subspace.ranges:
+        if r.vector:
+            # Many weights end on a bound (a feature the model does best
+            # without): that says nothing about the range.
+            continue
         gradient = results[f"hypergrad_{r.name}"][best]
         value = params[r.name]
         if value == r.low and gradient > 0:
@@ -719,7 +753,7 @@ def _warn_about_convergence(subsearch, n_subsearches):
         return
     points = {point_key(point): point for point, _ in messages}
     shown = "; ".join(
-        ", ".join(f"{k}={v:.4g}" for k, v in point.items())
+        ", ".join(f"{k}={format_value(v)}" for k, v in point.items())
         for point in list(points.values())[:3]
     ) + ("; ..." if len(points) > 3 else "")
     which = f"search {subsearch.search_id + 1} of {n_subsearches}"
@@ -742,15 +776,39 @@ class _SearchRunner:
     n_init: int
     n_iter: int
     tol: float
+    weights_penalty: object = "auto"
+
+    def _weights_penalty(self, subsearch):
+        if self.weights_penalty != "auto":
+            return self.weights_penalty
+        final = split_pipeline(subsearch.objective.estimator)[1]
+        return default_weights_penalty(final)
 
     def __call__(self, subsearch):
         """Search; return True when a callback asked to stop everything."""
         subsearch.progress.begin()
         subsearch.objective.prepare()
+        if subsearch.subspace.has_vectors:
+            subsearch.subspace = subsearch.subspace.sized(
+                subsearch.objective.vector_sizes()
+            )
         fun = _SearchFunction(subsearch)
         try:
             if not subsearch.subspace.ranges:
                 fun.value(np.zeros(0))
+            elif subsearch.subspace.has_vectors:
+                lower, upper = subsearch.subspace.bounds
+                minimize_many(
+                    fun,
+                    lower,
+                    upper,
+                    tied=subsearch.subspace.tied,
+                    n_init=self.n_init,
+                    n_iter=self.n_iter,
+                    tol=self.tol,
+                    random_state=subsearch.seed,
+                    penalty=self._weights_penalty(subsearch),
+                )
             else:
                 lower, upper = subsearch.subspace.bounds
                 minimize_in_box(

@@ -31,6 +31,7 @@ from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import (
     HasMethods,
     Interval,
+    StrOptions,
     validate_parameter_constraints,
     validate_params,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "BaseSearchCV",
     "HasMethods",
     "Interval",
+    "StrOptions",
     "check_method_params",
     "check_sample_weight",
     "compute_class_weight",

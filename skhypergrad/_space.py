@@ -13,10 +13,17 @@ The outer optimizer works in an unconstrained space: a positive scale
 parameter (``alpha``, ``C``) is searched as its logarithm, so that equal
 steps are equal ratios and the value stays positive; a value in (0, 1)
 (``beta_1``) is searched as its logit, so that it never reaches 0 or 1.
+
+The ``weights`` of a :class:`~skhypergrad.FeatureWeights` step just before a
+Ridge or LogisticRegression are a *vector* range: a tuple, a list of two
+numbers or a distribution gives the range of every weight, each searched on
+a log scale. The number of weights (the groups, or the columns the step
+receives) is known once the preprocessing is fitted on the first split: the
+subspace is then :meth:`Subspace.sized`.
 """
 
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.special import expit, logit
@@ -25,13 +32,16 @@ from sklearn.model_selection import ParameterGrid
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
 
+from ._feature_weights import FeatureWeights
 from ._models import find_model, supported_hyperparameters
+from ._models._weighted import supports_feature_weights
 from ._sklearn_compat import validate_estimator_params
 
 __all__ = [
     "ContinuousRange",
     "Subspace",
     "expand_param_grid",
+    "feature_weights_step",
     "from_search_scale",
     "search_scale_derivative",
     "split_pipeline",
@@ -86,6 +96,12 @@ class ContinuousRange:
         The values a list gave, in its order, each once: the coarse pass
         evaluates them exactly, as a grid would. None for a tuple or a
         distribution.
+    vector : bool, default=False
+        Whether the hyperparameter is a vector (FeatureWeights' weights),
+        every component searched in ``[low, high]``.
+    size : int, default=1
+        The number of components: 1 for a scalar; for a vector, 0 until the
+        subspace is :meth:`Subspace.sized`.
     """
 
     name: str
@@ -93,6 +109,8 @@ class ContinuousRange:
     high: float
     scale: str
     values: tuple = None
+    vector: bool = False
+    size: int = 1
 
     def to_unconstrained(self, value):
         return to_search_scale(value, self.scale)
@@ -149,6 +167,29 @@ class Subspace:
         return [r.name for r in self.ranges]
 
     @property
+    def has_vectors(self):
+        """Whether a range is a vector (the optimizer for many dimensions)."""
+        return any(r.vector for r in self.ranges)
+
+    def sized(self, sizes):
+        """This subspace with the vector ranges' sizes, ``{name: size}``."""
+        ranges = tuple(
+            replace(r, size=int(sizes[r.name])) if r.vector else r for r in self.ranges
+        )
+        return replace(self, ranges=ranges)
+
+    @property
+    def tied(self):
+        """The coordinate of the diagonal each dimension follows (one per range)."""
+        return np.repeat(np.arange(len(self.ranges)), [r.size for r in self.ranges])
+
+    @property
+    def slices(self):
+        """The coordinates of each range in the search space, as slices."""
+        ends = np.cumsum([0, *(r.size for r in self.ranges)])
+        return [slice(a, b) for a, b in zip(ends[:-1], ends[1:], strict=True)]
+
+    @property
     def values_z(self):
         """The listed values of each range in the search space (or None)."""
         return [r.values_z for r in self.ranges]
@@ -170,21 +211,29 @@ class Subspace:
     def bounds(self):
         """Lower and upper bounds of the search space, as two arrays."""
         lower, upper = zip(*(r.bounds for r in self.ranges), strict=True)
-        return np.array(lower), np.array(upper)
+        sizes = [r.size for r in self.ranges]
+        return np.repeat(lower, sizes), np.repeat(upper, sizes)
 
     def to_point(self, z):
-        """The continuous hyperparameters at ``z``, in their own units."""
+        """The continuous hyperparameters at ``z``, in their own units.
+
+        A vector range's value is an array.
+        """
+        z = np.asarray(z, dtype=float)
         return {
-            r.name: float(r.from_unconstrained(zi))
-            for r, zi in zip(self.ranges, z, strict=True)
+            r.name: r.from_unconstrained(z[part]).astype(float)
+            if r.vector
+            else float(r.from_unconstrained(z[part][0]))
+            for r, part in zip(self.ranges, self.slices, strict=True)
         }
 
     def gradient_in_z(self, grads, z):
         """Carry a hypergradient in the parameters' units to the search space."""
-        return np.array(
+        z = np.asarray(z, dtype=float)
+        return np.concatenate(
             [
-                grads[r.name] * r.derivative(zi)
-                for r, zi in zip(self.ranges, z, strict=True)
+                np.ravel(np.asarray(grads[r.name], dtype=float) * r.derivative(z[part]))
+                for r, part in zip(self.ranges, self.slices, strict=True)
             ]
         )
 
@@ -207,6 +256,44 @@ def split_pipeline(estimator):
         )
     preprocessing = estimator[:-1] if len(estimator.steps) > 1 else None
     return preprocessing, final, f"{name}__"
+
+
+def feature_weights_step(estimator):
+    """``(name, step)`` of a FeatureWeights just before the last step, or None."""
+    if not isinstance(estimator, Pipeline) or len(estimator.steps) < 2:
+        return None
+    name, step = estimator.steps[-2]
+    return (name, step) if isinstance(step, FeatureWeights) else None
+
+
+def _weights_names(estimator):
+    """The ``<step>__weights`` names of every FeatureWeights step of a pipeline."""
+    if not isinstance(estimator, Pipeline):
+        return set()
+    return {
+        f"{name}__weights"
+        for name, step in estimator.steps
+        if isinstance(step, FeatureWeights)
+    }
+
+
+def _refuse_weights(name, estimator):
+    """A range for the weights of a FeatureWeights step that cannot be searched."""
+    _, final, _ = split_pipeline(estimator)
+    step = name[: -len("__weights")]
+    where = (
+        f"it comes before {type(final).__name__}, whose feature weights "
+        "HypergradSearchCV cannot differentiate (only Ridge and "
+        "LogisticRegression)"
+        if (feature_weights_step(estimator) or ("",))[0] == step
+        else "it is not the step just before the final estimator"
+    )
+    raise ValueError(
+        f"Parameter {name!r} is given a range, but the FeatureWeights step "
+        f"{step!r} can be searched only just before a Ridge or a "
+        f"LogisticRegression, and {where}. Move the step, or pass a list of "
+        "weights to enumerate them as GridSearchCV does."
+    )
 
 
 def _is_range_like(value):
@@ -234,7 +321,16 @@ def _is_distribution(value):
     return hasattr(value, "rvs") and hasattr(value, "support")
 
 
-def _parse_range(name, value, scale):
+def _parse_range(name, value, scale, vector=False):
+    if vector and not (isinstance(value, tuple) or _is_distribution(value)):
+        if len(value) != 2:
+            raise ValueError(
+                f"Parameter {name!r} is a vector of feature weights: give the "
+                "range of every weight as (low, high), a list of two numbers or "
+                f"a distribution, got a list of {len(value)} values, which "
+                "cannot be enumerated in many dimensions."
+            )
+        value = tuple(sorted(_as_float(v) for v in value))
     if _is_distribution(value):
         dist_name = getattr(getattr(value, "dist", None), "name", type(value).__name__)
         if dist_name not in _DISTRIBUTIONS:
@@ -289,6 +385,8 @@ def _parse_range(name, value, scale):
             f"scale; its range must lie strictly inside (0, 1), got "
             f"[{low}, {high}]."
         )
+    if vector:
+        return ContinuousRange(name, low, high, scale, vector=True, size=0)
     return ContinuousRange(name, low, high, scale, listed)
 
 
@@ -415,7 +513,13 @@ def _points_at(estimator, fixed, explicit, numbers):
     )
     declared = {prefix + n for n in model.hyperparameters} if model else set()
     at_fixed = with_params(estimator, fixed)
+    step = feature_weights_step(at_fixed)
+    if step is not None and model is not None and supports_feature_weights(final):
+        # A vector of weights, each a positive scale: searched as its log.
+        usable[f"{step[0]}__weights"] = "log"
     for name, value in explicit.items():
+        if name in _weights_names(at_fixed) and name not in usable:
+            _refuse_weights(name, at_fixed)
         if name in declared and name not in usable:
             _refuse_unused(name, final, fixed, usable)
         if name not in usable:
@@ -450,7 +554,11 @@ def _subspaces_at(estimator, point, continuous, usable, rng):
         # them.
         here = {**{k: [v] for k, v in point.items()}, **continuous}
         return [Subspace(p, ()) for p in ParameterGrid(here)]
-    ranges = tuple(_parse_range(k, v, usable[k]) for k, v in continuous.items())
+    vectors = _weights_names(estimator)
+    ranges = tuple(
+        _parse_range(k, v, usable[k], vector=k in vectors)
+        for k, v in continuous.items()
+    )
     candidate = clone(estimator).set_params(
         **clone(point, safe=False), **{r.name: r.low for r in ranges}
     )

@@ -202,6 +202,8 @@ def test_densifying_a_large_sparse_input_is_said(monkeypatch):
     from skhypergrad import _objective
 
     X, y = load_diabetes(return_X_y=True)
+    # A model that does not declare accept_sparse receives dense arrays.
+    monkeypatch.setattr(RidgeModel, "accept_sparse", False)
     monkeypatch.setattr(_objective, "_DENSE_BYTES_WARNING", 1000)
     with pytest.warns(UserWarning, match=r"densified in each fold, \d+ MB per fold"):
         HypergradSearchCV(Ridge(), {"alpha": (0.1, 10.0)}, n_iter=0).fit(

@@ -152,6 +152,8 @@ def test_dask_prepares_each_split_once_and_steps_where_it_is(client, distributed
     # Keys: skhypergrad-<id>-prepare0-split<k>, skhypergrad-<id>-<step>-split<k>.
     where = {}
     for task in stream.data:
+        if not str(task["key"]).startswith("skhypergrad-"):
+            continue  # older releases of distributed record transfers too
         what, split = str(task["key"]).rsplit("-", 2)[1:]
         what = "prepare" if what.startswith("prepare") else what
         where.setdefault(split, {}).setdefault(what, set()).add(task["worker"])

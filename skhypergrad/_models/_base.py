@@ -60,9 +60,11 @@ class FoldData:
 
     Parameters
     ----------
-    X_train, X_val : ndarray of shape (n_samples, n_features)
+    X_train, X_val : ndarray or sparse matrix of shape (n_samples, n_features)
         Training and validation features, already transformed by the
-        preprocessing steps of a pipeline.
+        preprocessing steps of a pipeline: a CSR matrix when the input is
+        sparse and the model declares
+        :attr:`DifferentiableModel.accept_sparse`, else an ndarray.
     y_train, y_val : ndarray
         Training and validation targets, as given by the user.
     sample_weight : ndarray of shape (n_train,), default=None
@@ -180,15 +182,17 @@ class DifferentiableModel(ABC):
         does (``"neg_mean_squared_error"``), if any: with another
         ``scoring``, the search says that the path follows the loss and the
         ranking the score.
+    accept_sparse : bool
+        Whether :meth:`fold` takes a ``scipy.sparse`` CSR matrix as
+        ``X_train`` and ``X_val``. Sparse input (any format) then reaches
+        the model as CSR, never densified; a model that does not declare it
+        (the default) receives dense arrays, the search warning when the
+        dense copy is large.
     parallel_folds : bool
         Whether the folds are worth solving in worker processes when the
         search has ``n_jobs`` other than 1. ``False`` keeps them in the calling
         process, for a model whose step costs less than sending it to a
         worker (Ridge's closed form takes microseconds).
-    accept_sparse : bool
-        Whether :meth:`fold` takes ``scipy.sparse`` matrices in its
-        :class:`FoldData` as they are. Otherwise sparse input is densified
-        before it reaches the model.
     """
 
     estimator_class = None
@@ -196,8 +200,8 @@ class DifferentiableModel(ABC):
     loss_name = ""
     stochastic = False
     loss_scoring = None
-    parallel_folds = True
     accept_sparse = False
+    parallel_folds = True
 
     def loss_scoring_for(self, estimator):
         """The scoring equivalent to the loss at ``estimator``'s settings."""

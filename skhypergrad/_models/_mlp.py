@@ -271,11 +271,14 @@ class _MLPFold(Fold):
         self.model = model
         self.estimator = estimator
 
-        def dense(X):
-            X = X.toarray() if sparse.issparse(X) else X
+        def as_float(X):
+            # A sparse X stays sparse: the first layer's primitives
+            # (_mlp_layers.affine, layer_gradient) multiply it as data.
+            if sparse.issparse(X):
+                return sparse.csr_matrix(X, dtype=np.float64)
             return np.asarray(X, dtype=np.float64)
 
-        X_train, X_val = dense(data.X_train), dense(data.X_val)
+        X_train, X_val = as_float(data.X_train), as_float(data.X_val)
         sample_weight = (
             None
             if data.sample_weight is None
@@ -316,7 +319,7 @@ class _MLPFold(Fold):
         if estimator.early_stopping:
             stratify = y_train if model.stratify and self.n_outputs == 1 else None
             train_idx, val_idx = train_test_split(
-                np.arange(len(X_train)),
+                np.arange(X_train.shape[0]),
                 random_state=random_state,
                 test_size=estimator.validation_fraction,
                 stratify=stratify,
@@ -455,6 +458,7 @@ class _MLPModel(DifferentiableModel):
     targets_class = None
     stratify = False
     stochastic = True
+    accept_sparse = True
 
     def __init__(self, mode="auto"):
         if mode not in ("auto", "reverse", "forward"):

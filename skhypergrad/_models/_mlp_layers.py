@@ -15,6 +15,13 @@ autograd's ``check_grads`` in the tests. The vector-Jacobian product makers
 kwargs)``; besides autograd, the reverse sweep of :mod:`._mlp_training`
 calls them directly, one minibatch step at a time.
 
+The input of the first layer may be a ``scipy.sparse`` CSR matrix: the
+products :func:`affine` and :func:`layer_gradient` (and their derivatives
+with respect to the weights) take it as data, sparse times dense as
+scikit-learn's ``safe_sparse_dot`` computes them, and it is never
+differentiated (the reverse sweep does not ask for its cotangent, forward
+mode never gives it a tangent).
+
 All parameters of the network live in one flat vector ``params`` (the
 optimizer state: weights first, then the optimizer's moments); a
 :class:`Layer` says where one layer's coefficients and intercept are in it.

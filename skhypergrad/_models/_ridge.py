@@ -1,38 +1,100 @@
-"""Ridge regression: closed-form training, traced by autograd.
+"""Ridge regression: exact or iterative training, differentiated.
 
 For a training fold with sample weights :math:`s_i`, scikit-learn's ``Ridge``
 minimizes :math:`\\sum_i s_i (y_i - x_i w - b)^2 + \\alpha \\|w\\|^2`. With
 ``fit_intercept`` the intercept is removed by centering on the weighted
 means, then the rows are scaled by :math:`\\sqrt{s_i}`, giving a design
-:math:`D` and target :math:`t`. With the eigendecomposition
-:math:`D^T D = V \\operatorname{diag}(e) V^T`,
+:math:`D` and target :math:`t` (:class:`~._design.CenteredDesign`: a sparse
+``X`` is centered implicitly, never densified). The solution is
 
 .. math::
 
-    w(\\alpha) = V \\operatorname{diag}\\left(\\frac{1}{e + \\alpha}\\right)
-    V^T D^T t ,
+    w(\\alpha) = (D^T D + \\alpha I)^{-1} D^T t .
 
-and when there are fewer samples than features the same holds with the
-eigendecomposition :math:`D D^T = U \\operatorname{diag}(e) U^T` and the basis
-:math:`D^T U` in place of :math:`V` (scikit-learn's cholesky solver switches
-between the two forms the same way).
+Three ways to it, chosen per fold by :func:`ridge_method` from the size
+:math:`m = \\min(n, p)` of the smaller of the Gram matrix :math:`D^T D`
+(:math:`p \\times p`) and the kernel matrix :math:`D D^T` (:math:`n \\times
+n`), and the number of stored entries of ``X``:
 
-The decomposition (:class:`~._spectral.Spectrum`), the projected target and
-the projected validation design do not depend on :math:`\\alpha`: they are
+- ``"gram"`` (:math:`p \\le n`): with the eigendecomposition
+  :math:`D^T D = V \\operatorname{diag}(e) V^T`,
+  :math:`w(\\alpha) = V \\operatorname{diag}(1 / (e + \\alpha)) V^T D^T t`;
+- ``"kernel"`` (:math:`n < p`): the same with
+  :math:`D D^T = U \\operatorname{diag}(e) U^T` and the basis :math:`D^T U`
+  (scikit-learn's cholesky solver switches between the two forms the same
+  way);
+- ``"iterative"`` (the decomposition too large or too slow): conjugate
+  gradient, preconditioned by the diagonal, on the normal equations
+  :math:`(D^T D + \\alpha I) w = D^T t` when :math:`p \\le n`, or on the dual
+  system :math:`(D D^T + \\alpha I) c = t`, :math:`w = D^T c`, when
+  :math:`n < p` (vectors of the smaller size), warm-started from the nearest
+  solution found before, to a relative residual of ``CG_RTOL``. The
+  hypergradient is by implicit differentiation with one adjoint solve
+  (:func:`~._implicit.implicit_hypergradient`): :math:`dL/d\\alpha = -u^T
+  \\theta` with :math:`H u = \\nabla_\\theta L`, :math:`\\theta` the solved
+  variables (:math:`w` or :math:`c`) and :math:`H` their system's matrix.
+
+In the spectral ways the decomposition, the projected target and the
+projected validation design do not depend on :math:`\\alpha`: they are
 computed once per fold, and each solve costs a product with an
-``(n_val, rank)`` matrix. Only :func:`_validation_loss` is traced.
+``(n_val, rank)`` matrix; only :func:`_validation_loss` is traced.
 """
 
 import numbers
+import warnings
 
+import autograd.numpy as anp
 import numpy as np
 from autograd import grad
+from scipy import sparse
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Ridge
 
 from ._base import DifferentiableModel, Fold, Solution
+from ._design import (
+    CenteredDesign,
+    centered_product,
+    data_product,
+    transpose_product,
+)
+from ._implicit import conjugate_gradient, implicit_hypergradient
 from ._losses import squared_error, weighted_mean
 from ._spectral import Spectrum, shrunk_predictions
+from ._threads import blas_threads_limited
+
+__all__ = ["RidgeModel", "ridge_method"]
+
+# The largest Gram or kernel matrix decomposed: 4,096 x 4,096 takes 128 MB
+# (twice that with its eigenvectors).
+EIGEN_MAX_SIZE = 4096
+# Conjugate-gradient iterations a search is expected to cost a fold, for the
+# choice of method: about 30 solves (losses and adjoints) of 300 iterations.
+_EXPECTED_ITERATIONS = 10_000
+# The conjugate gradient's relative residual, and its iteration budget.
+CG_RTOL = 1e-12
+CG_MAX_ITER = 10_000
+
+
+def ridge_method(n_samples, n_features, n_stored):
+    """How a fold is solved: "gram", "kernel" or "iterative".
+
+    The eigendecomposition of the smaller of the Gram (``n_features``
+    squared) and kernel (``n_samples`` squared) matrices, of size
+    ``m = min(n_samples, n_features)``, when it takes at most
+    ``EIGEN_MAX_SIZE`` rows and costs (about ``10 m**3`` operations) less
+    than the conjugate gradients of a search (about 10,000 iterations of
+    ``4 n_stored + 10 m`` operations, ``n_stored`` the stored entries of
+    ``X``); else conjugate gradient. A tall or wide dense ``X`` with a small
+    ``m`` is decomposed; a sparse ``X`` with both sizes in the thousands is
+    solved iteratively.
+    """
+    m = min(n_samples, n_features)
+    decomposition = 10.0 * m**3
+    iterations = _EXPECTED_ITERATIONS * (4.0 * n_stored + 10.0 * m)
+    if m > EIGEN_MAX_SIZE or decomposition > iterations:
+        return "iterative"
+    return "gram" if n_features <= n_samples else "kernel"
 
 
 def _validation_loss(
@@ -49,26 +111,33 @@ def _validation_loss(
     return weighted_mean(squared_error(centered, -residual_offset), weights)
 
 
+def _coef_loss(coef, X_val, X_offset, residual_offset, weights):
+    """Validation mean squared error of the coefficients ``coef`` (traced).
+
+    ``coef`` has shape (n_features, n_targets); ``X_val`` may be sparse.
+    """
+    centered = data_product(X_val, coef) - anp.dot(X_offset, coef)
+    return weighted_mean(squared_error(centered, -residual_offset), weights)
+
+
 class _RidgeSolution(Solution):
     def __init__(self, fold, alpha):
         self._fold = fold
         self.alpha = float(alpha)
         self.params = {"alpha": self.alpha}
-        self.loss = float(_validation_loss(self.alpha, *fold.loss_args))
+        self.coef, self.n_iter, self._variables = fold.coefficients(self.alpha)
+        self.loss = fold.loss(self.alpha, self.coef)
 
     def hypergradient(self, names):
         if list(names) not in ([], ["alpha"]):
             raise ValueError(f"Ridge has no continuous hyperparameters {names}.")
         if not names:
             return {}
-        return {
-            "alpha": float(grad(_validation_loss)(self.alpha, *self._fold.loss_args))
-        }
+        return {"alpha": self._fold.hypergradient(self.alpha, self._variables)}
 
     def fitted_estimator(self):
         fold = self._fold
-        shrink = 1.0 / (fold.eigenvalues + self.alpha)
-        coef = (fold.basis @ (shrink[:, None] * fold.projected_target)).T
+        coef = self.coef.T
         intercept = fold.y_offset - coef @ fold.X_offset
         ridge = clone(fold.estimator).set_params(alpha=self.alpha)
         if fold.is_1d:
@@ -76,71 +145,234 @@ class _RidgeSolution(Solution):
         ridge.coef_ = coef
         ridge.intercept_ = intercept if fold.estimator.fit_intercept else 0.0
         ridge.n_features_in_ = fold.n_features
-        ridge.n_iter_ = None
-        ridge.solver_ = "cholesky"
+        ridge.n_iter_ = self.n_iter
+        ridge.solver_ = "sparse_cg" if fold.method == "iterative" else "cholesky"
         return ridge
+
+
+def _check_sparse_solver(estimator):
+    """Refuse sparse input as ``Ridge.fit`` refuses it with this solver."""
+    if estimator.fit_intercept and estimator.solver not in (
+        "auto",
+        "lbfgs",
+        "lsqr",
+        "sag",
+        "sparse_cg",
+    ):
+        raise ValueError(
+            f"solver='{estimator.solver}' does not support fitting the intercept "
+            "on sparse data. Please set the solver to 'auto' or "
+            "'lsqr', 'sparse_cg', 'sag', 'lbfgs' "
+            "or set `fit_intercept=False`"
+        )
+    if estimator.solver == "svd":
+        raise TypeError("SVD solver does not support sparse inputs currently")
 
 
 class _RidgeFold(Fold):
     def __init__(self, estimator, data):
         self.estimator = estimator
-        X_train = np.asarray(data.X_train, dtype=np.float64)
+        if sparse.issparse(data.X_train):
+            _check_sparse_solver(estimator)
+            X_train = sparse.csr_matrix(data.X_train, dtype=np.float64)
+            X_val = sparse.csr_matrix(data.X_val, dtype=np.float64)
+        else:
+            X_train = np.asarray(data.X_train, dtype=np.float64)
+            X_val = np.asarray(data.X_val, dtype=np.float64)
         y_train = np.asarray(data.y_train, dtype=np.float64)
-        X_val = np.asarray(data.X_val, dtype=np.float64)
         y_val = np.asarray(data.y_val, dtype=np.float64)
         self.is_1d = y_train.ndim == 1
         y_train = y_train.reshape(len(y_train), -1)
         y_val = y_val.reshape(len(y_val), -1)
+        n_samples, self.n_features = X_train.shape
         if data.sample_weight is None:
-            weights = np.ones(len(X_train))
+            weights = np.ones(n_samples)
         else:
             weights = np.asarray(data.sample_weight, dtype=np.float64)
 
         if estimator.fit_intercept:
-            self.X_offset = np.average(X_train, axis=0, weights=weights)
+            if sparse.issparse(X_train):
+                self.X_offset = (X_train.T @ weights) / weights.sum()
+            else:
+                self.X_offset = np.average(X_train, axis=0, weights=weights)
             self.y_offset = np.average(y_train, axis=0, weights=weights)
         else:
-            self.X_offset = np.zeros(X_train.shape[1])
+            self.X_offset = np.zeros(self.n_features)
             self.y_offset = np.zeros(y_train.shape[1])
-        root_weights = np.sqrt(weights)[:, None]
-        design = root_weights * (X_train - self.X_offset)
-        target = root_weights * (y_train - self.y_offset)
+        root_weights = np.sqrt(weights)
+        design = CenteredDesign(X_train, self.X_offset, root_weights)
+        target = root_weights[:, None] * (y_train - self.y_offset)
+        residual_offset = self.y_offset - y_val
+        n_stored = X_train.nnz if sparse.issparse(X_train) else X_train.size
+        self.method = ridge_method(n_samples, self.n_features, n_stored)
 
-        n_samples, self.n_features = design.shape
-        if self.n_features <= n_samples:
-            spectrum = Spectrum(design.T @ design)
+        if self.method == "iterative":
+            self._design = design
+            # The dual system when it is the smaller: vectors of n_samples.
+            self._dual = n_samples < self.n_features
+            if self._dual:
+                self._rhs = target
+                self._diagonal = design.squared_row_norms()
+            else:
+                self._rhs = design.rdot(target)
+                self._diagonal = design.squared_column_norms()
+            self._warm_starts = {}
+            self._coef_loss_args = (
+                X_val,
+                self.X_offset,
+                residual_offset,
+                data.val_weights,
+            )
+            return
+
+        if self.method == "gram":
+            spectrum = Spectrum(design.gram())
             vectors = spectrum.eigenvectors[:, spectrum.kept]
-            self.basis = vectors
-            self.projected_target = vectors.T @ (design.T @ target)
+            basis = vectors
+            projected_target = vectors.T @ design.rdot(target)
+            projected_val = centered_product(X_val, self.X_offset, vectors)
         else:
-            spectrum = Spectrum(design @ design.T)
+            spectrum = Spectrum(design.kernel())
             vectors = spectrum.eigenvectors[:, spectrum.kept]
-            self.basis = design.T @ vectors
-            self.projected_target = vectors.T @ target
+            projected_target = vectors.T @ target
+            if design.is_sparse:
+                # D^T U would be dense (n_features, rank): keep U and apply D^T.
+                basis = None
+                self._design = design
+                projected_val = design.cross(X_val) @ vectors
+            else:
+                basis = design.rdot(vectors)
+                projected_val = centered_product(X_val, self.X_offset, basis)
+        self._basis, self._vectors = basis, vectors
         # Only the directions outside the null space of the design: the
         # solution has no component along the others (see Spectrum).
         self.eigenvalues = spectrum.eigenvalues[spectrum.kept]
+        self.projected_target = projected_target
         # Everything the validation loss needs besides alpha.
         self.loss_args = (
             self.eigenvalues,
-            (X_val - self.X_offset) @ self.basis,
-            self.projected_target,
-            self.y_offset - y_val,
+            projected_val,
+            projected_target,
+            residual_offset,
             data.val_weights,
         )
+
+    def coefficients(self, alpha):
+        """The coefficients (n_features, n_targets) at ``alpha``.
+
+        Also the conjugate gradient's iterations and the variables it solved
+        for (the coefficients, or the dual variables), None for the
+        spectral methods.
+        """
+        if self.method != "iterative":
+            shrunk = (1.0 / (self.eigenvalues + alpha))[:, None] * self.projected_target
+            if self._basis is None:
+                return self._design.rdot(self._vectors @ shrunk), None, None
+            return self._basis @ shrunk, None, None
+        start = self._nearest_warm_start(alpha)
+        with blas_threads_limited():
+            variables, n_iter = self._solve(alpha, self._rhs, start)
+        self._warm_starts[alpha] = variables
+        while len(self._warm_starts) > _KEPT_WARM_STARTS:
+            self._warm_starts.pop(next(iter(self._warm_starts)))
+        coef = self._design.rdot(variables) if self._dual else variables
+        return coef, n_iter, variables
+
+    def loss(self, alpha, coef):
+        if self.method != "iterative":
+            return float(_validation_loss(alpha, *self.loss_args))
+        return float(_coef_loss(coef, *self._coef_loss_args))
+
+    def hypergradient(self, alpha, variables):
+        if self.method != "iterative":
+            return float(grad(_validation_loss)(alpha, *self.loss_args))
+        shape = variables.shape
+
+        def validation_loss(theta):
+            theta = anp.reshape(theta, shape)
+            coef = transpose_product(self._design, theta) if self._dual else theta
+            return _coef_loss(coef, *self._coef_loss_args)
+
+        def solve(b):
+            return self._solve(alpha, b.reshape(shape), None)[0].ravel()
+
+        def penalty(theta, hypers):
+            # The part of the training objective that depends on alpha:
+            # 1/2 ||D w - t||^2 + alpha/2 ||w||^2 in the coefficients, or
+            # 1/2 c^T (D D^T + alpha I) c - t^T c in the dual variables.
+            return 0.5 * hypers["alpha"] * anp.dot(theta, theta)
+
+        with blas_threads_limited():
+            grads = implicit_hypergradient(
+                validation_loss, variables.ravel(), solve, penalty, {"alpha": alpha}
+            )
+        return float(grads["alpha"])
+
+    def _nearest_warm_start(self, alpha):
+        if not self._warm_starts:
+            return None
+        nearest = min(self._warm_starts, key=lambda a: abs(np.log(a / alpha)))
+        return self._warm_starts[nearest]
+
+    def _solve(self, alpha, rhs, start):
+        """Solve ``(D^T D + alpha I) x = rhs`` (or ``D D^T``: dual) by columns."""
+        design = self._design
+        inverse_diagonal = 1.0 / (self._diagonal + alpha)
+
+        def matvec(v):
+            if self._dual:
+                return design.kernel_dot(v) + alpha * v
+            return design.gram_dot(v) + alpha * v
+
+        columns, n_iter = [], 0
+        for j in range(rhs.shape[1]):
+            b = rhs[:, j]
+            x0 = np.zeros_like(b) if start is None else start[:, j]
+            residual = b - matvec(x0) if start is not None else b
+            norm_b, norm_r = np.linalg.norm(b), np.linalg.norm(residual)
+            if norm_r <= CG_RTOL * norm_b or norm_r == 0:
+                columns.append(x0)
+                continue
+            step, iterations, converged = conjugate_gradient(
+                matvec,
+                residual,
+                rtol=CG_RTOL * norm_b / norm_r,
+                max_iter=CG_MAX_ITER,
+                precondition=lambda r: inverse_diagonal * r,
+            )
+            n_iter = max(n_iter, iterations)
+            if not converged:
+                warnings.warn(
+                    f"Ridge's conjugate gradient at alpha={alpha:.3g} did not "
+                    f"reach a relative residual of {CG_RTOL:g} in {CG_MAX_ITER} "
+                    "iterations (an ill-conditioned design at a small alpha). "
+                    "Raise the lower bound of alpha's range.",
+                    ConvergenceWarning,
+                    stacklevel=4,
+                )
+            columns.append(x0 + step)
+        return np.stack(columns, axis=1), n_iter
 
     def solve(self, params, *, differentiate=False):
         return _RidgeSolution(self, params.get("alpha", self.estimator.alpha))
 
 
+# Iterative solutions a fold keeps as warm starts for the next solve.
+_KEPT_WARM_STARTS = 2
+
+
 class RidgeModel(DifferentiableModel):
-    """:class:`~sklearn.linear_model.Ridge`, tuned over ``alpha``."""
+    """:class:`~sklearn.linear_model.Ridge`, tuned over ``alpha``.
+
+    Dense or sparse input; see :func:`ridge_method` for how a fold is solved.
+    """
 
     estimator_class = Ridge
     # alpha is a positive scale: searched as log(alpha).
     hyperparameters = {"alpha": "log"}
     loss_name = "mean squared error"
     loss_scoring = "neg_mean_squared_error"
+    accept_sparse = True
     # A step is an eigenbasis shrinkage: cheaper than a round trip to a worker.
     parallel_folds = False
 

@@ -1,0 +1,216 @@
+"""The centered, weighted design of a linear model, applied without forming it.
+
+scikit-learn's ``Ridge`` centers sparse input implicitly: it never subtracts
+the column means from a sparse ``X`` (that would fill it in), but applies
+:math:`X - \\mathbf{1} \\bar x^T` as an operator. :class:`CenteredDesign` does
+the same for the design of a weighted least-squares problem,
+
+.. math::
+
+    D = S^{1/2} (X - \\mathbf{1} \\bar x^T), \\qquad
+    D v = S^{1/2} (X v - \\mathbf{1} \\, \\bar x^T v), \\qquad
+    D^T u = X^T S^{1/2} u - \\bar x \\, (\\mathbf{1}^T S^{1/2} u),
+
+where :math:`S` holds the sample weights and :math:`\\bar x` the weighted
+column means (zero without an intercept). Its Gram matrix :math:`D^T D` and
+kernel matrix :math:`D D^T` are formed from products of ``X`` with itself,
+with a rank-one correction for the centering, so that a sparse ``X`` is never
+densified. A dense ``X`` is centered explicitly, as before.
+
+:func:`data_product` is ``X @ W`` as an autograd primitive: the product of a
+data matrix (sparse or dense, never differentiated) with traced weights;
+:func:`transpose_product` is :math:`D^T U` likewise.
+"""
+
+import numpy as np
+from autograd.extend import defjvp_argnums, defvjp_argnums, primitive
+from scipy import sparse
+
+__all__ = [
+    "CenteredDesign",
+    "centered_product",
+    "data_product",
+    "transpose_product",
+]
+
+
+@primitive
+def data_product(X, W):
+    """``X @ W`` for a data matrix ``X`` (sparse or dense) and traced ``W``."""
+    return X @ W
+
+
+def _data_product_vjp(argnums, ans, args, kwargs):
+    X, _ = args
+    if argnums != (1,):
+        raise NotImplementedError("data_product does not differentiate the data X.")
+    return lambda g: [X.T @ g]
+
+
+def _data_product_jvp(argnums, gs, ans, args, kwargs):
+    X, _ = args
+    if argnums != (1,):
+        raise NotImplementedError("data_product does not differentiate the data X.")
+    return X @ gs[0]
+
+
+defvjp_argnums(data_product, _data_product_vjp)
+defjvp_argnums(data_product, _data_product_jvp)
+
+
+@primitive
+def transpose_product(design, U):
+    """``design.rdot(U)``, :math:`D^T U`, for traced ``U``."""
+    return design.rdot(U)
+
+
+defvjp_argnums(
+    transpose_product, lambda argnums, ans, args, kwargs: lambda g: [args[0].dot(g)]
+)
+
+
+def centered_product(X, offset, M):
+    """``(X - offset) @ M``, without densifying a sparse ``X``."""
+    if sparse.issparse(X):
+        return X @ M - offset @ M
+    return (X - offset) @ M
+
+
+class CenteredDesign:
+    """:math:`D = S^{1/2} (X - \\mathbf{1} \\bar x^T)`, sparse or dense ``X``.
+
+    Parameters
+    ----------
+    X : ndarray or CSR matrix of shape (n_samples, n_features), float64
+    offset : ndarray of shape (n_features,)
+        The column means subtracted (zeros without an intercept).
+    root_weights : ndarray of shape (n_samples,)
+        Square roots of the sample weights.
+    """
+
+    def __init__(self, X, offset, root_weights):
+        self.is_sparse = sparse.issparse(X)
+        self.offset = offset
+        self.root_weights = root_weights
+        if self.is_sparse:
+            # S^(1/2) X keeps X's sparsity pattern.
+            self._scaled = sparse.csr_matrix(X.multiply(root_weights[:, None]))
+            self._dense = None
+            self._kernel_shift = None
+        else:
+            self._scaled = None
+            self._dense = root_weights[:, None] * (X - offset)
+        self.shape = X.shape
+
+    @property
+    def nbytes(self):
+        """Memory held by the design."""
+        if self.is_sparse:
+            s = self._scaled
+            return s.data.nbytes + s.indices.nbytes + s.indptr.nbytes
+        return self._dense.nbytes
+
+    def dot(self, V):
+        """``D @ V`` for ``V`` of shape (n_features,) or (n_features, k)."""
+        if not self.is_sparse:
+            return self._dense @ V
+        shift = self.offset @ V
+        root = self.root_weights if V.ndim == 1 else self.root_weights[:, None]
+        return self._scaled @ V - root * shift
+
+    def rdot(self, U):
+        """``D.T @ U`` for ``U`` of shape (n_samples,) or (n_samples, k)."""
+        if not self.is_sparse:
+            return self._dense.T @ U
+        total = self.root_weights @ U
+        return self._scaled.T @ U - np.multiply.outer(self.offset, total)
+
+    def gram_dot(self, v):
+        """``D.T @ (D @ v)`` for ``v`` of shape (n_features,)."""
+        return self.rdot(self.dot(v))
+
+    def kernel_dot(self, v):
+        """``D @ (D.T @ v)`` for ``v`` of shape (n_samples,).
+
+        For a sparse ``X``, with one product by ``X.T`` and one by ``X`` and
+        no other pass over vectors of ``n_features``:
+        ``S^(1/2) X u - r (xbar^T u) - (S^(1/2) X xbar)(r^T v)
+        + ||xbar||^2 r (r^T v)`` with ``u = X^T S^(1/2) v``.
+        """
+        if not self.is_sparse:
+            return self._dense @ (self._dense.T @ v)
+        if self._kernel_shift is None:
+            self._kernel_shift = self._scaled @ self.offset
+            self._offset_norm2 = self.offset @ self.offset
+        r = self.root_weights
+        u = self._scaled.T @ v
+        total = r @ v
+        return (
+            self._scaled @ u
+            - r * (self.offset @ u)
+            - self._kernel_shift * total
+            + self._offset_norm2 * total * r
+        )
+
+    def gram(self):
+        """``D.T @ D``, dense (n_features, n_features)."""
+        if not self.is_sparse:
+            return self._dense.T @ self._dense
+        gram = (self._scaled.T @ self._scaled).toarray()
+        # X^T S X - (1^T S 1) xbar xbar^T: X^T S 1 = (1^T S 1) xbar.
+        total_weight = self.root_weights @ self.root_weights
+        return gram - total_weight * np.outer(self.offset, self.offset)
+
+    def kernel(self):
+        """``D @ D.T``, dense (n_samples, n_samples)."""
+        if not self.is_sparse:
+            return self._dense @ self._dense.T
+        return self.cross(self._scaled, self.root_weights)
+
+    def cross(self, A, a_root=None):
+        """``(A - 1 xbar^T) @ D.T`` for data rows ``A``, dense.
+
+        With ``a_root``, the rows of ``A`` are already scaled by it (as
+        ``S^(1/2) X`` is) and the centering is scaled likewise.
+        """
+        if not self.is_sparse:
+            return centered_product(A, self.offset, self._dense.T)
+        product = A @ self._scaled.T
+        product = product.toarray() if sparse.issparse(product) else product
+        r = self.root_weights
+        a_shift = A @ self.offset  # (A xbar) for each row of A
+        xbar_sq = self.offset @ self.offset
+        a_r = np.ones(A.shape[0]) if a_root is None else a_root
+        # (A - a_r xbar^T)(X - 1 xbar^T)^T S^(1/2), with A's rows scaled by a_r:
+        # A X^T S^(1/2) - (A xbar)(S^(1/2) 1)^T - a_r (S^(1/2) X xbar)^T
+        # + (xbar^T xbar) a_r (S^(1/2) 1)^T.
+        x_shift = self._scaled @ self.offset
+        return (
+            product
+            - np.outer(a_shift, r)
+            - np.outer(a_r, x_shift)
+            + xbar_sq * np.outer(a_r, r)
+        )
+
+    def squared_row_norms(self):
+        """The diagonal of ``D @ D.T``."""
+        if not self.is_sparse:
+            return np.einsum("ij,ij->i", self._dense, self._dense)
+        squares = np.asarray(self._scaled.multiply(self._scaled).sum(axis=1)).ravel()
+        r = self.root_weights
+        # s_i ||x_i - xbar||^2 = ||r_i x_i||^2 - 2 r_i (r_i x_i) . xbar + s_i ||xbar||^2
+        return (
+            squares
+            - 2 * r * (self._scaled @ self.offset)
+            + r**2 * (self.offset @ self.offset)
+        )
+
+    def squared_column_norms(self):
+        """The diagonal of ``D.T @ D``."""
+        if not self.is_sparse:
+            return np.einsum("ij,ij->j", self._dense, self._dense)
+        squares = np.asarray(self._scaled.multiply(self._scaled).sum(axis=0)).ravel()
+        column_sums = np.asarray(self._scaled.T @ self.root_weights).ravel()
+        total_weight = self.root_weights @ self.root_weights
+        # sum_i s_i (x_ij - xbar_j)^2 = sum s x^2 - 2 xbar sum s x + W xbar^2
+        return squares - 2 * self.offset * column_sums + total_weight * self.offset**2
