@@ -163,7 +163,9 @@ class HypergradSearchCV(BaseSearchCV):
         The gradient phase stops when the projected hypergradient on the
         search scale falls below ``tol`` times its value at the start of the
         gradient phase, or when the next step would move less than ``tol``
-        times half the spacing of the coarse points. With several
+        times half the spacing of the coarse points (with one
+        hyperparameter, also when it would decrease the loss by less than
+        ``tol / 1000`` times the loss). With several
         hyperparameters, the start is the last point where the hypergradient
         before it predicted the decrease of the loss (within a factor of
         ten): a rough loss resets it; and a run that ends on a short step
