@@ -1,67 +1,127 @@
-"""Tuning LogisticRegression's C: HypergradSearchCV against scikit-learn.
+"""Tuning LogisticRegression's C: HypergradSearchCV against LogisticRegressionCV.
 
-For each dataset (standardized once, up front), every method searches C over
-(1e-4, 1e4) on the same StratifiedKFold(5, shuffle=True, random_state=0)
-splits, in this one process, scored by the CV log-loss:
+For each dataset, every method searches C over (1e-4, 1e4) on the same
+StratifiedKFold(5, shuffle=True, random_state=0) splits, in this one process,
+scored by the CV log-loss:
 
-- HypergradSearchCV (gradient steps on the CV log-loss),
-- GridSearchCV on a 30-point log grid,
-- LogisticRegressionCV(Cs=30) on the same grid (warm-started path),
-- RandomizedSearchCV with 30 draws from loguniform(1e-4, 1e4).
+- HypergradSearchCV (a coarse pass, then gradient steps on the CV log-loss),
+- LogisticRegressionCV(Cs=20) on a 20-point log grid (a warm-started lbfgs
+  path at its default tol=1e-4),
+- with ``--methods``, also GridSearchCV on the same 20 points.
 
-The C each one chooses is then evaluated by the same ``cross_validate`` on the
-same splits (newton-cholesky at tol=1e-10, so that solver noise does not blur
-the comparison), for its CV log-loss and accuracy. Times are wall-clock, the
-best of ``--repeat`` runs (3 by default), and ratios are relative to
-HypergradSearchCV. On a small machine, run it single-threaded
-(``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1``): with two threads per process,
-scikit-learn's fits were several times slower from oversubscription.
+The datasets (dense ones standardized once, up front):
 
-``--timings`` also prints the cost of one fold's solve and hypergradient (cold,
-and warm after a nearby C) and of a Hessian-vector product, hand-written
-numpy against autograd's.
+- ``breast_cancer`` (569 x 30), ``digits`` (1,797 x 64, 10 classes),
+  ``classification`` (make_classification 5,000 x 100),
+- ``tall``: make_classification 100,000 x 50, 5 classes,
+- ``text``: a synthetic news-like corpus (20 classes, 20,000 documents,
+  Zipfian vocabulary of about 50,000 terms, see :func:`news_like`), tf-idf
+  of the 5,000 most frequent terms, sparse,
+- ``text_full``: the same corpus on its full vocabulary, sparse.
+
+``--quick`` shrinks ``tall`` to 20,000 rows and the corpora to 5,000
+documents. Methods are interleaved (one run of each, ``--repeat`` times) and
+each is timed as the best of its runs, with the spread (slowest / fastest).
+``--threads 1`` holds BLAS and OpenMP to one thread (threadpoolctl);
+``default`` leaves them. The C each method chooses is then re-scored by one
+exact cross-validation on the same splits: scikit-learn's newton-cholesky at
+tol=1e-10 for dense data, and for the sparse corpora (whose 100,000 to
+1,000,000 parameters newton-cholesky cannot factorize) skhypergrad's own
+exact solves (``cross_val_hypergrad``, whose coefficients the tests check
+against scikit-learn's). ``--memory`` also runs each method once in a fresh
+process and reports its peak resident memory (``ru_maxrss``) and that of
+the data alone.
 
 Usage::
 
-    python benchmarks/bench_logistic.py [--datasets digits ...]
-        [--repeat 3] [--output results.json] [--timings]
+    python benchmarks/bench_logistic.py [--datasets digits ...] [--quick]
+        [--threads 1|default] [--repeat 3] [--memory] [--output results.json]
 """
 
 import argparse
 import inspect
 import json
+import resource
+import subprocess
+import sys
 import time
 import warnings
 
 import numpy as np
-from autograd import make_hvp
-from scipy.stats import loguniform
+import scipy.sparse as sp
 from sklearn.datasets import load_breast_cancer, load_digits, make_classification
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-from sklearn.model_selection import (
-    GridSearchCV,
-    RandomizedSearchCV,
-    StratifiedKFold,
-    cross_validate,
-)
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
-from skhypergrad import FoldData, HypergradSearchCV
-from skhypergrad._models._logistic import LogisticRegressionModel, _train_objective
-from skhypergrad._models._threads import blas_threads_limited
+from skhypergrad import HypergradSearchCV, cross_val_hypergrad
 
-LOW, HIGH, N_POINTS = 1e-4, 1e4, 30
+LOW, HIGH, N_POINTS = 1e-4, 1e4, 20
 MAX_ITER = 1000
+DATASETS = ["breast_cancer", "digits", "classification", "tall", "text", "text_full"]
 
 
-def load(name):
+def news_like(n_documents, max_features=None, n_terms=50_000, n_classes=20, seed=0):
+    """Tf-idf of a synthetic news-like corpus, as a CSR matrix, and labels.
+
+    Term ``r`` (from 1) of the vocabulary has the Zipfian frequency
+    ``1 / (r + 2.7)**1.07``. Each class draws 2% of the vocabulary as its
+    topic, whose terms get a weight of the square root of their frequency;
+    a document of the class draws its tokens (a log-normal number, median
+    120) 88% from the common distribution and 12% from its topic. With
+    ``max_features``, only the most frequent terms are kept (as
+    ``TfidfVectorizer(max_features=...)``).
+    """
+    rng = np.random.default_rng(seed)
+    common = 1.0 / (np.arange(1, n_terms + 1) + 2.7) ** 1.07
+    common /= common.sum()
+    labels = rng.integers(n_classes, size=n_documents)
+    lengths = np.maximum(rng.lognormal(np.log(120), 0.6, n_documents), 5).astype(int)
+    rows, columns = [], []
+    for label in range(n_classes):
+        topic = np.zeros(n_terms)
+        terms = rng.choice(n_terms, size=n_terms // 50, replace=False)
+        topic[terms] = np.sqrt(common[terms])
+        cumulative = np.cumsum(0.88 * common + 0.12 * topic / topic.sum())
+        documents = np.flatnonzero(labels == label)
+        document_of_token = np.repeat(documents, lengths[documents])
+        draws = rng.random(len(document_of_token)) * cumulative[-1]
+        rows.append(document_of_token)
+        columns.append(np.minimum(np.searchsorted(cumulative, draws), n_terms - 1))
+    rows, columns = np.concatenate(rows), np.concatenate(columns)
+    counts = sp.csr_matrix(
+        (np.ones(len(rows)), (rows, columns)), shape=(n_documents, n_terms)
+    )
+    counts.sum_duplicates()
+    counts = counts[:, np.flatnonzero(counts.getnnz(axis=0))]
+    if max_features is not None:
+        frequency = np.asarray(counts.sum(axis=0)).ravel()
+        counts = counts[
+            :, np.sort(np.argsort(-frequency, kind="stable")[:max_features])
+        ]
+    return TfidfTransformer().fit_transform(counts).tocsr(), labels
+
+
+def load(name, quick=False):
     if name == "breast_cancer":
         X, y = load_breast_cancer(return_X_y=True)
     elif name == "digits":
         X, y = load_digits(return_X_y=True)
     elif name == "classification":
         X, y = make_classification(5000, 100, random_state=0)
+    elif name == "tall":
+        X, y = make_classification(
+            20_000 if quick else 100_000,
+            50,
+            n_informative=10,
+            n_classes=5,
+            random_state=0,
+        )
+    elif name in ("text", "text_full"):
+        return news_like(5_000 if quick else 20_000, 5_000 if name == "text" else None)
     else:
         raise ValueError(f"unknown dataset {name!r}")
     return StandardScaler().fit_transform(X), y
@@ -79,18 +139,7 @@ def run_hypergrad(X, y, splits):
         scoring="neg_log_loss",
         cv=splits,
     ).fit(X, y)
-    n_evaluations = len(search.cv_results_["params"])
-    return search.best_params_["C"], {"evaluations": n_evaluations}
-
-
-def run_grid(X, y, splits):
-    search = GridSearchCV(
-        LogisticRegression(max_iter=MAX_ITER),
-        {"C": np.geomspace(LOW, HIGH, N_POINTS)},
-        scoring="neg_log_loss",
-        cv=splits,
-    ).fit(X, y)
-    return search.best_params_["C"], {"evaluations": N_POINTS}
+    return search.best_params_["C"], len(search.cv_results_["params"])
 
 
 def run_logistic_cv(X, y, splits):
@@ -107,31 +156,33 @@ def run_logistic_cv(X, y, splits):
         max_iter=MAX_ITER,
         **options,
     ).fit(X, y)
-    return float(np.ravel(model.C_)[0]), {"evaluations": N_POINTS}
+    return float(np.ravel(model.C_)[0]), N_POINTS
 
 
-def run_random(X, y, splits):
-    search = RandomizedSearchCV(
+def run_grid(X, y, splits):
+    search = GridSearchCV(
         LogisticRegression(max_iter=MAX_ITER),
-        {"C": loguniform(LOW, HIGH)},
-        n_iter=N_POINTS,
+        {"C": np.geomspace(LOW, HIGH, N_POINTS)},
         scoring="neg_log_loss",
         cv=splits,
-        random_state=0,
     ).fit(X, y)
-    return search.best_params_["C"], {"evaluations": N_POINTS}
+    return search.best_params_["C"], N_POINTS
 
 
 METHODS = {
     "HypergradSearchCV": run_hypergrad,
-    "GridSearchCV (30)": run_grid,
-    "LogisticRegressionCV (30)": run_logistic_cv,
-    "RandomizedSearchCV (30)": run_random,
+    "LogisticRegressionCV (20)": run_logistic_cv,
+    "GridSearchCV (20)": run_grid,
 }
 
 
-def evaluate(C, X, y, splits):
-    """CV log-loss and accuracy of C, the same way for every method."""
+def exact_cv(C, X, y, splits):
+    """CV log-loss (and accuracy, for dense data) of C at the exact optimum."""
+    if sp.issparse(X):
+        loss, _ = cross_val_hypergrad(
+            LogisticRegression(C=C, max_iter=MAX_ITER), X, y, params={}, cv=splits
+        )
+        return float(loss), np.nan
     scores = cross_validate(
         LogisticRegression(C=C, solver="newton-cholesky", tol=1e-10, max_iter=100),
         X,
@@ -142,92 +193,90 @@ def evaluate(C, X, y, splits):
     return -scores["test_neg_log_loss"].mean(), scores["test_accuracy"].mean()
 
 
-def benchmark(name, repeat):
-    X, y = load(name)
+def benchmark(name, methods, repeat, quick):
+    X, y = load(name, quick)
     splits = splits_of(X, y)
-    rows = []
-    for method, run in METHODS.items():
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            # The best of `repeat` runs, so that a busy moment of the machine
-            # does not decide a ratio.
-            seconds = np.inf
-            for _ in range(repeat):
+    seconds = {method: [] for method in methods}
+    chosen = {}
+    warned = dict.fromkeys(methods, 0)
+    for _ in range(repeat):
+        # Interleaved: a busy moment of the shared machine hits every method.
+        for method in methods:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ConvergenceWarning)
                 start = time.perf_counter()
-                C, extra = run(X, y, splits)
-                seconds = min(seconds, time.perf_counter() - start)
-        log_loss, accuracy = evaluate(C, X, y, splits)
+                chosen[method] = METHODS[method](X, y, splits)
+                seconds[method].append(time.perf_counter() - start)
+            warned[method] = sum(
+                issubclass(w.category, ConvergenceWarning) for w in caught
+            )
+    rows = []
+    for method in methods:
+        C, n_points = chosen[method]
+        log_loss, accuracy = exact_cv(C, X, y, splits)
         rows.append(
             {
                 "dataset": name,
                 "shape": list(X.shape),
+                "sparse": sp.issparse(X),
                 "n_classes": len(np.unique(y)),
                 "method": method,
-                "seconds": seconds,
+                "seconds": min(seconds[method]),
+                "spread": max(seconds[method]) / min(seconds[method]),
+                "runs": seconds[method],
                 "C": float(C),
+                "points": n_points,
                 "cv_log_loss": float(log_loss),
                 "cv_accuracy": float(accuracy),
-                "convergence_warnings": sum(
-                    issubclass(w.category, ConvergenceWarning) for w in caught
-                )
-                // repeat,
-                **extra,
+                "convergence_warnings": warned[method],
             }
         )
-    reference = rows[0]["seconds"]
+    reference = rows[[r["method"] for r in rows].index("LogisticRegressionCV (20)")]
     for row in rows:
-        row["time_ratio"] = row["seconds"] / reference
+        row["time_ratio"] = row["seconds"] / reference["seconds"]
+        row["log_loss_difference"] = row["cv_log_loss"] - reference["cv_log_loss"]
     return rows
 
 
-def fold_timings(name, n_warm=5):
-    """Per-fold cost of a solve and hypergradient, and of one Hessian-vector product."""
-    X, y = load(name)
-    model, estimator = LogisticRegressionModel(), LogisticRegression(max_iter=MAX_ITER)
-    cold, warm, numpy_hvp, autograd_hvp = [], [], [], []
-    for train, test in splits_of(X, y):
-        fold = model.fold(estimator, FoldData(X[train], y[train], X[test], y[test]))
-        start = time.perf_counter()
-        solution = fold.solve({"C": 1.0}, differentiate=True)
-        solution.hypergradient(["C"])
-        cold.append(time.perf_counter() - start)
-        for C in np.exp(0.2 * np.arange(1, n_warm + 1)):
-            start = time.perf_counter()
-            fold.solve({"C": float(C)}, differentiate=True).hypergradient(["C"])
-            warm.append(time.perf_counter() - start)
+def child(name, method, quick, threads):
+    """Run one method once in this fresh process; print its peak memory."""
+    with threadpool_limits(limits=threads):
+        X, y = load(name, quick)
+        splits = splits_of(X, y)
+        data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            METHODS[method](X, y, splits)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"data_mb": data, "peak_mb": peak}))
 
-        objective, theta = fold.objective, solution.theta
-        _, _, proba = objective.value_grad(theta, 1.0)
-        product = objective.hessp(1.0, proba)
-        traced, _ = make_hvp(_train_objective)(theta, 1.0, *fold.train_args)
-        direction = np.ones_like(theta)
-        for times, function in ((numpy_hvp, product), (autograd_hvp, traced)):
-            with blas_threads_limited():  # as in the solves
-                start = time.perf_counter()
-                for _ in range(20):
-                    function(direction)
-                times.append((time.perf_counter() - start) / 20)
-    return {
-        "dataset": name,
-        "n_params": int(fold.objective.n_params),
-        "cold_ms": 1e3 * float(np.mean(cold)),
-        "warm_ms": 1e3 * float(np.mean(warm)),
-        "numpy_hvp_us": 1e6 * float(np.mean(numpy_hvp)),
-        "autograd_hvp_us": 1e6 * float(np.mean(autograd_hvp)),
-    }
+
+def peak_memory(name, method, quick, threads):
+    command = [sys.executable, __file__, "--child", name, method]
+    command += ["--threads", str(threads or "default")] + (["--quick"] if quick else [])
+    out = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def markdown(rows):
+    memory = any("peak_mb" in row for row in rows)
     lines = [
-        "| dataset | method | time (s) | ratio | C | CV log-loss | CV accuracy |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| dataset | method | time (s) | spread | ratio | points | C | CV log-loss "
+        "| CV accuracy |" + (" peak MB | ratio |" if memory else ""),
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+        + ("---:|---:|" if memory else ""),
     ]
     for row in rows:
-        lines.append(
-            f"| {row['dataset']} {tuple(row['shape'])} | {row['method']} | "
-            f"{row['seconds']:.2f} | {row['time_ratio']:.2f} | {row['C']:.4g} | "
+        shape = "x".join(str(n) for n in row["shape"])
+        line = (
+            f"| {row['dataset']} {shape}{' sparse' if row['sparse'] else ''} | "
+            f"{row['method']} | {row['seconds']:.2f} | {row['spread']:.2f} | "
+            f"{row['time_ratio']:.2f} | {row['points']} | {row['C']:.4g} | "
             f"{row['cv_log_loss']:.5f} | {row['cv_accuracy']:.4f} |"
         )
+        if memory:
+            line += f" {row['peak_mb']:.0f} | {row['memory_ratio']:.2f} |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -236,39 +285,51 @@ def main():
     parser.add_argument(
         "--datasets",
         nargs="+",
-        default=["breast_cancer", "digits", "classification"],
-        choices=["breast_cancer", "digits", "classification"],
+        default=["breast_cancer", "digits", "classification", "tall", "text"],
+        choices=DATASETS,
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["HypergradSearchCV", "LogisticRegressionCV (20)"],
+        choices=list(METHODS),
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller tall and text")
+    parser.add_argument("--threads", default="1", help="1 (default) or 'default'")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each method")
+    parser.add_argument(
+        "--memory", action="store_true", help="peak memory, a process per method"
     )
     parser.add_argument("--output", help="write the results as JSON to this path")
-    parser.add_argument(
-        "--timings", action="store_true", help="also time one fold's calls"
-    )
-    parser.add_argument(
-        "--repeat", type=int, default=3, help="time each search as the best of N runs"
-    )
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    threads = None if args.threads == "default" else int(args.threads)
+    if args.child:
+        child(*args.child, args.quick, threads)
+        return
+    if "LogisticRegressionCV (20)" not in args.methods:
+        args.methods.append("LogisticRegressionCV (20)")
 
-    rows = [row for name in args.datasets for row in benchmark(name, args.repeat)]
+    rows = []
+    for name in args.datasets:
+        with threadpool_limits(limits=threads):
+            dataset_rows = benchmark(name, args.methods, args.repeat, args.quick)
+        if args.memory:
+            for row in dataset_rows:
+                row.update(peak_memory(name, row["method"], args.quick, threads))
+            reference = dataset_rows[
+                [r["method"] for r in dataset_rows].index("LogisticRegressionCV (20)")
+            ]
+            for row in dataset_rows:
+                row["memory_ratio"] = row["peak_mb"] / reference["peak_mb"]
+        rows += dataset_rows
+        print(markdown(dataset_rows), flush=True)
+    print()
+    print(f"threads: {args.threads}")
     print(markdown(rows))
-    results = {"search": rows}
-    if args.timings:
-        timings = [fold_timings(name) for name in args.datasets]
-        print()
-        print(
-            "| dataset | params | cold call (ms) | warm call (ms) | HVP numpy (us) "
-            "| HVP autograd (us) |"
-        )
-        print("|---|---:|---:|---:|---:|---:|")
-        for t in timings:
-            print(
-                f"| {t['dataset']} | {t['n_params']} | {t['cold_ms']:.1f} | "
-                f"{t['warm_ms']:.1f} | {t['numpy_hvp_us']:.0f} | "
-                f"{t['autograd_hvp_us']:.0f} |"
-            )
-        results["fold_timings"] = timings
     if args.output:
         with open(args.output, "w") as file:
-            json.dump(results, file, indent=2)
+            json.dump(rows, file, indent=2)
 
 
 if __name__ == "__main__":

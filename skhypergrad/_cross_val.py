@@ -53,7 +53,7 @@ def cross_val_hypergrad(
         Values of differentiable hyperparameters (``"alpha"``, or
         ``"ridge__alpha"`` in a pipeline). The others keep the estimator's
         values. The weights of a :class:`~skhypergrad.FeatureWeights` step
-        just before a Ridge or LogisticRegression
+        just before a Ridge, LogisticRegression, MLPRegressor or MLPClassifier
         (``"featureweights__weights"``) are an array, one per group or
         column.
 

@@ -52,6 +52,14 @@ class StopSearch(Exception):
 _ROUGHNESS = 100.0
 
 
+# One dimension: a step predicted to decrease the loss by less than this
+# times ``tol`` times the loss is not taken (1e-9 relative by default: the
+# last steps of the bracket used to gain 1e-10 to 2e-9 of a logistic
+# log-loss, a 30-point grid's best point is often within 1e-7 of the
+# minimum).
+_NEGLIGIBLE_GAIN = 1e-3
+
+
 class _BudgetSpent(Exception):
     """The gradient phase has used its ``n_iter`` evaluations."""
 
@@ -130,7 +138,9 @@ def minimize_in_box(
     tol : float
         The gradient phase stops when the gradient falls below ``tol`` times
         its value at the start, or when the next step would move less than
-        ``tol`` times half a cell of the coarse pass. With several
+        ``tol`` times half a cell of the coarse pass (with one dimension,
+        also when it would decrease the loss by less than ``tol / 1000``
+        times the loss). With several
         dimensions, the start is the last point where the gradient was a
         guide to the loss (see :func:`_refine_trust_region`), and a run that
         stops on a short step restarts from another coarse point (see
@@ -263,20 +273,24 @@ def _refine_in_bracket(fun, points, values, best, lower, upper, *, n_iter, gtol,
 
     The minimum near the best coarse point ``x`` lies between its neighbours
     (or the ends of the box), a bracket that keeps the search off the
-    plateaus beyond. Each step evaluates a point between ``x`` and the end of
-    the bracket downhill from it, predicted by a model of the loss: the
-    cubic through ``x`` and that end when both have derivatives, else the
-    secant of the derivative through the previous iterate, else the
-    parabola through ``x``'s value and slope and that end's value, else the
-    midpoint. A better point becomes ``x`` and the old one an end of the
-    bracket; a worse (or failed) one becomes the end on its side. So the
-    bracket always holds the best point, with higher values at both ends,
-    and shrinks at every step.
+    plateaus beyond. After ``x``'s derivative, that of the end of the bracket
+    downhill from it is computed too (a coarse point: its loss is known, and
+    a model that keeps its solutions adds the derivative at little cost), so
+    that the first step already interpolates a cubic. Each step evaluates a
+    point between ``x`` and the end downhill from it, predicted by a model of
+    the loss: the cubic through ``x`` and that end when both have
+    derivatives, else the secant of the derivative through the previous
+    iterate, else the parabola through ``x``'s value and slope and that
+    end's value, else the midpoint. A better point becomes ``x`` and the old
+    one an end of the bracket; a worse (or failed) one becomes the end on its
+    side. So the bracket always holds the best point, with higher values at
+    both ends, and shrinks at every step.
 
     Stops when the derivative at ``x`` falls below ``gtol`` times its value
-    at the start, when the next step would be shorter than ``xtol``, when
-    ``x`` is at an end of the box and the loss decreases outwards, or after
-    ``n_iter`` evaluations.
+    at the start, when the next step would be shorter than ``xtol``, or
+    would decrease the loss (by the quadratic model along it) by less than
+    ``_NEGLIGIBLE_GAIN * gtol`` times the loss, when ``x`` is at an end of the
+    box and the loss decreases outwards, or after ``n_iter`` evaluations.
     """
     n_points = len(points)
     # The ends of the bracket, each (z, value, derivative or None); a value
@@ -306,17 +320,28 @@ def _refine_in_bracket(fun, points, values, best, lower, upper, *, n_iter, gtol,
         return
     g_start = abs(gx)
     previous = None  # the last iterate before x, (z, value, derivative)
-    for _ in range(n_iter - 1):
+    left = n_iter - 1
+    while left > 0:
         if abs(gx) <= gtol * g_start:
             return
         side = 1 if gx < 0 else -1  # downhill
         end = ends[side]
         if abs(end[0] - x) <= xtol:
             return
+        if end[2] is None and end[1] is not None and np.isfinite(end[1]):
+            # A coarse point without its derivative: add it.
+            fe, ge = evaluate(end[0])
+            left -= 1
+            if ge is not None:
+                ends[side] = (end[0], fe, ge)
+            continue
         t = _trial_point(x, fx, gx, end, previous)
-        if abs(t - x) < xtol:
+        if abs(t - x) < xtol or -0.5 * gx * (t - x) <= _NEGLIGIBLE_GAIN * gtol * abs(
+            fx
+        ):
             return
         ft, gt = evaluate(t)
+        left -= 1
         if ft < fx:
             # Better: t is the new best, x an end of the bracket.
             ends[-side] = (x, fx, gx)
@@ -330,11 +355,19 @@ def _trial_point(x, fx, gx, end, previous):
     """The next point to evaluate, between ``x`` and ``end`` (downhill).
 
     The minimizer of a model of the loss, kept inside the bracket: at most
-    90% of the way to ``end`` for the cubic, which interpolates, and half of
-    it for the other models.
+    90% of the way to ``end`` for the secant through the previous iterate
+    and for the cubic, which interpolate, and half of it for the other
+    models. The cubic through the previous iterate and ``x`` comes first:
+    the cubic through a far end of the bracket can approach the minimum from
+    one side by ever shorter steps (Ridge on diabetes: 17 steps instead of
+    6).
     """
     e, fe, ge = end
     d = e - x
+    if previous is not None:
+        t = _cubic_through(*previous, x, fx, gx)
+        if t is not None and 0 < (t - x) / d < 0.9:
+            return t
     if ge is not None and np.isfinite(fe):
         fraction = _cubic_minimizer(fx, gx * d, fe, ge * d)
         if fraction is not None:
@@ -361,6 +394,24 @@ def _trial_point(x, fx, gx, end, previous):
     if fraction is None or not fraction > 0:
         fraction = 0.5
     return x + min(fraction, 0.5) * d
+
+
+def _cubic_through(x0, f0, g0, x1, f1, g1):
+    """Local minimizer of the cubic with these values and slopes at x0, x1.
+
+    Anywhere on the line (the previous iterate and ``x``, extrapolated
+    beyond ``x``). Returns None when the cubic has no local minimum.
+    """
+    # Nocedal & Wright, Numerical Optimization, eq. (3.59).
+    d1 = g0 + g1 - 3 * (f0 - f1) / (x0 - x1)
+    discriminant = d1**2 - g0 * g1
+    if discriminant < 0:
+        return None
+    d2 = np.sign(x1 - x0) * np.sqrt(discriminant)
+    denominator = g1 - g0 + 2 * d2
+    if denominator == 0:
+        return None
+    return x1 - (x1 - x0) * (g1 + d2 - d1) / denominator
 
 
 def _cubic_minimizer(f0, g0, f1, g1):

@@ -166,7 +166,9 @@ class HypergradSearchCV(BaseSearchCV):
         The gradient phase stops when the projected hypergradient on the
         search scale falls below ``tol`` times its value at the start of the
         gradient phase, or when the next step would move less than ``tol``
-        times half the spacing of the coarse points. With several
+        times half the spacing of the coarse points (with one
+        hyperparameter, also when it would decrease the loss by less than
+        ``tol / 1000`` times the loss). With several
         hyperparameters, the start is the last point where the hypergradient
         before it predicted the decrease of the loss (within a factor of
         ten): a rough loss resets it; and a run that ends on a short step
@@ -184,8 +186,9 @@ class HypergradSearchCV(BaseSearchCV):
         and few samples, the CV loss alone is overfitted; the penalty keeps
         the weights near their common value unless the loss says otherwise
         (see the user guide's page on many hyperparameters). ``"auto"`` is
-        0.1 before a Ridge and 3 before a LogisticRegression (whose
-        log-loss can be driven towards zero on nearly separable folds);
+        0.1 before a Ridge or an MLPRegressor and 3 before a
+        LogisticRegression or an MLPClassifier (whose log-loss can be
+        driven towards zero on nearly separable folds);
         ``0`` follows the CV loss alone. The scores and ``cv_loss`` reported
         are never penalized.
 

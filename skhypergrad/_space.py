@@ -15,7 +15,7 @@ steps are equal ratios and the value stays positive; a value in (0, 1)
 (``beta_1``) is searched as its logit, so that it never reaches 0 or 1.
 
 The ``weights`` of a :class:`~skhypergrad.FeatureWeights` step just before a
-Ridge or LogisticRegression are a *vector* range: a tuple, a list of two
+Ridge, a LogisticRegression or an MLP are a *vector* range: a tuple, a list of two
 numbers or a distribution gives the range of every weight, each searched on
 a log scale. The number of weights (the groups, or the columns the step
 receives) is known once the preprocessing is fitted on the first split: the
@@ -283,15 +283,15 @@ def _refuse_weights(name, estimator):
     step = name[: -len("__weights")]
     where = (
         f"it comes before {type(final).__name__}, whose feature weights "
-        "HypergradSearchCV cannot differentiate (only Ridge and "
-        "LogisticRegression)"
+        "HypergradSearchCV cannot differentiate (only Ridge, "
+        "LogisticRegression, MLPRegressor and MLPClassifier)"
         if (feature_weights_step(estimator) or ("",))[0] == step
         else "it is not the step just before the final estimator"
     )
     raise ValueError(
         f"Parameter {name!r} is given a range, but the FeatureWeights step "
-        f"{step!r} can be searched only just before a Ridge or a "
-        f"LogisticRegression, and {where}. Move the step, or pass a list of "
+        f"{step!r} can be searched only just before a Ridge, a "
+        f"LogisticRegression or an MLP, and {where}. Move the step, or pass a list of "
         "weights to enumerate them as GridSearchCV does."
     )
 

@@ -5,10 +5,11 @@ import pickle
 import numpy as np
 import pytest
 from scipy import sparse
+from sklearn.base import clone
 from sklearn.datasets import load_diabetes, make_classification, make_regression
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.linear_model import Lasso, LogisticRegression, Ridge
 from sklearn.model_selection import GridSearchCV, KFold
-from sklearn.neural_network import MLPRegressor
+from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -140,6 +141,132 @@ def test_weighted_fold_matches_sklearn_on_scaled_columns(model):
     )
 
 
+def _mlp(kind, solver, **params):
+    settings = dict(
+        hidden_layer_sizes=(3,),
+        solver=solver,
+        max_iter=4,
+        batch_size=16,
+        learning_rate_init=0.05,
+        random_state=0,
+        **params,
+    )
+    if kind == "regressor":
+        return MLPRegressor(**settings)
+    return MLPClassifier(**settings)
+
+
+def _mlp_data(kind, n_samples=60):
+    if kind == "regressor":
+        X, y = make_regression(n_samples, 6, noise=5.0, random_state=0)
+        return X, y / 50
+    return make_classification(
+        n_samples, 6, n_informative=4, n_classes=3, random_state=0
+    )
+
+
+MLP_CASES = [
+    ("regressor", "adam", np.array([0, 1, 1, 2, 2, 0]), 3),
+    ("regressor", "sgd", None, 6),
+    ("classifier", "adam", None, 6),
+    ("classifier", "sgd", np.array([0, 1, 1, 2, 2, 0]), 3),
+]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("kind, solver, groups, n_weights", MLP_CASES)
+def test_mlp_weights_hypergradient_matches_central_differences(
+    kind, solver, groups, n_weights
+):
+    X, y = _mlp_data(kind)
+    fold = _fold(_mlp(kind, solver, alpha=0.01), X, y, groups, n_weights)
+    weights = np.random.RandomState(1).uniform(0.5, 2.0, n_weights)
+    params = {"alpha": 0.01, WEIGHTS: weights}
+    grads = fold.solve(params, differentiate=True).hypergradient(["alpha", WEIGHTS])
+    assert grads[WEIGHTS].shape == (n_weights,)
+    # The training is a smooth function of the weights for a fixed number
+    # of epochs: central differences agree to their truncation error.
+    for index in range(n_weights):
+        expected = _central(fold, params, WEIGHTS, index, 1e-5)
+        assert grads[WEIGHTS][index] == pytest.approx(expected, rel=1e-5, abs=1e-8)
+    assert grads["alpha"] == pytest.approx(
+        _central(fold, params, "alpha", None, 1e-5), rel=1e-5, abs=1e-8
+    )
+    # The weights alone (alpha at the estimator's 0.01): the same derivative,
+    # the checkpoints kept at the solve this time.
+    alone = fold.solve({WEIGHTS: weights}).hypergradient([WEIGHTS])
+    np.testing.assert_allclose(alone[WEIGHTS], grads[WEIGHTS], rtol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("kind, solver", [("regressor", "adam"), ("classifier", "sgd")])
+@pytest.mark.parametrize("as_sparse", [False, True])
+def test_mlp_behind_weights_trains_as_the_pipeline(kind, solver, as_sparse):
+    X, y = _mlp_data(kind)
+    X[np.abs(X) < 0.5] = 0.0
+    data = sparse.csr_matrix(X) if as_sparse else X
+    groups = np.array([0, 1, 1, 2, 2, 0])
+    weights = np.array([0.2, 3.0, 1.0])
+    estimator = _mlp(kind, solver, early_stopping=True, validation_fraction=0.25)
+    fold = weighted_fold(
+        estimator,
+        FoldData(data[:40], y[:40], data[40:], y[40:]),
+        np.ones(3),
+        groups,
+    )
+    ours = fold.solve({"alpha": 0.01, WEIGHTS: weights}).fitted_estimator()
+    reference = make_pipeline(
+        FeatureWeights(weights, groups=groups), clone(estimator).set_params(alpha=0.01)
+    ).fit(data[:40], y[:40])
+    scaled = FeatureWeights(weights, groups=groups).fit_transform(data[40:])
+    for ours_part, reference_part in [
+        (ours.coefs_, reference[-1].coefs_),
+        (ours.intercepts_, reference[-1].intercepts_),
+    ]:
+        for a, b in zip(ours_part, reference_part, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    assert ours.n_iter_ == reference[-1].n_iter_
+    np.testing.assert_allclose(
+        ours.predict(scaled), reference.predict(data[40:]), rtol=1e-12
+    )
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_mlp_weights_sparse_as_dense():
+    X, y = _mlp_data("regressor")
+    X[np.abs(X) < 0.5] = 0.0
+    weights = np.array([0.5, 2.0, 1.0, 1.5, 0.7, 1.2])
+    results = []
+    for data in (X, sparse.csr_matrix(X)):
+        fold = weighted_fold(
+            _mlp("regressor", "adam"),
+            FoldData(data[:40], y[:40], data[40:], y[40:]),
+            np.ones(6),
+            None,
+        )
+        solution = fold.solve({WEIGHTS: weights}, differentiate=True)
+        results.append((solution.loss, solution.hypergradient([WEIGHTS])[WEIGHTS]))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-12)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_mlp_weights_search_best_estimator():
+    X, y = _mlp_data("classifier", 90)
+    pipe = make_pipeline(
+        FeatureWeights(groups=[0, 0, 1, 1, 2, 2]), _mlp("classifier", "adam")
+    )
+    search = HypergradSearchCV(
+        pipe, {"featureweights__weights": (0.1, 10)}, cv=3, n_init=2, n_iter=3
+    ).fit(X, y)
+    best = search.best_params_["featureweights__weights"]
+    assert best.shape == (3,)
+    fresh = clone(pipe).set_params(featureweights__weights=best).fit(X, y)
+    np.testing.assert_allclose(
+        search.best_estimator_.predict_proba(X), fresh.predict_proba(X), rtol=1e-12
+    )
+
+
 def test_cross_val_hypergrad_returns_an_array():
     X, y = load_diabetes(return_X_y=True)
     groups = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
@@ -232,10 +359,10 @@ def test_search_with_groups_and_logistic():
     "pipe, grid, match",
     [
         (
-            make_pipeline(FeatureWeights(), MLPRegressor()),
+            make_pipeline(FeatureWeights(), Lasso()),
             {"featureweights__weights": (0.1, 10)},
-            "only just before a Ridge or a LogisticRegression, and it comes "
-            "before MLPRegressor",
+            "only just before a Ridge, a LogisticRegression or an MLP, and it "
+            "comes before Lasso",
         ),
         (
             make_pipeline(FeatureWeights(), StandardScaler(), Ridge()),

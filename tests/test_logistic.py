@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from autograd import grad, hessian, make_hvp
 from sklearn.base import clone
 from sklearn.datasets import (
@@ -78,6 +79,22 @@ def _dataset(name):
     return X_train, y_train, X_val, y_val
 
 
+def _sparsified(X):
+    """``X`` with its small entries zeroed (about half of them), still dense."""
+    return np.where(np.abs(X) > 0.6, X, 0.0)
+
+
+def _as_input(split, input_kind):
+    """A split's arrays as given: dense, or sparsified and in CSR format."""
+    X_train, y_train, X_val, y_val = split
+    if input_kind == "sparse":
+        X_train, X_val = (
+            sp.csr_matrix(_sparsified(X_train)),
+            sp.csr_matrix(_sparsified(X_val)),
+        )
+    return X_train, y_train, X_val, y_val
+
+
 def _sample_weight(n):
     return np.random.RandomState(0).uniform(0.2, 3.0, n)
 
@@ -119,12 +136,13 @@ PARITY_CASES = {
 }
 
 
+@pytest.mark.parametrize("input_kind", ["dense", "sparse"])
 @pytest.mark.parametrize("C", [0.05, 1.0, 20.0])
 @pytest.mark.parametrize("case", PARITY_CASES)
-def test_fold_matches_sklearn_fit(case, C):
+def test_fold_matches_sklearn_fit(case, C, input_kind):
     data, settings, weighted = PARITY_CASES[case]
-    X_train, y_train, X_val, y_val = _dataset(data)
-    sample_weight = _sample_weight(len(X_train)) if weighted else None
+    X_train, y_train, X_val, y_val = _as_input(_dataset(data), input_kind)
+    sample_weight = _sample_weight(X_train.shape[0]) if weighted else None
     estimator = LogisticRegression(**settings)
 
     fold = make_fold(
@@ -168,7 +186,7 @@ def test_fold_matches_sklearn_fit(case, C):
 def test_fold_matches_sklearn_default_lbfgs_to_its_tolerance(case):
     data, settings, weighted = PARITY_CASES[case]
     X_train, y_train, X_val, y_val = _dataset(data)
-    sample_weight = _sample_weight(len(X_train)) if weighted else None
+    sample_weight = _sample_weight(X_train.shape[0]) if weighted else None
     fold = make_fold(
         LogisticRegressionModel(),
         LogisticRegression(**settings),
@@ -260,18 +278,19 @@ GRADIENT_CASES = {
 }
 
 
+@pytest.mark.parametrize("input_kind", ["dense", "sparse"])
 @pytest.mark.parametrize("conjugate_gradient", [False, True], ids=["direct", "cg"])
 @pytest.mark.parametrize("C", [0.01, 0.5, 30.0])
 @pytest.mark.parametrize("case", GRADIENT_CASES)
 def test_hypergradient_matches_central_differences(
-    case, C, conjugate_gradient, monkeypatch
+    case, C, conjugate_gradient, input_kind, monkeypatch
 ):
     if conjugate_gradient:
         # Jacobi-preconditioned CG instead of the Cholesky preconditioner.
         monkeypatch.setattr(_logistic_solver, "_MAX_DIRECT_PARAMS", 0)
     data, settings, weighted = GRADIENT_CASES[case]
-    X_train, y_train, X_val, y_val = _dataset(data)
-    sample_weight = _sample_weight(len(X_train)) if weighted else None
+    X_train, y_train, X_val, y_val = _as_input(_dataset(data), input_kind)
+    sample_weight = _sample_weight(X_train.shape[0]) if weighted else None
     # A tight inner tolerance, so that the finite differences are accurate.
     estimator = LogisticRegression(tol=1e-15, max_iter=500, **settings)
     fold = make_fold(
@@ -777,3 +796,75 @@ def test_a_refit_far_from_the_scored_optimum_is_said():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         tight.fit(X, y)
+
+
+# --- Sparse input --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("data", ["binary", "multiclass"])
+@pytest.mark.parametrize(
+    "to_sparse, dtype",
+    [
+        (sp.csr_matrix, np.float64),
+        (sp.csc_matrix, np.float64),
+        (sp.coo_matrix, np.float64),
+        (sp.csr_array, np.float64),
+        (sp.csr_matrix, np.float32),
+    ],
+    ids=["csr", "csc", "coo", "csr_array", "float32"],
+)
+def test_sparse_input_equals_dense(data, to_sparse, dtype):
+    X_train, y_train, X_val, y_val = _dataset(data)
+    X_train, X_val = (
+        _sparsified(X_train).astype(dtype),
+        _sparsified(X_val).astype(dtype),
+    )
+    sample_weight = _sample_weight(X_train.shape[0])
+    estimator = LogisticRegression(class_weight="balanced")
+    model = LogisticRegressionModel()
+    results = []
+    for X_t, X_v in ((X_train, X_val), (to_sparse(X_train), to_sparse(X_val))):
+        fold = make_fold(model, estimator, X_t, y_train, X_v, y_val, sample_weight)
+        results.append(value_and_grad(fold, {"C": 2.5}))
+    (dense_loss, dense_grads, dense), (sparse_loss, sparse_grads, sparse) = results
+    assert sp.issparse(sparse._fold.objective.X)
+    np.testing.assert_allclose(sparse.theta, dense.theta, rtol=0, atol=1e-10)
+    assert sparse_loss == pytest.approx(dense_loss, rel=1e-12)
+    assert sparse_grads["C"] == pytest.approx(dense_grads["C"], rel=1e-8)
+
+
+@pytest.mark.parametrize(
+    "n_classes, conjugate_gradient", [(2, True), (3, False)], ids=["cg", "direct"]
+)
+def test_large_C_converges_to_sklearns_optimum(
+    n_classes, conjugate_gradient, monkeypatch
+):
+    """At C up to 1e6 (separable: more columns than rows), sparse X."""
+    if conjugate_gradient:
+        monkeypatch.setattr(_logistic_solver, "_MAX_DIRECT_PARAMS", 0)
+    rng = np.random.RandomState(0)
+    X = sp.random(150, 150, density=0.05, random_state=rng, format="csr")
+    y = rng.randint(n_classes, size=150)
+    X_train, y_train, X_val, y_val = X[:100], y[:100], X[100:], y[100:]
+    fold = make_fold(
+        LogisticRegressionModel(), LogisticRegression(), X_train, y_train, X_val, y_val
+    )
+    for C in (1e4, 1e5, 1e6):
+        with warnings.catch_warnings():
+            # The training converges; the adjoint solve of the direct path
+            # can stop at its rounding floor at C = 1e6 (said by a warning).
+            warnings.filterwarnings(
+                "error", "The inner solve", category=ConvergenceWarning
+            )
+            warnings.filterwarnings(
+                "ignore", "The conjugate-gradient solve", category=ConvergenceWarning
+            )
+            loss, grads, solution = value_and_grad(fold, {"C": C})
+        ours = solution.fitted_estimator()
+        reference = _reference(LogisticRegression(C=C), X_train, y_train)
+        scale = np.abs(reference.coef_).max()
+        np.testing.assert_allclose(ours.coef_, reference.coef_, atol=1e-6 * scale)
+        np.testing.assert_allclose(
+            ours.predict_proba(X_val), reference.predict_proba(X_val), atol=1e-6
+        )
+        assert np.isfinite(grads["C"])

@@ -58,6 +58,8 @@ import warnings
 
 import autograd.numpy as anp
 import numpy as np
+from autograd.extend import defvjp, primitive
+from scipy import sparse
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -100,10 +102,20 @@ def _pointwise_log_loss(theta, X, Y):
     intercept last when ``X`` has a column of ones. Binary targets have one
     row and ``Y`` in {0, 1}; multiclass targets are one-hot encoded.
     """
-    raw = anp.dot(X, anp.reshape(theta, (-1, X.shape[1])).T)
+    coef = anp.reshape(theta, (-1, X.shape[1])).T
+    raw = _sparse_product(X, coef) if sparse.issparse(X) else anp.dot(X, coef)
     if Y.ndim == 1:
         return binary_log_loss(raw[:, 0], Y)
     return multinomial_log_loss(raw, Y)
+
+
+@primitive
+def _sparse_product(X, coef):
+    """``X @ coef`` for a sparse ``X`` (data, not traced); first order only."""
+    return X @ coef
+
+
+defvjp(_sparse_product, None, lambda ans, X, coef: lambda g: X.T @ g)
 
 
 def _train_objective(theta, C, X, Y, sample_weight, penalty):
@@ -222,11 +234,25 @@ class _LogisticSolution(Solution):
         return model
 
 
+def _as_float_array(X):
+    """``X`` in float64: a dense array, or a CSR matrix if sparse."""
+    if sparse.issparse(X):
+        return sparse.csr_matrix(X, dtype=np.float64)
+    return np.asarray(X, dtype=np.float64)
+
+
+def _with_ones(X):
+    """``X`` with a last column of ones (the intercept's), sparse if ``X`` is."""
+    ones = np.ones((X.shape[0], 1))
+    if sparse.issparse(X):
+        return sparse.hstack([X, ones], format="csr")
+    return np.hstack([X, ones])
+
+
 class _LogisticFold(Fold):
     def __init__(self, estimator, data):
         self.estimator = estimator
-        X_train = np.asarray(data.X_train, dtype=np.float64)
-        X_val = np.asarray(data.X_val, dtype=np.float64)
+        X_train, X_val = _as_float_array(data.X_train), _as_float_array(data.X_val)
         # As LogisticRegression.fit: a column vector is ravelled, with a
         # DataConversionWarning.
         y_train = column_or_1d(data.y_train, warn=True)
@@ -285,11 +311,12 @@ class _LogisticFold(Fold):
                 if estimator.solver == "liblinear"
                 else 0.0
             )
-            X_train = np.hstack([X_train, np.ones((n_samples, 1))])
-            X_val = np.hstack([X_val, np.ones((len(X_val), 1))])
-        # Column-major: the products with X and X.T of the solves were 25%
-        # faster (multinomial digits) than with a row-major copy.
-        X_train = np.asfortranarray(X_train)
+            X_train = _with_ones(X_train)
+            X_val = _with_ones(X_val)
+        if not sparse.issparse(X_train):
+            # Column-major: the products with X and X.T of the solves were 25%
+            # faster (multinomial digits) than with a row-major copy.
+            X_train = np.asfortranarray(X_train)
         if n_rows == 1:
             Y_train = y_index.astype(np.float64)
             Y_val = val_index.astype(np.float64)
@@ -403,6 +430,8 @@ class LogisticRegressionModel(DifferentiableModel):
     """
 
     estimator_class = LogisticRegression
+    # scipy.sparse X stays sparse: the solves need only products with X.
+    accept_sparse = True
     # C is a positive scale: searched as log(C).
     hyperparameters = {"C": "log"}
     loss_name = "log-loss"

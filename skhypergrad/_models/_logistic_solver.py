@@ -15,6 +15,7 @@ keep the diagonal.
 import functools
 
 import numpy as np
+from scipy import sparse
 from scipy.linalg import blas, eigh, lapack
 from scipy.special import expit
 
@@ -31,9 +32,18 @@ _MAX_DIRECT_PARAMS = 1000
 _REFRESH_RANGE = (5, 30)
 # Factorizations kept per fold (up to 8 MB each).
 _FACTORS_KEPT = 3
+# Above _MAX_DIRECT_PARAMS, each power of the diagonal preconditioner is
+# tried on this many CG solves to at most _RECORDED_RTOL (see
+# HessianSolver._diagonal_power).
+_TRIALS = 2
+_RECORDED_RTOL = 1e-2
 
 
 _EPS = np.finfo(np.float64).eps
+# At a large C, newton_solve goes on below its gradient tolerance (see there).
+_STEP_RTOL = 1e-8
+_DISTANCE_RTOL = 1e-6
+_EXTRA_STEPS = 5
 
 
 class LogisticObjective:
@@ -91,25 +101,34 @@ class LogisticObjective:
             log_norm = top + np.log(np.exp(raw - top[:, None]).sum(axis=1))
             loss = log_norm - np.einsum("ij,ij->i", Y, raw)
             proba = np.exp(raw - log_norm[:, None])
-            gradient = ((w[:, None] * (proba - Y)).T @ X).ravel()
+            gradient = (X.T @ (w[:, None] * (proba - Y))).T.ravel()
         value = w @ loss + 0.5 * l2 * (penalized @ theta)
         return value, gradient + l2 * penalized, proba
 
+    def _gram(self, curvature):
+        """``X^T diag(curvature) X`` as a dense array."""
+        X = self.X
+        if sparse.issparse(X):
+            return (X.T @ X.multiply(curvature[:, None]).tocsr()).toarray()
+        return X.T @ (curvature[:, None] * X)
+
     def hessian(self, l2, proba):
         """Dense Hessian at the point where ``proba`` was computed."""
-        X, w = self.X, self.sample_weight
+        w = self.sample_weight
         if proba.ndim == 1:
-            hessian = X.T @ ((w * proba * (1.0 - proba))[:, None] * X)
+            hessian = self._gram(w * proba * (1.0 - proba))
         else:
-            n_samples, n_columns = X.shape
-            # -sum_i w_i (p_i kron x_i)(p_i kron x_i)^T, plus the diagonal blocks
-            # X^T diag(w p_k) X.
-            outer = np.sqrt(w)[:, None, None] * proba[:, :, None] * X[:, None, :]
-            outer = outer.reshape(n_samples, -1)
-            hessian = -(outer.T @ outer)
+            # Block (k, l): X^T diag(w p_k (delta_kl - p_l)) X, each pair once.
+            n_columns = self.X.shape[1]
+            hessian = np.empty((self.n_params, self.n_params))
             for k in range(self.n_rows):
-                block = slice(k * n_columns, (k + 1) * n_columns)
-                hessian[block, block] += X.T @ ((w * proba[:, k])[:, None] * X)
+                for m in range(k + 1):
+                    curvature = w * proba[:, k] * (float(k == m) - proba[:, m])
+                    block = self._gram(curvature)
+                    rows = slice(k * n_columns, (k + 1) * n_columns)
+                    columns = slice(m * n_columns, (m + 1) * n_columns)
+                    hessian[rows, columns] = block
+                    hessian[columns, rows] = block.T
         hessian[np.diag_indices_from(hessian)] += l2 * self.penalty
         return hessian
 
@@ -117,7 +136,8 @@ class LogisticObjective:
         """Diagonal of the Hessian."""
         proba = proba.reshape(len(proba), -1)
         curvature = self.sample_weight[:, None] * proba * (1.0 - proba)
-        return ((self.X**2).T @ curvature).T.ravel() + l2 * self.penalty
+        squared = self.X.multiply(self.X) if sparse.issparse(self.X) else self.X**2
+        return (squared.T @ curvature).T.ravel() + l2 * self.penalty
 
     def hessp(self, l2, proba):
         """Hessian-vector product at the point where ``proba`` was computed."""
@@ -135,7 +155,7 @@ class LogisticObjective:
             def product(v):
                 raw = X @ v.reshape(self.n_rows, -1).T
                 centered = raw - np.einsum("ij,ij->i", proba, raw)[:, None]
-                return ((weighted * centered).T @ X).ravel() + ridge * v
+                return (X.T @ (weighted * centered)).T.ravel() + ridge * v
 
         return product
 
@@ -167,6 +187,9 @@ class HessianSolver:
         # ("pseudo-inverse", eigenvectors, inverse eigenvalues): arrays, so
         # that the solver pickles.
         self._factors = []
+        # Large models: for each power of the diagonal preconditioner, the
+        # (iterations, decades of residual) of its CG solves.
+        self._records = {1.0: [], 0.5: []}
 
     def _refresh(self, l2, proba):
         objective = self.objective
@@ -207,7 +230,17 @@ class HessianSolver:
             return self.objective.project(x), converged
 
         if not self.direct:
-            return preconditioned(self._diagonal(l2, proba), 10 * len(b))
+            power = self._diagonal_power()
+            x, n_iter, converged = conjugate_gradient(
+                matvec,
+                b,
+                rtol=rtol,
+                max_iter=10 * len(b),
+                precondition=self._diagonal(l2, proba, power),
+            )
+            if converged and n_iter > 0 and rtol <= _RECORDED_RTOL:
+                self._records[power].append((n_iter, -np.log10(rtol)))
+            return self.objective.project(x), converged
         x, converged = preconditioned(
             self._nearest_factor(l2) if self._factors else self._diagonal(l2, proba),
             self.refresh_after,
@@ -217,11 +250,35 @@ class HessianSolver:
         # The Hessian here: CG converges in a few iterations, rounding aside.
         return preconditioned(self._refresh(l2, proba), self.refresh_after)
 
-    def _diagonal(self, l2, proba):
-        """The Jacobi preconditioner at the current point."""
+    def _diagonal(self, l2, proba, power=1.0):
+        """The Hessian's diagonal to ``power`` as a preconditioner (Jacobi: 1)."""
         diagonal = self.objective.hessian_diagonal(l2, proba)
         diagonal = np.maximum(diagonal, _EPS * max(diagonal.max(), 1.0))
+        if power != 1.0:
+            diagonal = diagonal**power
         return lambda r: r / diagonal
+
+    def _diagonal_power(self):
+        """The power of the diagonal preconditioner for the next CG solve.
+
+        Jacobi (power 1) corrects the features' scales; on normalized rows
+        with a long tail of rare columns (tf-idf) it spreads the spectrum
+        instead, and CG needed 1.7 to 1.9 times more iterations than with
+        the square root of the diagonal (20 classes, 5,000 terms, C from
+        100 to 1e4). Each candidate is tried on ``_TRIALS`` tight solves of
+        the fold, then the one that needed fewer iterations per decade of
+        residual is kept.
+        """
+        for power, records in self._records.items():
+            if len(records) < _TRIALS:
+                return power
+        return min(
+            self._records,
+            key=lambda power: (
+                sum(n for n, _ in self._records[power])
+                / sum(decades for _, decades in self._records[power])
+            ),
+        )
 
 
 def _apply_factor(factor, b):
@@ -268,7 +325,31 @@ def newton_solve(
     )
     grad_norm = start_norm = np.max(np.abs(gradient))
     n_iter = 0
-    while grad_norm > gtol and n_iter < max_iter and np.isfinite(value):
+    # Near the optimum, ||theta - optimum|| <= ||gradient|| / lambda_min, and
+    # the Hessian's smallest eigenvalue is at least the penalty's, l2 times
+    # the smallest penalty weight: at a large C, a gradient below gtol can
+    # leave theta far from the optimum (1e-3 relative at C = 1e6). While
+    # that bound exceeds _DISTANCE_RTOL relative to theta, up to
+    # _EXTRA_STEPS more Newton steps are taken, until one is shorter than
+    # _STEP_RTOL relative to theta (the step estimates the distance; rounding
+    # errors in the direction, the condition number times eps, can keep it
+    # longer).
+    ridge = l2 * np.min(objective.penalty[objective.penalty > 0], initial=np.inf)
+    step_size, extra_steps = np.inf, 0
+
+    def far(theta, gradient):
+        scale = max(np.max(np.abs(theta)), 1.0)
+        return np.linalg.norm(gradient) > _DISTANCE_RTOL * ridge * scale
+
+    while (
+        grad_norm > gtol
+        or (
+            step_size > _STEP_RTOL
+            and extra_steps < _EXTRA_STEPS
+            and far(theta, gradient)
+        )
+    ) and (n_iter < max_iter and np.isfinite(value)):
+        extra_steps += grad_norm <= gtol
         # The forcing term is relative to the start: an absolute one would
         # ask for tight solves from the first step when the gradient is small
         # in absolute terms (a large C), for no faster convergence.
@@ -292,6 +373,9 @@ def newton_solve(
             scale *= 0.5
         else:  # no decrease above rounding level: as good as it gets
             break
+        step_size = np.max(np.abs(scale * direction)) / max(
+            np.max(np.abs(candidate)), 1.0
+        )
         theta, value, gradient, proba = candidate, new_value, new_gradient, new_proba
         grad_norm = new_grad_norm
     return theta, n_iter, grad_norm, proba

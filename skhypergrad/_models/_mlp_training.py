@@ -47,6 +47,7 @@ over the epochs. Autograd still carries the cotangents of the step sizes to
 
 import math
 from collections import namedtuple
+from functools import partial
 from itertools import pairwise
 
 import autograd.numpy as anp
@@ -669,7 +670,7 @@ def _states(problem, run, hp, start, stop, first_state):
     return states
 
 
-def _step_vjp(problem, tape, state_bar, alpha):
+def _step_vjp(problem, tape, state_bar, alpha, on_first_layer=None):
     """Cotangents of one minibatch step of :func:`_run_epoch`, by hand.
 
     This is the backward pass autograd would run on the traced step, made
@@ -684,6 +685,11 @@ def _step_vjp(problem, tape, state_bar, alpha):
     state_bar : ndarray
         Cotangent of the state after the step.
     alpha : float
+    on_first_layer : callable or None
+        Called as ``on_first_layer(tape, z_bar, coef_bar)`` with the
+        cotangents of the first layer's pre-activation and of its
+        coefficients' gradient: what the derivative with respect to a scale
+        of the input columns needs (see ``_weighted_mlp``).
 
     Returns
     -------
@@ -753,21 +759,28 @@ def _step_vjp(problem, tape, state_bar, alpha):
             (z_bar,) = layers.activation_vjp(None, hidden[i], (None, activation), {})(
                 hidden_bar[i] + a_bar[0]
             )
+    if on_first_layer is not None:
+        on_first_layer(tape, z_bar, grad_bar[all_layers[0].coef])
     return state_bar, [alpha_bar, sizes_bar, *decay_bar]
 
 
-def _epoch_vjp(problem, hp, epoch, divisions, state, state_bar):
+def _epoch_vjp(problem, hp, epoch, divisions, state, state_bar, on_step=None):
     """Cotangents of one epoch of :func:`_run_epoch`, from its first state.
 
     The epoch is run again plainly, recording each step, and its steps are
     swept backwards by :func:`_step_vjp`. Returns the cotangent of ``state``
-    and those of the epoch's inputs, summed over its steps.
+    and those of the epoch's inputs, summed over its steps. ``on_step``, if
+    given, is called as ``on_step(epoch, k, tape, z_bar, coef_bar)`` for step
+    ``k`` (see :func:`_step_vjp`).
     """
     tapes = []
     _run_epoch(state, hp, problem, epoch, divisions, tapes=tapes)
     inputs_bar = [0.0] * (2 + len(_decays(problem)))
-    for tape in reversed(tapes):
-        state_bar, step_bar = _step_vjp(problem, tape, state_bar, hp["alpha"])
+    for k in range(len(tapes) - 1, -1, -1):
+        on_first_layer = None if on_step is None else partial(on_step, epoch, k)
+        state_bar, step_bar = _step_vjp(
+            problem, tapes[k], state_bar, hp["alpha"], on_first_layer
+        )
         inputs_bar = [
             total + bar for total, bar in zip(inputs_bar, step_bar, strict=True)
         ]
@@ -780,7 +793,7 @@ def _decays(problem):
     return [n for n in solver_hyperparameters(problem.solver) if n not in shared]
 
 
-def hypergradient_reverse(problem, run, hp, names, loss):
+def hypergradient_reverse(problem, run, hp, names, loss, on_step=None):
     """Derivative of ``loss(run.theta)`` by a backward sweep over epochs.
 
     Each epoch is run again from its state (kept, or recomputed from the
@@ -801,6 +814,9 @@ def hypergradient_reverse(problem, run, hp, names, loss):
         Hyperparameters to differentiate with respect to.
     loss : callable
         ``loss(theta)``, traced.
+    on_step : callable or None
+        Called for every step swept, as ``on_step(epoch, k, tape, z_bar,
+        coef_bar)`` (see :func:`_step_vjp`).
 
     Returns
     -------
@@ -821,6 +837,7 @@ def hypergradient_reverse(problem, run, hp, names, loss):
                 run.divisions[epoch],
                 states[epoch - start],
                 state_bar,
+                on_step,
             )
 
     def inputs_dot_bar(h):

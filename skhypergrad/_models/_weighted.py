@@ -1,7 +1,8 @@
 """Linear models behind a FeatureWeights step: one penalty per feature.
 
 When a :class:`~skhypergrad.FeatureWeights` step whose weights are searched
-comes just before a Ridge or a LogisticRegression, the search does not fit
+comes just before a Ridge or a LogisticRegression (an MLP: see
+``_weighted_mlp``), the search does not fit
 it as preprocessing: the weights are hyperparameters of the model's fold,
 named ``"feature_weights"`` (one per group; the columns' factors are
 ``s = weights[groups]``), and the hypergradient of every weight comes from
@@ -53,7 +54,9 @@ from scipy.sparse import issparse
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.neural_network import MLPClassifier, MLPRegressor
 
+from . import get_model
 from ._base import Fold, Solution
 from ._implicit import implicit_hypergradient
 from ._logistic import (
@@ -65,6 +68,7 @@ from ._logistic import (
 from ._logistic_solver import LogisticObjective, newton_solve
 from ._losses import clipped, weighted_mean
 from ._threads import blas_threads_limited
+from ._weighted_mlp import WeightedMLPFold
 
 __all__ = [
     "WEIGHTS",
@@ -82,8 +86,16 @@ WEIGHTS = "feature_weights"
 # 0.3 on the sparse and dense tasks; LogisticRegression: 0.1, 1, 3, 10 on the
 # classification task, where 0.1 let the CV log-loss be overfitted badly: a
 # log-loss can fall towards zero on nearly separable folds, a squared error
-# only to the noise).
-_DEFAULT_PENALTIES = {Ridge: 0.1, LogisticRegression: 3.0}
+# only to the noise). The MLPs take their linear model's value, by that same
+# argument rather than by a benchmark of their own: an MLPClassifier's
+# validation log-loss is overfitted as the logistic one is (large input scales
+# make the folds nearly separable), an MLPRegressor's squared error is not.
+_DEFAULT_PENALTIES = {
+    Ridge: 0.1,
+    LogisticRegression: 3.0,
+    MLPRegressor: 0.1,
+    MLPClassifier: 3.0,
+}
 
 
 def default_weights_penalty(estimator):
@@ -93,7 +105,7 @@ def default_weights_penalty(estimator):
 
 def supports_feature_weights(estimator):
     """Whether a FeatureWeights step before ``estimator`` can be differentiated."""
-    return type(estimator) in (Ridge, LogisticRegression)
+    return type(estimator) in (Ridge, LogisticRegression, MLPRegressor, MLPClassifier)
 
 
 def weighted_fold(estimator, data, weights, groups):
@@ -101,7 +113,7 @@ def weighted_fold(estimator, data, weights, groups):
 
     Parameters
     ----------
-    estimator : Ridge or LogisticRegression
+    estimator : Ridge, LogisticRegression, MLPRegressor or MLPClassifier
         The final estimator, unfitted.
     data : FoldData
         The split's data as the FeatureWeights step receives it.
@@ -110,6 +122,10 @@ def weighted_fold(estimator, data, weights, groups):
     groups : ndarray of int of shape (n_features,) or None
         The group of each column; None for a weight per column.
     """
+    if isinstance(estimator, (MLPRegressor, MLPClassifier)):
+        # An MLP's first layer takes sparse data as they are.
+        inner = get_model(estimator).fold(estimator, data)
+        return WeightedMLPFold(inner, weights, groups, WEIGHTS, _checked_weights)
     if issparse(data.X_train) or issparse(data.X_val):
         # The weighted folds work on dense arrays (Ridge's centered Gram
         # matrix, the logistic solver's scaled columns).
