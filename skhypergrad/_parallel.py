@@ -30,6 +30,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 import warnings
 from concurrent.futures import CancelledError
@@ -51,6 +52,10 @@ _MEMMAP_BYTES = 2**20
 
 # Seconds between checks that the dask workers running a step are alive.
 _DASK_POLL = 1.0
+
+# How long a search whose dask workers all died waits for one to come back,
+# in seconds, at each of its tries to prepare its splits again.
+_DASK_WORKER_WAIT = 60
 
 # Seconds after which the loky workers of searches no longer running are
 # shut down (joblib's reusable executor lets its workers idle as long).
@@ -506,14 +511,29 @@ class _DaskPool:
             except CancelledError as error:
                 # The scheduler gave up a split: the workers that held it and
                 # the data died. Scattered again and prepared again.
-                self._restarts += 1
-                if self._restarts > _MAX_RESTARTS:
-                    raise RuntimeError(
-                        f"The dask workers of the search lost its data "
-                        f"{self._restarts} times: the search stops."
-                    ) from error
-                self._client.cancel(self._splits)
+                self._prepare_again(error)
+
+    def _prepare_again(self, error):
+        """Scatter the data and prepare every split again, on the workers
+        that are alive; the search stops after ``_MAX_RESTARTS`` tries."""
+        while True:
+            self._restarts += 1
+            if self._restarts > _MAX_RESTARTS:
+                raise RuntimeError(
+                    f"The dask workers of the search lost its data "
+                    f"{self._restarts} times: the search stops."
+                ) from error
+            self._client.cancel(self._splits)
+            try:
+                # Workers restarted by their nannies may not be back yet, and
+                # the scheduler may still list dead ones: a scatter to one of
+                # them fails (CommClosedError, an OSError) and is tried again.
+                self._client.wait_for_workers(1, timeout=_DASK_WORKER_WAIT)
                 self._start(self._unprepared, self._X, self._y)
+                return
+            except OSError as again:
+                error = again
+                time.sleep(_DASK_POLL)
 
     def _run(self, method, calls):
         from distributed import wait
