@@ -35,3 +35,14 @@ def requires_sklearn(version, reason):
         not sklearn_at_least(version),
         reason=f"scikit-learn < {version}: {reason}",
     )
+
+
+def checks_as_list(parametrize):
+    """The same parametrization, its argument values in a list.
+
+    scikit-learn < 1.9's ``parametrize_with_checks`` gives
+    ``pytest.mark.parametrize`` a generator of checks, which pytest 9.1+
+    deprecates (an error under this suite's filters).
+    """
+    names, values = parametrize.args
+    return pytest.mark.parametrize(names, list(values), **parametrize.kwargs)

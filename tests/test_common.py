@@ -8,6 +8,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from skhypergrad import HypergradSearchCV
 
 from ._numeric import narrow_range, refit_short_of_the_optimum, short_trainings
+from ._versions import checks_as_list
 
 
 def _expected_failed_checks(search):
@@ -24,17 +25,7 @@ def _expected_failed_checks(search):
 SMALL = {"cv": 2, "n_init": 2, "n_iter": 2}
 
 
-def _as_list(parametrize):
-    """The same parametrization, its argument values in a list.
-
-    scikit-learn < 1.9 gives pytest.mark.parametrize a generator of checks,
-    which pytest 9.1+ deprecates (an error under this suite's filters).
-    """
-    names, values = parametrize.args
-    return pytest.mark.parametrize(names, list(values), **parametrize.kwargs)
-
-
-@_as_list(
+@checks_as_list(
     parametrize_with_checks(
         [
             HypergradSearchCV(Ridge(), {"alpha": (0.1, 10.0)}, **SMALL),

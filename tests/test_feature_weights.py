@@ -19,8 +19,12 @@ from skhypergrad._models import FoldData
 from skhypergrad._models._weighted import WEIGHTS, weighted_fold
 from skhypergrad._optimize_many import minimize_many
 
+from ._versions import checks_as_list
 
-@parametrize_with_checks([FeatureWeights(), FeatureWeights(weights=2.0)])
+
+@checks_as_list(
+    parametrize_with_checks([FeatureWeights(), FeatureWeights(weights=2.0)])
+)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
