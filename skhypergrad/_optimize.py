@@ -25,10 +25,15 @@ of them:
 
 Everything here works in the unconstrained search space (see ``_space``).
 The objective is memoized by the caller (the cross-validation objective
-keeps every point it has evaluated): it has ``value(z)``,
+keeps every point it has evaluated): it has ``value(z, exact=True)``,
 ``value_and_grad(z)``, and ``is_evaluated(z, differentiate)``, which says
 whether a call would be answered without computing anything. The budget
-counts only the calls that compute.
+counts only the calls that compute. The coarse pass asks for
+``exact=False`` (unless it evaluates values the user listed): its points
+only locate the basin, and a model may then
+solve them as its estimator's ``fit`` would stop (see
+``DifferentiableModel.inexact_solves``); a point differentiated later is
+solved again, exactly.
 """
 
 import itertools
@@ -121,7 +126,7 @@ def minimize_in_box(
     Parameters
     ----------
     fun : object
-        The objective, with ``value(z) -> float``, ``value_and_grad(z) ->
+        The objective, with ``value(z, exact) -> float``, ``value_and_grad(z) ->
         (float, ndarray)`` and ``is_evaluated(z, differentiate) -> bool``
         (see the module's docstring). A non-finite value marks a failed
         point, which the search treats as worse than any other. May raise
@@ -157,7 +162,10 @@ def minimize_in_box(
     """
     lower, upper = np.asarray(lower, float), np.asarray(upper, float)
     starts = coarse_design(lower, upper, n_init, random_state, values, order)
-    values = np.array([fun.value(z) for z in starts])
+    # Listed values are the user's grid: never worse than it means exactly
+    # as good as its exact optimum at each of them.
+    listed = values is not None and any(v is not None for v in values)
+    values = np.array([fun.value(z, exact=listed) for z in starts])
     finite = np.isfinite(values)
     if n_iter == 0 or not finite.any():
         return
@@ -274,9 +282,10 @@ def _refine_in_bracket(fun, points, values, best, lower, upper, *, n_iter, gtol,
     The minimum near the best coarse point ``x`` lies between its neighbours
     (or the ends of the box), a bracket that keeps the search off the
     plateaus beyond. After ``x``'s derivative, that of the end of the bracket
-    downhill from it is computed too (a coarse point: its loss is known, and
-    a model that keeps its solutions adds the derivative at little cost), so
-    that the first step already interpolates a cubic. Each step evaluates a
+    downhill from it is computed too when that coarse point was solved
+    exactly (its loss is known, and a model that keeps its solutions adds
+    the derivative at little cost), so that the first step already
+    interpolates a cubic. Each step evaluates a
     point between ``x`` and the end downhill from it, predicted by a model of
     the loss: the cubic through ``x`` and that end when both have
     derivatives, else the secant of the derivative through the previous
@@ -328,8 +337,14 @@ def _refine_in_bracket(fun, points, values, best, lower, upper, *, n_iter, gtol,
         end = ends[side]
         if abs(end[0] - x) <= xtol:
             return
-        if end[2] is None and end[1] is not None and np.isfinite(end[1]):
-            # A coarse point without its derivative: add it.
+        if (
+            end[2] is None
+            and end[1] is not None
+            and np.isfinite(end[1])
+            and fun.is_evaluated(np.array([end[0]]), False)
+        ):
+            # A coarse point solved exactly, without its derivative: add it
+            # (an inexact one would be solved again first: not worth it).
             fe, ge = evaluate(end[0])
             left -= 1
             if ge is not None:
