@@ -1,0 +1,214 @@
+"""Inexact solves: a LogisticRegression's coarse pass stops where lbfgs stops.
+
+The points of the coarse pass only locate the minimum: they are solved by
+L-BFGS to the estimator's ``tol``, as scikit-learn's lbfgs stops. Every point
+the search differentiates, the best point and the values a user lists are
+solved exactly, and ``cv_results_["solved_exactly"]`` says which rows are.
+"""
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.datasets import load_breast_cancer, make_classification
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.preprocessing import StandardScaler
+
+from skhypergrad import HypergradSearchCV
+from skhypergrad._models._logistic import LogisticRegressionModel
+
+from ._numeric import make_fold
+
+CV = StratifiedKFold(3, shuffle=True, random_state=0)
+
+
+def _breast_cancer():
+    X, y = load_breast_cancer(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def _multiclass():
+    X, y = make_classification(
+        300, 8, n_informative=5, n_classes=3, n_clusters_per_class=1, random_state=0
+    )
+    return StandardScaler().fit_transform(X), y
+
+
+def _split(X, y):
+    train, test = next(CV.split(X, y))
+    return X[train], y[train], X[test], y[test]
+
+
+def _largest_gradient(fold, solution):
+    l2 = 1.0 / (solution.C * fold.weight_sum)
+    _, gradient, _ = fold.objective.value_grad(solution.theta, l2)
+    return np.max(np.abs(gradient))
+
+
+@pytest.mark.parametrize("data", [_breast_cancer, _multiclass])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_an_inexact_solve_stops_where_lbfgs_stops(data, sparse):
+    X_train, y_train, X_val, y_val = _split(*data())
+    if sparse:
+        X_train, X_val = sp.csr_matrix(X_train), sp.csr_matrix(X_val)
+    estimator = LogisticRegression(max_iter=1000)
+    model = LogisticRegressionModel()
+    fold = make_fold(model, estimator, X_train, y_train, X_val, y_val)
+    exact_fold = make_fold(model, estimator, X_train, y_train, X_val, y_val)
+    for C in (1e-2, 1.0, 100.0):
+        inexact = fold.solve({"C": C}, exact=False)
+        exact = exact_fold.solve({"C": C})
+        assert not inexact.exact and exact.exact
+        # lbfgs's stopping rule on the same normalized objective.
+        assert _largest_gradient(fold, inexact) <= estimator.tol
+        assert _largest_gradient(exact_fold, exact) <= exact_fold.gtol
+        # Close to the optimum, but not at it: lbfgs's own fit from zero is
+        # 2.1% above the exact validation loss at C=100 on breast_cancer, the
+        # warm-started one 2.7% (both below 1e-3 elsewhere here).
+        assert inexact.loss == pytest.approx(exact.loss, rel=5e-2)
+        assert not np.allclose(inexact.theta, exact.theta, rtol=1e-9, atol=1e-12)
+        # Scored as any solution: the fitted estimator holds its coefficients.
+        fitted = inexact.fitted_estimator()
+        np.testing.assert_array_equal(
+            fitted.coef_.ravel(),
+            inexact.theta.reshape(len(fitted.coef_), -1)[:, :-1].ravel(),
+        )
+
+
+def test_an_inexact_solution_is_never_differentiated():
+    X_train, y_train, X_val, y_val = _split(*_breast_cancer())
+    fold = make_fold(
+        LogisticRegressionModel(), LogisticRegression(), X_train, y_train, X_val, y_val
+    )
+    inexact = fold.solve({"C": 1.0}, exact=False)
+    with pytest.raises(RuntimeError, match="inexact solution has no hypergradient"):
+        inexact.hypergradient(["C"])
+
+
+def test_lbfgs_out_of_iterations_falls_back_to_the_exact_solve():
+    X_train, y_train, X_val, y_val = _split(*_multiclass())
+    estimator = LogisticRegression(max_iter=3)
+    fold = make_fold(
+        LogisticRegressionModel(), estimator, X_train, y_train, X_val, y_val
+    )
+    with warnings.catch_warnings():
+        # Newton's solve may run out of its 3 iterations too: it says so.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        solution = fold.solve({"C": 1.0}, exact=False)
+    assert solution.exact
+
+
+def test_a_tol_below_the_internal_one_solves_exactly():
+    X_train, y_train, X_val, y_val = _split(*_breast_cancer())
+    fold = make_fold(
+        LogisticRegressionModel(),
+        LogisticRegression(tol=1e-14),
+        X_train,
+        y_train,
+        X_val,
+        y_val,
+    )
+    assert fold.solve({"C": 1.0}, exact=False).exact
+
+
+def _exact_grid_scores(X, y, Cs):
+    """GridSearchCV's mean test log-loss at ``Cs``, solved far below tol."""
+    grid = GridSearchCV(
+        LogisticRegression(solver="newton-cholesky", tol=1e-12, max_iter=1000),
+        {"C": list(Cs)},
+        scoring="neg_log_loss",
+        cv=CV,
+    ).fit(X, y)
+    return grid.cv_results_["mean_test_score"]
+
+
+def _lbfgs_grid_scores(X, y, Cs):
+    """GridSearchCV's mean test log-loss at ``Cs`` with lbfgs at tol=1e-4."""
+    grid = GridSearchCV(
+        LogisticRegression(max_iter=1000),
+        {"C": list(Cs)},
+        scoring="neg_log_loss",
+        cv=CV,
+    ).fit(X, y)
+    return grid.cv_results_["mean_test_score"]
+
+
+@pytest.mark.parametrize("data", [_breast_cancer, _multiclass])
+def test_coarse_rows_are_lbfgs_rows_and_the_others_exact(data):
+    X, y = data()
+    search = HypergradSearchCV(
+        LogisticRegression(max_iter=1000),
+        {"C": (1e-3, 1e3)},
+        scoring="neg_log_loss",
+        cv=CV,
+    ).fit(X, y)
+    results = search.cv_results_
+    exact = np.asarray(results["solved_exactly"], dtype=bool)
+    Cs = [params["C"] for params in results["params"]]
+    differentiated = np.isfinite(results["hypergrad_C"])
+    # Only coarse rows may be inexact; every differentiated row is exact.
+    assert np.all(exact[results["outer_iter"] >= search.n_init])
+    assert np.all(exact[differentiated])
+    assert (~exact).any()
+    assert exact[search.best_index_]
+    reference = _exact_grid_scores(X, y, Cs)
+    scores = results["mean_test_score"]
+    np.testing.assert_allclose(scores[exact], reference[exact], rtol=1e-8)
+    # The inexact rows stop where GridSearchCV's lbfgs does: both are as far
+    # from the exact optimum's scores as lbfgs's tol allows.
+    lbfgs = _lbfgs_grid_scores(X, y, np.asarray(Cs)[~exact])
+    gap_ours = np.abs(scores[~exact] - reference[~exact])
+    gap_lbfgs = np.abs(lbfgs - reference[~exact])
+    assert np.all(gap_ours <= np.maximum(10 * gap_lbfgs, 1e-4 * np.abs(lbfgs)))
+    assert search.best_score_ == pytest.approx(reference[search.best_index_], rel=1e-8)
+
+
+def test_without_gradient_phase_the_best_coarse_point_is_solved_again(capsys):
+    X, y = _breast_cancer()
+    search = HypergradSearchCV(
+        LogisticRegression(max_iter=1000),
+        {"C": (1e-3, 1e3)},
+        n_iter=0,
+        scoring="neg_log_loss",
+        cv=CV,
+        verbose=1,
+    ).fit(X, y)
+    results = search.cv_results_
+    exact = np.asarray(results["solved_exactly"], dtype=bool)
+    assert len(exact) == search.n_init
+    assert exact[search.best_index_] and exact.sum() >= 1 and not exact.all()
+    best_C = results["params"][search.best_index_]["C"]
+    assert search.best_score_ == pytest.approx(
+        _exact_grid_scores(X, y, [best_C])[0], rel=1e-8
+    )
+    out = capsys.readouterr().out
+    assert len(re.findall(r"cv_loss=\S+ \(inexact\)", out)) == search.n_init
+    assert len(re.findall(r"cv_loss=\S+ \(solved exactly\)", out)) == exact.sum()
+
+
+def test_listed_values_are_solved_exactly():
+    X, y = _breast_cancer()
+    Cs = [1e-2, 1.0, 100.0]
+    search = HypergradSearchCV(
+        LogisticRegression(max_iter=1000),
+        {"C": Cs},
+        scoring="neg_log_loss",
+        cv=CV,
+    ).fit(X, y)
+    results = search.cv_results_
+    assert all(results["solved_exactly"])
+    listed = [i for i, params in enumerate(results["params"]) if params["C"] in Cs]
+    assert len(listed) == len(Cs)
+    np.testing.assert_allclose(
+        results["mean_test_score"][listed], _exact_grid_scores(X, y, Cs), rtol=1e-8
+    )
+
+
+def test_models_without_inexact_solves_report_every_row_exact():
+    X, y = _breast_cancer()
+    search = HypergradSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, cv=3).fit(X, y)
+    assert all(search.cv_results_["solved_exactly"])
