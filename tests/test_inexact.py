@@ -1,7 +1,8 @@
 """Inexact solves: a LogisticRegression's coarse pass stops where lbfgs stops.
 
 The points of the coarse pass only locate the minimum: they are solved by
-L-BFGS to the estimator's ``tol``, as scikit-learn's lbfgs stops. Every point
+L-BFGS to the estimator's ``tol``, as scikit-learn's lbfgs stops (a Ridge
+solved by conjugate gradient: to its ``tol``, as ``sparse_cg`` stops). Every point
 the search differentiates, the best point and the values a user lists are
 solved exactly, and ``cv_results_["solved_exactly"]`` says which rows are.
 """
@@ -19,7 +20,9 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 
 from skhypergrad import HypergradSearchCV
+from skhypergrad._models import _ridge
 from skhypergrad._models._logistic import LogisticRegressionModel
+from skhypergrad._models._ridge import RidgeModel
 
 from ._numeric import make_fold
 
@@ -212,3 +215,73 @@ def test_models_without_inexact_solves_report_every_row_exact():
     X, y = _breast_cancer()
     search = HypergradSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, cv=3).fit(X, y)
     assert all(search.cv_results_["solved_exactly"])
+
+
+def _sparse_regression(n=120, p=300, per_row=8, noise=0.1, seed=0):
+    rng = np.random.RandomState(seed)
+    X = sp.csr_matrix(
+        (
+            rng.rand(n * per_row),
+            rng.randint(0, p, n * per_row),
+            np.arange(0, n * per_row + 1, per_row),
+        ),
+        shape=(n, p),
+    )
+    return X, X @ rng.randn(p) + noise * rng.randn(n)
+
+
+@pytest.mark.parametrize("shape", [(120, 300), (300, 40)])
+def test_ridge_conjugate_gradient_stops_at_tol_when_inexact(shape, monkeypatch):
+    # Conjugate gradient is chosen when no decomposition is cheaper.
+    monkeypatch.setattr(_ridge, "_EXPECTED_ITERATIONS", 0)
+    X, y = _sparse_regression(*shape)
+    train, val = np.arange(0, shape[0], 2), np.arange(1, shape[0], 2)
+    estimator = Ridge(tol=1e-3)
+    fold = make_fold(RidgeModel(), estimator, X[train], y[train], X[val], y[val])
+    assert fold.method == "iterative"
+    exact_fold = make_fold(RidgeModel(), estimator, X[train], y[train], X[val], y[val])
+    for alpha in (1e-2, 1.0):
+        inexact = fold.solve({"alpha": alpha}, exact=False)
+        exact = exact_fold.solve({"alpha": alpha})
+        assert not inexact.exact and exact.exact
+        for solution, rtol in ((inexact, estimator.tol), (exact, _ridge.CG_RTOL)):
+            matvec = fold._design.kernel_dot if fold._dual else fold._design.gram_dot
+            variables, rhs = solution._variables[:, 0], fold._rhs[:, 0]
+            residual = rhs - (matvec(variables) + alpha * variables)
+            assert np.linalg.norm(residual) <= 1.01 * rtol * np.linalg.norm(rhs)
+        assert inexact.loss == pytest.approx(exact.loss, rel=1e-2)
+        assert inexact.loss != exact.loss
+        with pytest.raises(RuntimeError, match="no hypergradient"):
+            inexact.hypergradient(["alpha"])
+
+
+def test_ridge_decompositions_are_always_exact():
+    X, y = _sparse_regression(120, 30)
+    fold = make_fold(RidgeModel(), Ridge(), X[:80], y[:80], X[80:], y[80:])
+    assert fold.method != "iterative"
+    assert fold.solve({"alpha": 1.0}, exact=False).exact
+
+
+def test_ridge_search_by_conjugate_gradient_marks_its_coarse_rows(monkeypatch):
+    monkeypatch.setattr(_ridge, "_EXPECTED_ITERATIONS", 0)
+    X, y = _sparse_regression(150, 400, noise=2.0)
+    search = HypergradSearchCV(
+        Ridge(),
+        {"alpha": (1e-3, 1e3)},
+        cv=3,
+        scoring="neg_mean_squared_error",
+    ).fit(X, y)
+    results = search.cv_results_
+    exact = np.asarray(results["solved_exactly"], dtype=bool)
+    assert (~exact).any() and exact[search.best_index_]
+    assert np.all(exact[np.isfinite(results["hypergrad_alpha"])])
+    Cs = [params["alpha"] for params in results["params"]]
+    # The exact rows are the dense closed form's; the others scikit-learn's
+    # sparse_cg at its tol=1e-4, to that tolerance.
+    dense = GridSearchCV(
+        Ridge(), {"alpha": Cs}, cv=3, scoring="neg_mean_squared_error"
+    ).fit(X.toarray(), y)
+    reference = dense.cv_results_["mean_test_score"]
+    scores = results["mean_test_score"]
+    np.testing.assert_allclose(scores[exact], reference[exact], rtol=1e-8)
+    np.testing.assert_allclose(scores[~exact], reference[~exact], rtol=1e-2)
