@@ -20,13 +20,19 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 
 from skhypergrad import HypergradSearchCV
-from skhypergrad._models import _ridge
+from skhypergrad._models import _logistic, _ridge
 from skhypergrad._models._logistic import LogisticRegressionModel
 from skhypergrad._models._ridge import RidgeModel
 
 from ._numeric import make_fold
 
 CV = StratifiedKFold(3, shuffle=True, random_state=0)
+
+
+@pytest.fixture(autouse=True)
+def inexact_small_problems(monkeypatch):
+    """Small problems are solved exactly anyway (``_SMALL_HESSIAN``): not here."""
+    monkeypatch.setattr(_logistic, "_SMALL_HESSIAN", 0)
 
 
 def _breast_cancer():
@@ -103,6 +109,21 @@ def test_lbfgs_out_of_iterations_falls_back_to_the_exact_solve():
         warnings.simplefilter("ignore", ConvergenceWarning)
         solution = fold.solve({"C": 1.0}, exact=False)
     assert solution.exact
+
+
+def test_a_small_problem_is_solved_exactly_anyway(monkeypatch):
+    monkeypatch.setattr(_logistic, "_SMALL_HESSIAN", 1e7)
+    X_train, y_train, X_val, y_val = _split(*_breast_cancer())  # 379 x 31
+    fold = make_fold(
+        LogisticRegressionModel(), LogisticRegression(), X_train, y_train, X_val, y_val
+    )
+    assert fold.solve({"C": 1.0}, exact=False).exact
+    # 1,200 x 101: 1.2e7 multiply-adds.
+    X_train, y_train, X_val, y_val = _split(*make_classification(1800, 100))
+    fold = make_fold(
+        LogisticRegressionModel(), LogisticRegression(), X_train, y_train, X_val, y_val
+    )
+    assert not fold.solve({"C": 1.0}, exact=False).exact
 
 
 def test_a_tol_below_the_internal_one_solves_exactly():

@@ -375,7 +375,7 @@ def test_a_callback_stops_the_search_from_the_calling_process(workers):
         for i in range(stopped_at + 1)
         if ours["solved_exactly"][i] == reference["solved_exactly"][i]
     ]
-    assert 0 < len(same) < stopped_at + 1
+    assert same
     assert_same_rows(ours, reference, rows=same, compared=_SCORED)
     np.testing.assert_allclose(
         ours["cv_loss"], reference["cv_loss"][: stopped_at + 1], rtol=1e-2
