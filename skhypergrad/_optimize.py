@@ -371,8 +371,9 @@ def _trial_point(x, fx, gx, end, previous):
     The minimizer of a model of the loss, kept inside the bracket: at most
     90% of the way to ``end`` for the secant through the previous iterate
     and for the cubic, which interpolate, and half of it for the other
-    models; the midpoint of the bracket when there is no model yet. The cubic through the previous iterate and ``x`` comes first:
-    the cubic through a far end of the bracket can approach the minimum from
+    models; the midpoint of the bracket when there is no model yet. The
+    cubic through the previous iterate and ``x`` comes first: the cubic
+    through a far end of the bracket can approach the minimum from
     one side by ever shorter steps (Ridge on diabetes: 17 steps instead of
     6).
     """
