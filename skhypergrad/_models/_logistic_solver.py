@@ -160,12 +160,17 @@ class LogisticObjective:
                 return X.T @ (curvature * (X @ v)) + ridge * v
 
         else:
-            weighted = self.sample_weight[:, None] * proba
+            # Classes by samples, as in value_grad.
+            by_class = np.ascontiguousarray(proba.T)
+            weighted = by_class * self.sample_weight
+            is_sparse = sparse.issparse(X)
 
             def product(v):
-                raw = X @ v.reshape(self.n_rows, -1).T
-                centered = raw - np.einsum("ij,ij->i", proba, raw)[:, None]
-                return (X.T @ (weighted * centered)).T.ravel() + ridge * v
+                coef = v.reshape(self.n_rows, -1)
+                raw = (X @ coef.T).T if is_sparse else coef @ X.T
+                centered = weighted * (raw - (by_class * raw).sum(axis=0))
+                out = (X.T @ centered.T).T if is_sparse else centered @ X
+                return out.ravel() + ridge * v
 
         return product
 
