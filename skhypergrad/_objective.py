@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.sparse import issparse
 from sklearn.base import clone
+from sklearn.metrics import get_scorer
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_array, get_tags
 from sklearn.utils.metadata_routing import process_routing
@@ -159,6 +160,9 @@ class SplitSetting:
     scorer: object
     return_train_score: bool
     weights_step: object = None
+    # Whether the scorer is scikit-learn's for the model's loss_scoring (see
+    # Solution.loss_is_score).
+    scores_loss: bool = False
 
 
 class Split:
@@ -390,6 +394,22 @@ class Split:
         pipeline_params["steps"] = [*steps, (name, final)]
         return Pipeline(**pipeline_params)
 
+    def _loss_is_score(self, params):
+        """Whether the test score is ``-loss`` (see ``Solution.loss_is_score``).
+
+        Only for the scorer of the model's own loss, on a finite validation
+        part, with no score parameter but the sample weights (which the loss
+        weighs with), and without training scores to compute.
+        """
+        setting = self.setting
+        return (
+            setting.scores_loss
+            and not setting.return_train_score
+            and self.finite_validation
+            and set(self.test_score_params) <= {"sample_weight"}
+            and self.solution(params, False, False).loss_is_score
+        )
+
     def _score(self, result, params):
         """Score at ``params``, as GridSearchCV's _fit_and_score."""
         setting = self.setting
@@ -403,6 +423,11 @@ class Split:
             out.update(test_scores=error, score_time=0.0)
             if setting.return_train_score:
                 out["train_scores"] = error
+        elif self._loss_is_score(params):
+            # The scorer would compute the loss again: -loss is its value.
+            start = time.time()
+            out["test_scores"] = -float(self.solution(params, False, False).loss)
+            out["score_time"] = time.time() - start
         else:
             estimator = self.fitted_estimator(params)
             start = time.time()
@@ -510,6 +535,7 @@ class CrossValObjective:
             scorer,
             return_train_score,
             self._weights_step,
+            scores_loss=_scores_loss(scorer, self._model, self._final),
         )
         self._pool = None
         self._memo = {}
@@ -840,6 +866,14 @@ class _BadFeatureWeights(ValueError):
 # Sparse input whose dense copy takes more than this per fold is said to be
 # densified: below, the copy costs less than scikit-learn's own fits.
 _DENSE_BYTES_WARNING = 100 * 2**20
+
+
+def _scores_loss(scorer, model, final):
+    """Whether ``scorer`` is scikit-learn's for the model's loss, negated."""
+    scoring = None if model is None else model.loss_scoring_for(final)
+    if scoring is None or isinstance(scorer, dict):
+        return False
+    return repr(scorer) == repr(get_scorer(scoring))
 
 
 def _warn_densifying(final, X_train, X_test):

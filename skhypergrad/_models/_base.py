@@ -100,6 +100,12 @@ class Solution(ABC):
     loss : float
         Validation loss of the trained model; ``inf`` or ``nan`` when the
         training diverged.
+    loss_is_score : bool
+        Whether ``-loss`` is exactly what scikit-learn's scorer for the
+        model's :attr:`DifferentiableModel.loss_scoring` gives on the
+        validation fold, with the same sample weights (to rounding): the
+        search then reports it instead of calling that scorer, which for a
+        small problem costs more than the training. False by default.
     exact : bool
         Whether the training was solved to the model's own tolerance, the
         one its hypergradient needs (True), or only as closely as the
@@ -110,6 +116,7 @@ class Solution(ABC):
 
     params: dict
     loss: float
+    loss_is_score = False
     exact = True
 
     @abstractmethod

@@ -175,6 +175,7 @@ class _LogisticSolution(Solution):
             if np.all(np.isfinite(theta))
             else np.nan
         )
+        self.loss_is_score = fold.loss_is_score and np.isfinite(self.loss)
 
     def hypergradient(self, names):
         if list(names) not in ([], ["C"]):
@@ -296,6 +297,10 @@ class _LogisticFold(Fold):
         # probability 0, clipped to eps. It does not depend on C.
         val_weights = data.val_weights
         self.unseen_loss = float(val_weights[~seen].sum() * MAX_LOG_LOSS)
+        # scikit-learn's log_loss scorer infers the labels from y_val: it
+        # computes this loss when y_val has every class of the training part
+        # and no other (else it fails, or scores another problem).
+        self.loss_is_score = bool(seen.all() and len(np.unique(val_index)) == n_classes)
         X_val, val_index, val_weights = X_val[seen], val_index[seen], val_weights[seen]
 
         n_samples, self.n_features_in_ = X_train.shape

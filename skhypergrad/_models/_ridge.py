@@ -133,6 +133,9 @@ class _RidgeSolution(Solution):
             self.alpha, rtol=CG_RTOL if self.exact else max(fold.estimator.tol, CG_RTOL)
         )
         self.loss = fold.loss(self.alpha, self.coef)
+        # The mean squared error, weighted and averaged over the targets as
+        # mean_squared_error does.
+        self.loss_is_score = bool(np.isfinite(self.loss))
 
     def hypergradient(self, names):
         if list(names) not in ([], ["alpha"]):
