@@ -420,13 +420,17 @@ class _SplitTasks:
         return len(self.splits)
 
     def task_kwargs(self, k):
+        """The task's arguments, as callables: scikit-learn's callback context
+        calls them only for a hook that asks for them. Indexing the training
+        part of X at every outer iteration took half of a dense Ridge search
+        (60,000 x 500) with no callback at all."""
         train = self.splits[k][0]
         return {
-            "X": safe_indexing(self.X, train),
-            "y": None if self.y is None else safe_indexing(self.y, train),
+            "X": lambda: safe_indexing(self.X, train),
+            "y": None if self.y is None else lambda: safe_indexing(self.y, train),
             "metadata": None
             if self.sample_weight is None
-            else {"sample_weight": safe_indexing(self.sample_weight, train)},
+            else lambda: {"sample_weight": safe_indexing(self.sample_weight, train)},
         }
 
 

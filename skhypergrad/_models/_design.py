@@ -104,7 +104,10 @@ class CenteredDesign:
             self._kernel_shift = None
         else:
             self._scaled = None
-            self._dense = root_weights[:, None] * (X - offset)
+            # One pass over X without sample weights (their roots are ones).
+            self._dense = X - offset
+            if np.any(root_weights != 1.0):
+                self._dense *= root_weights[:, None]
         self.shape = X.shape
 
     @property

@@ -207,7 +207,8 @@ class _RidgeFold(Fold):
             if sparse.issparse(X_train):
                 self.X_offset = (X_train.T @ weights) / weights.sum()
             else:
-                self.X_offset = np.average(X_train, axis=0, weights=weights)
+                # A matrix-vector product: np.average multiplies a copy of X.
+                self.X_offset = (weights @ X_train) / weights.sum()
             self.y_offset = np.average(y_train, axis=0, weights=weights)
         else:
             self.X_offset = np.zeros(self.n_features)
