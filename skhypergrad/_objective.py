@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.sparse import issparse
 from sklearn.base import clone
+from sklearn.metrics import get_scorer
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_array, get_tags
 from sklearn.utils.metadata_routing import process_routing
@@ -107,6 +108,7 @@ class SplitResult:
     fit_error: str = None
     fit_time: float = 0.0
     scores: dict = None
+    exact: bool = True
 
 
 @dataclass
@@ -117,6 +119,9 @@ class PointResult:
     loss: float
     splits: list
     hypergradient: dict = None
+    # False while the point is solved only as the estimator's fit would stop
+    # (see DifferentiableModel.inexact_solves).
+    exact: bool = True
 
     @property
     def failed(self):
@@ -155,6 +160,9 @@ class SplitSetting:
     scorer: object
     return_train_score: bool
     weights_step: object = None
+    # Whether the scorer is scikit-learn's for the model's loss_scoring (see
+    # Solution.loss_is_score).
+    scores_loss: bool = False
 
 
 class Split:
@@ -293,38 +301,51 @@ class Split:
         """The number of weights of the searched FeatureWeights step, or None."""
         return None if self.feature_weights is None else self.feature_weights.n_groups_
 
-    def solution(self, params, differentiate):
-        """The model's solution at ``params``, kept or solved now."""
+    def solution(self, params, differentiate, exact=True):
+        """The model's solution at ``params``, kept or solved now.
+
+        ``exact=False`` is passed on to a model that declares
+        ``inexact_solves``; a kept inexact solution is solved again when an
+        exact one is asked for.
+        """
         key = point_key(params)
         solution = self.solutions.get(key)
-        if solution is None:
-            solution = self.model_fold.solve(params, differentiate=differentiate)
+        if solution is None or (exact and not solution.exact):
+            # FeatureWeights' weighted folds always solve exactly.
+            inexact = self.setting.model.inexact_solves and self.feature_weights is None
+            if exact or differentiate or not inexact:
+                solution = self.model_fold.solve(params, differentiate=differentiate)
+            else:
+                solution = self.model_fold.solve(params, exact=False)
         self.solutions[key] = solution
         self.solutions.move_to_end(key, last=False)
         while len(self.solutions) > _KEPT_SOLUTIONS:
             self.solutions.popitem()
         return solution
 
-    def evaluate(self, params, differentiate):
+    def evaluate(self, params, differentiate, exact=True):
         """Solve at ``params`` (the model's names), differentiate and score.
+
+        ``exact=False`` allows an inexact solve (see :meth:`solution`).
 
         Returns
         -------
         result : SplitResult
-            The loss, the hypergradient if asked, and with a scorer the
-            scores in ``_fit_and_score``'s layout.
+            The loss, the hypergradient if asked, whether the solve was
+            exact, and with a scorer the scores in ``_fit_and_score``'s
+            layout.
         """
-        result = self._solve(params, differentiate)
+        result = self._solve(params, differentiate, exact)
         if self.setting.scorer is not None:
             self._score(result, params)
         return result
 
-    def _solve(self, params, differentiate):
+    def _solve(self, params, differentiate, exact):
         if self.error is not None:
             return SplitResult(np.nan, {}, self.error)
         start = time.time()
         try:
-            solution = self.solution(params, differentiate)
+            solution = self.solution(params, differentiate, exact)
             if not self.finite_validation:
                 # Trained, but its validation part has NaN or infinite values:
                 # no loss, and the scorer fails as in GridSearchCV.
@@ -341,7 +362,9 @@ class Split:
             if self.setting.error_score == "raise":
                 raise
             return SplitResult(np.nan, {}, traceback.format_exc(), time.time() - start)
-        return SplitResult(solution.loss, grads, None, time.time() - start)
+        return SplitResult(
+            solution.loss, grads, None, time.time() - start, exact=solution.exact
+        )
 
     def hypergradient(self, params):
         """The hypergradient at ``params``, solved before for its loss alone."""
@@ -355,7 +378,8 @@ class Split:
 
     def fitted_estimator(self, params):
         """The estimator (a pipeline if given one) trained at ``params``."""
-        final = self.solution(params, False).fitted_estimator()
+        # The solution just scored or solved, exact or not.
+        final = self.solution(params, False, exact=False).fitted_estimator()
         if self.feature_names is not None:
             final.feature_names_in_ = self.feature_names
         steps = [] if self.preprocessing is None else list(self.preprocessing.steps)
@@ -370,6 +394,22 @@ class Split:
         pipeline_params["steps"] = [*steps, (name, final)]
         return Pipeline(**pipeline_params)
 
+    def _loss_is_score(self, params):
+        """Whether the test score is ``-loss`` (see ``Solution.loss_is_score``).
+
+        Only for the scorer of the model's own loss, on a finite validation
+        part, with no score parameter but the sample weights (which the loss
+        weighs with), and without training scores to compute.
+        """
+        setting = self.setting
+        return (
+            setting.scores_loss
+            and not setting.return_train_score
+            and self.finite_validation
+            and set(self.test_score_params) <= {"sample_weight"}
+            and self.solution(params, False, False).loss_is_score
+        )
+
     def _score(self, result, params):
         """Score at ``params``, as GridSearchCV's _fit_and_score."""
         setting = self.setting
@@ -383,6 +423,11 @@ class Split:
             out.update(test_scores=error, score_time=0.0)
             if setting.return_train_score:
                 out["train_scores"] = error
+        elif self._loss_is_score(params):
+            # The scorer would compute the loss again: -loss is its value.
+            start = time.time()
+            out["test_scores"] = -float(self.solution(params, False, False).loss)
+            out["score_time"] = time.time() - start
         else:
             estimator = self.fitted_estimator(params)
             start = time.time()
@@ -490,6 +535,7 @@ class CrossValObjective:
             scorer,
             return_train_score,
             self._weights_step,
+            scores_loss=_scores_loss(scorer, self._model, self._final),
         )
         self._pool = None
         self._memo = {}
@@ -607,18 +653,23 @@ class CrossValObjective:
             for name, value in point.items()
         }
 
-    def is_evaluated(self, point, differentiate=False):
+    def is_evaluated(self, point, differentiate=False, exact=True):
         """Whether :meth:`evaluate` would return a result without computing."""
         result = self._memo.get(point_key(point))
-        return result is not None and (
-            not differentiate or result.hypergradient is not None
+        return (
+            result is not None
+            and (result.exact or not (exact or differentiate))
+            and (not differentiate or result.hypergradient is not None)
         )
 
-    def evaluate(self, point, differentiate=False):
+    def evaluate(self, point, differentiate=False, exact=True):
         """The CV loss at ``point``, and its hypergradient if asked.
 
         Each point is solved once: a point evaluated before is returned as
-        it was, with its hypergradient added if it is asked now.
+        it was, with its hypergradient added if it is asked now. A point
+        solved inexactly is solved again, exactly, when an exact result or
+        the hypergradient is asked: its result is updated in place (the
+        same row, with the exact loss and scores).
 
         Parameters
         ----------
@@ -626,6 +677,10 @@ class CrossValObjective:
             Values of the continuous hyperparameters, by full name.
         differentiate : bool, default=False
             Whether to compute the hypergradient too.
+        exact : bool, default=True
+            False allows the folds of a model that declares
+            ``inexact_solves`` to be solved only as closely as the
+            estimator's ``fit`` would stop; ignored when ``differentiate``.
 
         Returns
         -------
@@ -635,27 +690,36 @@ class CrossValObjective:
             to each hyperparameter of ``point`` (None until asked).
         """
         self.prepare()
+        exact = exact or differentiate
         key = point_key(point)
         result = self._memo.get(key)
         if result is None:
-            result = self._solve(point, differentiate)
+            result = self._solve(point, differentiate, exact)
             self._memo[key] = result
             self.results.append(result)
+        elif exact and not result.exact:
+            again = self._solve(point, differentiate, exact)
+            for name in ("loss", "splits", "hypergradient", "exact"):
+                setattr(result, name, getattr(again, name))
         elif differentiate and result.hypergradient is None:
             self._differentiate(result)
         return result
 
-    def _solve(self, point, differentiate):
+    def _solve(self, point, differentiate, exact):
         model_params = self._model_params(point)
         splits = self._pool.run(
             "evaluate",
-            [(k, (model_params, differentiate)) for k in range(len(self.splits))],
+            [
+                (k, (model_params, differentiate, exact))
+                for k in range(len(self.splits))
+            ],
         )
         failed = any(s.fit_error is not None for s in splits)
         result = PointResult(
             point=dict(point),
             loss=np.nan if failed else float(np.mean([s.loss for s in splits])),
             splits=splits,
+            exact=all(s.exact for s in splits),
         )
         if differentiate:
             result.hypergradient = self._mean_gradient(result, model_params)
@@ -757,10 +821,10 @@ class GridPoint:
     def close(self):
         pass
 
-    def is_evaluated(self, point, differentiate=False):
+    def is_evaluated(self, point, differentiate=False, exact=True):
         return bool(self.results)
 
-    def evaluate(self, point=None, differentiate=False):
+    def evaluate(self, point=None, differentiate=False, exact=True):
         """Fit and score every split once; the same result afterwards."""
         if not self.results:
             parallel = Parallel(n_jobs=self.n_jobs, pre_dispatch=self.pre_dispatch)
@@ -802,6 +866,14 @@ class _BadFeatureWeights(ValueError):
 # Sparse input whose dense copy takes more than this per fold is said to be
 # densified: below, the copy costs less than scikit-learn's own fits.
 _DENSE_BYTES_WARNING = 100 * 2**20
+
+
+def _scores_loss(scorer, model, final):
+    """Whether ``scorer`` is scikit-learn's for the model's loss, negated."""
+    scoring = None if model is None else model.loss_scoring_for(final)
+    if scoring is None or isinstance(scorer, dict):
+        return False
+    return repr(scorer) == repr(get_scorer(scoring))
 
 
 def _warn_densifying(final, X_train, X_test):

@@ -68,9 +68,9 @@ class _Counted:
     def is_evaluated(self, z, differentiate):
         return self._fun.is_evaluated(z, differentiate)
 
-    def value(self, z):
+    def value(self, z, exact=True):
         self._count(z, False)
-        return self._keep(z, self._fun.value(z))
+        return self._keep(z, self._fun.value(z, exact))
 
     def value_and_grad(self, z):
         self._count(z, True)
@@ -92,8 +92,8 @@ class _Tied:
     def is_evaluated(self, t, differentiate):
         return self._fun.is_evaluated(self.full(t), differentiate)
 
-    def value(self, t):
-        return self._fun.value(self.full(t))
+    def value(self, t, exact=True):
+        return self._fun.value(self.full(t), exact)
 
     def value_and_grad(self, t):
         value, gradient = self._fun.value_and_grad(self.full(t))

@@ -195,7 +195,9 @@ class Progress:
                     and self._search_ctx.subcontext(
                         task_name="continuous search",
                         task_id=task_id,
-                        max_subtasks=s.n_coarse(search.n_init) + search.n_iter,
+                        # A coarse point solved inexactly may be solved
+                        # again, exactly, once (see inexact_solves).
+                        max_subtasks=2 * s.n_coarse(search.n_init) + search.n_iter,
                     )
                 )
                 self.split_contexts.append(None)
@@ -276,8 +278,10 @@ class _SubsearchProgress:
 
     Each evaluation that computed something is one verbose line, numbered in
     the order evaluated: a new point's loss (and its hypergradient when it
-    was computed with it), or the hypergradient added later at a point
-    evaluated before, which the line names by its row (``iter``).
+    was computed with it; "inexact" when the coarse pass solved it only as
+    the estimator's fit would stop), or, at a point evaluated before, which
+    the line names by its row (``iter``), the hypergradient added later or
+    the loss of the exact solve that replaced an inexact one.
     """
 
     owner: object
@@ -393,8 +397,12 @@ class _SubsearchProgress:
             what = f"cv_loss={evaluation.cv_loss:.6g}"
             if gradient:
                 what += f", hypergradient {derivatives}"
-        else:
+            elif not evaluation.result.exact:
+                what += " (inexact)"
+        elif gradient:
             what = f"hypergradient {derivatives} (cv_loss={evaluation.cv_loss:.6g})"
+        else:
+            what = f"cv_loss={evaluation.cv_loss:.6g} (solved exactly)"
         return f"[{self.name}, {where}] {values} -> {what} ({since_fit:.2f}s)"
 
 

@@ -70,6 +70,7 @@ def more_results(evaluations, subspaces):
         "search_id": [e.search_id for e in evaluations],
         "outer_iter": [e.iteration for e in evaluations],
         "cv_loss": [e.cv_loss for e in evaluations],
+        "solved_exactly": [e.result.exact for e in evaluations],
     }
     for name in sorted({r.name for s in subspaces for r in s.ranges}):
         sizes = {

@@ -654,12 +654,12 @@ class _SearchFunction:
         self._rows = {}
         self._start = time.time()
 
-    def is_evaluated(self, z, differentiate):
+    def is_evaluated(self, z, differentiate, exact=True):
         point = self._subsearch.subspace.to_point(z)
-        return self._subsearch.objective.is_evaluated(point, differentiate)
+        return self._subsearch.objective.is_evaluated(point, differentiate, exact)
 
-    def value(self, z):
-        return self._evaluate(z, False).loss
+    def value(self, z, exact=True):
+        return self._evaluate(z, False, exact).loss
 
     def value_and_grad(self, z):
         result = self._evaluate(z, True)
@@ -667,21 +667,42 @@ class _SearchFunction:
             result.hypergradient, z
         )
 
-    def _evaluate(self, z, differentiate):
+    def solve_best_exactly(self):
+        """Solve the point of lowest CV loss again, exactly, if it was not.
+
+        The coarse pass may solve its points inexactly; the best one decides
+        the answer (and ``best_score_`` with the loss as the score). Solved
+        again, its loss may rise above that of another inexact point, which
+        is then solved again too.
+        """
+        while True:
+            finite = [e for e in self._subsearch.evaluations if np.isfinite(e.cv_loss)]
+            if not finite:
+                return
+            best = min(finite, key=lambda e: e.cv_loss)
+            if best.result.exact:
+                return
+            self._evaluate_point(dict(best.result.point), False, True)
+
+    def _evaluate(self, z, differentiate, exact=True):
+        return self._evaluate_point(
+            self._subsearch.subspace.to_point(z), differentiate, exact
+        )
+
+    def _evaluate_point(self, point, differentiate, exact):
         subsearch = self._subsearch
-        point = subsearch.subspace.to_point(z)
         objective = subsearch.objective
-        if objective.is_evaluated(point, differentiate):
-            return objective.evaluate(point, differentiate)
+        if objective.is_evaluated(point, differentiate, exact):
+            return objective.evaluate(point, differentiate, exact)
         tasks = subsearch.progress.begin_iteration()
         if subsearch.subspace.ranges:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                result = objective.evaluate(point, differentiate)
+                result = objective.evaluate(point, differentiate, exact)
             _collect_warnings(caught, subsearch.convergence_warnings, point)
         else:
             # Fitted by scikit-learn: its warnings as GridSearchCV shows them.
-            result = objective.evaluate(point, differentiate)
+            result = objective.evaluate(point, differentiate, exact)
         key = point_key(point)
         evaluation = self._rows.get(key)
         new = evaluation is None
@@ -826,6 +847,7 @@ class _SearchRunner:
                     values=subsearch.subspace.values_z,
                     order=subsearch.subspace.grid_order,
                 )
+            fun.solve_best_exactly()
         except StopSearch:
             return True
         finally:

@@ -690,6 +690,27 @@ def _compare_with_grid_search(case, search, estimator, splits, kwargs):
         failed = np.isnan(scores) | np.equal(scores, _numeric(case.error_score))
         if isinstance(error, ValueError) and np.all(failed):
             return "searched"  # all of that point's fits failed, as in GridSearchCV
+        if case.dtype == "float32":
+            # scikit-learn's Ridge overflows in float32 at a huge alpha (its
+            # Gram matrix plus alpha); the search trains in float64: is it
+            # GridSearchCV's on float64 X?
+            reference, error64 = _reference(
+                case,
+                estimator,
+                {k: [v] for k, v in params.items()},
+                splits,
+                kwargs,
+                True,
+            )
+            if (
+                error64 is None
+                and _score_mismatch(case, search, row, reference) is None
+            ):
+                raise Deviation(
+                    "float32 X: GridSearchCV's float32 fits fail where its float64 "
+                    "ones give the search's scores",
+                    f"{type(error).__name__}: {error}",
+                )
         raise Deviation(
             "GridSearchCV raises at the searched point",
             f"{type(error).__name__}: {error}",

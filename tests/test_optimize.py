@@ -25,6 +25,8 @@ class Recorder:
         self.fun = fun
         self.points = []
         self.differentiated = []
+        # Whether each call of value() asked for an exact solve.
+        self.exact = []
         self._known = {}  # tuple(z) -> whether its gradient was computed
 
     def is_evaluated(self, z, differentiate):
@@ -39,7 +41,8 @@ class Recorder:
             self._known[key] = self._known.get(key, False) or differentiate
         return self.fun(z)
 
-    def value(self, z):
+    def value(self, z, exact=True):
+        self.exact.append(exact)
         return self._compute(z, False)[0]
 
     def value_and_grad(self, z):

@@ -101,7 +101,13 @@ def test_cv_results_has_grid_search_keys_and_its_own(diabetes):
     results = search.cv_results_
     assert set(grid.cv_results_) <= set(results)
     own = set(results) - set(grid.cv_results_)
-    assert own == {"search_id", "outer_iter", "cv_loss", "hypergrad_ridge__alpha"}
+    assert own == {
+        "search_id",
+        "outer_iter",
+        "cv_loss",
+        "solved_exactly",
+        "hypergrad_ridge__alpha",
+    }
     n_points = len(results["params"])
     for key, value in results.items():
         assert len(value) == n_points, key

@@ -100,10 +100,24 @@ class Solution(ABC):
     loss : float
         Validation loss of the trained model; ``inf`` or ``nan`` when the
         training diverged.
+    loss_is_score : bool
+        Whether ``-loss`` is exactly what scikit-learn's scorer for the
+        model's :attr:`DifferentiableModel.loss_scoring` gives on the
+        validation fold, with the same sample weights (to rounding): the
+        search then reports it instead of calling that scorer, which for a
+        small problem costs more than the training. False by default.
+    exact : bool
+        Whether the training was solved to the model's own tolerance, the
+        one its hypergradient needs (True), or only as closely as the
+        estimator's ``fit`` would stop (False, see
+        :attr:`DifferentiableModel.inexact_solves`). An inexact solution is
+        scored but never differentiated.
     """
 
     params: dict
     loss: float
+    loss_is_score = False
+    exact = True
 
     @abstractmethod
     def hypergradient(self, names):
@@ -135,7 +149,7 @@ class Fold(ABC):
     """One cross-validation split of one model, ready to be solved."""
 
     @abstractmethod
-    def solve(self, params, *, differentiate=False):
+    def solve(self, params, *, differentiate=False, exact=True):
         """Train at ``params``.
 
         Parameters
@@ -148,6 +162,13 @@ class Fold(ABC):
             Whether the caller will ask for the solution's hypergradient: a
             model whose hypergradient needs more than the loss (a record of
             the training) may then keep it.
+        exact : bool, default=True
+            False allows a solution only as close to the optimum as the
+            estimator's own ``fit`` stops (its ``tol``), for the points the
+            search evaluates to locate the minimum, not to differentiate.
+            Only passed to models that declare
+            :attr:`DifferentiableModel.inexact_solves`; ``differentiate`` is
+            then False.
 
         Returns
         -------
@@ -193,6 +214,11 @@ class DifferentiableModel(ABC):
         search has ``n_jobs`` other than 1. ``False`` keeps them in the calling
         process, for a model whose step costs less than sending it to a
         worker (Ridge's closed form takes microseconds).
+    inexact_solves : bool
+        Whether :meth:`Fold.solve` takes ``exact=False``: a cheaper solve,
+        stopped where the estimator's ``fit`` would stop. The coarse pass of
+        a one-dimensional search asks for it; every point the search
+        differentiates, and the best one, are solved exactly.
     """
 
     estimator_class = None
@@ -202,6 +228,7 @@ class DifferentiableModel(ABC):
     loss_scoring = None
     accept_sparse = False
     parallel_folds = True
+    inexact_solves = False
 
     def loss_scoring_for(self, estimator):
         """The scoring equivalent to the loss at ``estimator``'s settings."""

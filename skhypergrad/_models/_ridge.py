@@ -28,7 +28,9 @@ n`), and the number of stored entries of ``X``:
   :math:`(D^T D + \\alpha I) w = D^T t` when :math:`p \\le n`, or on the dual
   system :math:`(D D^T + \\alpha I) c = t`, :math:`w = D^T c`, when
   :math:`n < p` (vectors of the smaller size), warm-started from the nearest
-  solution found before, to a relative residual of ``CG_RTOL``. The
+  solution found before, to a relative residual of ``CG_RTOL`` (the
+  coarse pass: to the estimator's ``tol``, where scikit-learn's
+  ``sparse_cg`` stops, see ``DifferentiableModel.inexact_solves``). The
   hypergradient is by implicit differentiation with one adjoint solve
   (:func:`~._implicit.implicit_hypergradient`): :math:`dL/d\\alpha = -u^T
   \\theta` with :math:`H u = \\nabla_\\theta L`, :math:`\\theta` the solved
@@ -121,18 +123,29 @@ def _coef_loss(coef, X_val, X_offset, residual_offset, weights):
 
 
 class _RidgeSolution(Solution):
-    def __init__(self, fold, alpha):
+    def __init__(self, fold, alpha, exact=True):
         self._fold = fold
         self.alpha = float(alpha)
         self.params = {"alpha": self.alpha}
-        self.coef, self.n_iter, self._variables = fold.coefficients(self.alpha)
+        # Only conjugate gradient can stop early, at the estimator's tol.
+        self.exact = exact or fold.method != "iterative"
+        self.coef, self.n_iter, self._variables = fold.coefficients(
+            self.alpha, rtol=CG_RTOL if self.exact else max(fold.estimator.tol, CG_RTOL)
+        )
         self.loss = fold.loss(self.alpha, self.coef)
+        # The mean squared error, weighted and averaged over the targets as
+        # mean_squared_error does.
+        self.loss_is_score = bool(np.isfinite(self.loss))
 
     def hypergradient(self, names):
         if list(names) not in ([], ["alpha"]):
             raise ValueError(f"Ridge has no continuous hyperparameters {names}.")
         if not names:
             return {}
+        if not self.exact:
+            raise RuntimeError(
+                "An inexact solution has no hypergradient: solve it exactly."
+            )
         return {"alpha": self._fold.hypergradient(self.alpha, self._variables)}
 
     def fitted_estimator(self):
@@ -257,9 +270,10 @@ class _RidgeFold(Fold):
             data.val_weights,
         )
 
-    def coefficients(self, alpha):
+    def coefficients(self, alpha, rtol=CG_RTOL):
         """The coefficients (n_features, n_targets) at ``alpha``.
 
+        Conjugate gradient stops at the relative residual ``rtol``.
         Also the conjugate gradient's iterations and the variables it solved
         for (the coefficients, or the dual variables), None for the
         spectral methods.
@@ -271,7 +285,7 @@ class _RidgeFold(Fold):
             return self._basis @ shrunk, None, None
         start = self._nearest_warm_start(alpha)
         with blas_threads_limited():
-            variables, n_iter = self._solve(alpha, self._rhs, start)
+            variables, n_iter = self._solve(alpha, self._rhs, start, rtol)
         self._warm_starts[alpha] = variables
         while len(self._warm_starts) > _KEPT_WARM_STARTS:
             self._warm_starts.pop(next(iter(self._warm_starts)))
@@ -314,7 +328,7 @@ class _RidgeFold(Fold):
         nearest = min(self._warm_starts, key=lambda a: abs(np.log(a / alpha)))
         return self._warm_starts[nearest]
 
-    def _solve(self, alpha, rhs, start):
+    def _solve(self, alpha, rhs, start, rtol=CG_RTOL):
         """Solve ``(D^T D + alpha I) x = rhs`` (or ``D D^T``: dual) by columns."""
         design = self._design
         inverse_diagonal = 1.0 / (self._diagonal + alpha)
@@ -330,13 +344,13 @@ class _RidgeFold(Fold):
             x0 = np.zeros_like(b) if start is None else start[:, j]
             residual = b - matvec(x0) if start is not None else b
             norm_b, norm_r = np.linalg.norm(b), np.linalg.norm(residual)
-            if norm_r <= CG_RTOL * norm_b or norm_r == 0:
+            if norm_r <= rtol * norm_b or norm_r == 0:
                 columns.append(x0)
                 continue
             step, iterations, converged = conjugate_gradient(
                 matvec,
                 residual,
-                rtol=CG_RTOL * norm_b / norm_r,
+                rtol=rtol * norm_b / norm_r,
                 max_iter=CG_MAX_ITER,
                 precondition=lambda r: inverse_diagonal * r,
             )
@@ -344,7 +358,7 @@ class _RidgeFold(Fold):
             if not converged:
                 warnings.warn(
                     f"Ridge's conjugate gradient at alpha={alpha:.3g} did not "
-                    f"reach a relative residual of {CG_RTOL:g} in {CG_MAX_ITER} "
+                    f"reach a relative residual of {rtol:g} in {CG_MAX_ITER} "
                     "iterations (an ill-conditioned design at a small alpha). "
                     "Raise the lower bound of alpha's range.",
                     ConvergenceWarning,
@@ -353,8 +367,12 @@ class _RidgeFold(Fold):
             columns.append(x0 + step)
         return np.stack(columns, axis=1), n_iter
 
-    def solve(self, params, *, differentiate=False):
-        return _RidgeSolution(self, params.get("alpha", self.estimator.alpha))
+    def solve(self, params, *, differentiate=False, exact=True):
+        """Solve at ``alpha``; with ``exact=False``, conjugate gradient stops
+        at the estimator's ``tol``, as scikit-learn's ``sparse_cg`` does."""
+        return _RidgeSolution(
+            self, params.get("alpha", self.estimator.alpha), exact=exact
+        )
 
 
 # Iterative solutions a fold keeps as warm starts for the next solve.
@@ -375,6 +393,8 @@ class RidgeModel(DifferentiableModel):
     accept_sparse = True
     # A step is an eigenbasis shrinkage: cheaper than a round trip to a worker.
     parallel_folds = False
+    # Conjugate gradient solves the coarse pass to tol, as sparse_cg stops.
+    inexact_solves = True
 
     def check_estimator(self, estimator):
         if estimator.positive:
