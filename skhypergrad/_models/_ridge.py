@@ -249,14 +249,12 @@ class _RidgeFold(Fold):
             spectrum = Spectrum(design.kernel())
             vectors = spectrum.eigenvectors[:, spectrum.kept]
             projected_target = vectors.T @ target
-            if design.is_sparse:
-                # D^T U would be dense (n_features, rank): keep U and apply D^T.
-                basis = None
-                self._design = design
-                projected_val = design.cross(X_val) @ vectors
-            else:
-                basis = design.rdot(vectors)
-                projected_val = centered_product(X_val, self.X_offset, basis)
+            # D^T U (n_features, rank) would cost n_features * n_samples * rank
+            # to form (0.8 s a fold on 800 x 50,000) and as much memory as D:
+            # keep D and U, and apply D^T to the few coefficients asked for.
+            basis = None
+            self._design = design
+            projected_val = design.cross(X_val) @ vectors
         self._basis, self._vectors = basis, vectors
         # Only the directions outside the null space of the design: the
         # solution has no component along the others (see Spectrum).
