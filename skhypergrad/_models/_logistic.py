@@ -69,7 +69,12 @@ from sklearn.utils.multiclass import check_classification_targets
 from .._sklearn_compat import compute_class_weight, effective_logistic_penalty
 from ._base import DifferentiableModel, Fold, Solution
 from ._implicit import implicit_hypergradient
-from ._logistic_solver import HessianSolver, LogisticObjective, newton_solve
+from ._logistic_solver import (
+    HessianSolver,
+    LogisticObjective,
+    best_start,
+    newton_solve,
+)
 from ._losses import (
     MAX_LOG_LOSS,
     binary_log_loss,
@@ -465,8 +470,7 @@ class _LogisticFold(Fold):
         exact solve takes over.
         """
         objective = self.objective
-        starts = [(s, *objective.value_grad(s, l2)[:2]) for s in (start, *alternatives)]
-        start = min(starts, key=lambda item: np.max(np.abs(item[2])))[0]
+        start = best_start(objective, l2, (start, *alternatives))[0]
         result = optimize.minimize(
             lambda theta: objective.value_grad(theta, l2)[:2],
             start,

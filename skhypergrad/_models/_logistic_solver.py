@@ -21,7 +21,7 @@ from scipy.special import expit
 
 from ._implicit import conjugate_gradient
 
-__all__ = ["HessianSolver", "LogisticObjective", "newton_solve"]
+__all__ = ["HessianSolver", "LogisticObjective", "best_start", "newton_solve"]
 
 # reused until conjugate gradient needs more than n_params / 10 iterations
 # (at least 5, at most 30): matrix products run faster per flop than
@@ -308,6 +308,15 @@ def _apply_factor(factor, b):
     return eigenvectors @ (inverse * (eigenvectors.T @ b))
 
 
+def best_start(objective, l2, candidates):
+    """The candidate start with the smallest largest gradient entry.
+
+    Returns it with the objective's value, gradient and probabilities there.
+    """
+    starts = [(start, *objective.value_grad(start, l2)) for start in candidates]
+    return min(starts, key=lambda start: np.max(np.abs(start[2])))
+
+
 def newton_solve(
     objective, hessian_solver, theta, l2, *, max_iter, gtol, alternative_starts=()
 ):
@@ -331,12 +340,8 @@ def newton_solve(
     proba : ndarray
         Predicted training probabilities at ``theta``.
     """
-    starts = [
-        (start, *objective.value_grad(start, l2))
-        for start in (theta, *alternative_starts)
-    ]
-    theta, value, gradient, proba = min(
-        starts, key=lambda start: np.max(np.abs(start[2]))
+    theta, value, gradient, proba = best_start(
+        objective, l2, (theta, *alternative_starts)
     )
     grad_norm = start_norm = np.max(np.abs(gradient))
     n_iter = 0
