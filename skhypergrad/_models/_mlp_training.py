@@ -747,12 +747,15 @@ def _step_vjp(problem, tape, state_bar, alpha, on_first_layer=None):
     """
     args = (tape.state, tape.grad, *tape.update_arguments)
     if problem.solver == "adam":
-        vjp = layers.adam_vjp((0, 1, 2, 4, 5), tape.new_state, args, {})
+        update_vjp, argnums = layers.adam_vjp, (0, 1, 2, 4, 5)
     else:
-        vjp = layers.sgd_vjp((0, 1, 2, 3), tape.new_state, args, {})
+        update_vjp, argnums = layers.sgd_vjp, (0, 1, 2, 3)
     # The vector-Jacobian products return new arrays: accumulating the
-    # cotangent of the state (weights and moments) in place is safe.
-    state_bar, grad_bar, *decay_bar = vjp(state_bar)
+    # cotangent of the state (weights and moments) in place is safe. (The
+    # product is not kept: what it holds is freed once it has run.)
+    state_bar, grad_bar, *decay_bar = update_vjp(argnums, tape.new_state, args, {})(
+        state_bar
+    )
     sizes_bar = decay_bar.pop(0)
     alpha_bar = 0.0
 
