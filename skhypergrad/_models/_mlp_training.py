@@ -103,7 +103,7 @@ _CHECKPOINT_BYTES = 64 * 2**20
 # _FANOUT parts, whose first states are recomputed and kept while the parts
 # are swept, last to first, the same way (see _sweep_steps).
 _TAPE_BYTES = 64 * 2**20
-_FANOUT = 4
+_FANOUT = 3
 
 
 # --------------------------------------------------------------------------
@@ -541,8 +541,9 @@ class Trajectory:
     diverged : bool
         The weights became non-finite (training stopped there).
     reached_max_iter : bool
-    checkpoints : dict of int -> ndarray
-        State at the start of the kept epochs (reverse mode only).
+    checkpoints : dict of int -> ndarray or None
+        State at the start of the kept epochs (reverse mode only); None for
+        the first epoch, whose state is ``problem.initial_state()``.
     checkpoint_stride : int
         Every how many epochs a checkpoint is kept.
     """
@@ -598,7 +599,8 @@ def train(problem, hp, keep_checkpoints=False):
     t = 0
     for epoch in range(max_iter):
         if keep_checkpoints and epoch % stride == 0:
-            run.checkpoints[epoch] = state
+            # The first state is made again when needed: not kept.
+            run.checkpoints[epoch] = state if epoch > 0 else None
         run.divisions.append(divisions)
         batch_losses = []
         state = _run_epoch(state, hp, problem, epoch, divisions, record=batch_losses)
@@ -888,7 +890,8 @@ def hypergradient_reverse(problem, run, hp, names, loss, on_step=None):
     ----------
     problem : TrainingProblem
     run : Trajectory
-        From :func:`train` with ``keep_checkpoints=True``.
+        From :func:`train` with ``keep_checkpoints=True``. Its checkpoints
+        are consumed: each is dropped once the epochs it starts are swept.
     hp : dict of str -> float
         The values ``run`` was trained with.
     names : list of str
@@ -910,13 +913,14 @@ def hypergradient_reverse(problem, run, hp, names, loss, on_step=None):
     n_batches = len(problem.batches)
     for start in range(stride * ((run.snapshot - 1) // stride), -1, -stride):
         stop = min(start + stride, run.snapshot)
+        state = run.checkpoints.pop(start)
         state_bar = _sweep_steps(
             problem,
             hp,
             run,
             start * n_batches,
             stop * n_batches,
-            run.checkpoints[start],
+            problem.initial_state() if state is None else state,
             state_bar,
             inputs_bar,
             on_step,
