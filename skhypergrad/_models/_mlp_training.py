@@ -906,8 +906,9 @@ def hypergradient_reverse(problem, run, hp, names, loss, on_step=None):
     -------
     grad : ndarray of shape (len(names),)
     """
-    theta_bar = make_vjp(loss)(run.theta)[0](1.0)
-    state_bar = np.concatenate([theta_bar, np.zeros(problem.n_moments)])
+    state_bar = np.concatenate(
+        [make_vjp(loss)(run.theta)[0](1.0), np.zeros(problem.n_moments)]
+    )
     inputs_bar = {}
     stride = run.checkpoint_stride
     n_batches = len(problem.batches)
