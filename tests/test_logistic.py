@@ -441,7 +441,8 @@ def test_jacobi_preconditioner_only_under_a_dominant_penalty(monkeypatch, C, jac
         LogisticRegressionModel(), LogisticRegression(), X_train, y_train, X_val, y_val
     )
     calls = {"jacobi": 0, "cholesky": 0}
-    diagonal, dpotrf = fold.hessian_solver._diagonal, _logistic_solver.lapack.dpotrf
+    diagonal = _logistic_solver._diagonal_preconditioner
+    dpotrf = _logistic_solver.lapack.dpotrf
 
     def counted_diagonal(*args, **kwargs):
         calls["jacobi"] += 1
@@ -451,7 +452,7 @@ def test_jacobi_preconditioner_only_under_a_dominant_penalty(monkeypatch, C, jac
         calls["cholesky"] += 1
         return dpotrf(*args, **kwargs)
 
-    monkeypatch.setattr(fold.hessian_solver, "_diagonal", counted_diagonal)
+    monkeypatch.setattr(_logistic_solver, "_diagonal_preconditioner", counted_diagonal)
     monkeypatch.setattr(_logistic_solver.lapack, "dpotrf", counted_dpotrf)
     solution = fold.solve({"C": C})
     solution.hypergradient(["C"])
