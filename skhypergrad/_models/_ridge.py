@@ -56,13 +56,13 @@ from sklearn.linear_model import Ridge
 from ._base import DifferentiableModel, Fold, Solution
 from ._design import (
     CenteredDesign,
-    centered_product,
+    DenseDesign,
     data_product,
     transpose_product,
 )
 from ._implicit import conjugate_gradient, implicit_hypergradient
 from ._losses import squared_error, weighted_mean
-from ._spectral import Spectrum, shrunk_predictions
+from ._spectral import Spectrum
 from ._threads import blas_threads_limited
 
 __all__ = ["RidgeModel", "ridge_method"]
@@ -100,17 +100,27 @@ def ridge_method(n_samples, n_features, n_stored):
 
 
 def _validation_loss(
-    alpha, eigenvalues, projected_val, projected_target, residual_offset, weights
+    alpha,
+    eigenvalues,
+    basis,
+    projected_target,
+    val_rows,
+    val_offset,
+    residual_offset,
+    weights,
 ):
     """Validation mean squared error of ridge at ``alpha`` (traced).
 
-    ``projected_val @ diag(1 / (eigenvalues + alpha)) @ projected_target``
-    are the centered validation predictions; ``residual_offset`` is
-    ``y_mean - y_val``; ``weights`` (summing to one) weigh the samples, the
-    targets count equally.
+    The solution in the eigenbasis is
+    ``diag(1 / (eigenvalues + alpha)) @ projected_target``, its coefficients
+    ``basis`` times that (the solution itself when ``basis`` is None), and
+    ``val_rows @ coef - val_offset @ coef`` the centered validation
+    predictions; ``residual_offset`` is ``y_mean - y_val``; ``weights``
+    (summing to one) weigh the samples, the targets count equally.
     """
-    centered = shrunk_predictions(alpha, eigenvalues, projected_val, projected_target)
-    return weighted_mean(squared_error(centered, -residual_offset), weights)
+    shrunk = (1.0 / (eigenvalues + alpha))[:, None] * projected_target
+    coef = shrunk if basis is None else anp.dot(basis, shrunk)
+    return _coef_loss(coef, val_rows, val_offset, residual_offset, weights)
 
 
 def _coef_loss(coef, X_val, X_offset, residual_offset, weights):
@@ -129,13 +139,26 @@ class _RidgeSolution(Solution):
         self.params = {"alpha": self.alpha}
         # Only conjugate gradient can stop early, at the estimator's tol.
         self.exact = exact or fold.method != "iterative"
-        self.coef, self.n_iter, self._variables = fold.coefficients(
-            self.alpha, rtol=CG_RTOL if self.exact else max(fold.estimator.tol, CG_RTOL)
-        )
-        self.loss = fold.loss(self.alpha, self.coef)
+        if fold.method == "iterative":
+            self._coef, self.n_iter, self._variables = fold.coefficients(
+                self.alpha,
+                rtol=CG_RTOL if self.exact else max(fold.estimator.tol, CG_RTOL),
+            )
+        else:
+            # The spectral loss needs no coefficients: they are formed when
+            # asked (on a wide fold, a product with the whole design).
+            self._coef, self.n_iter, self._variables = None, None, None
+        self.loss = fold.loss(self.alpha, self._coef)
         # The mean squared error, weighted and averaged over the targets as
         # mean_squared_error does.
         self.loss_is_score = bool(np.isfinite(self.loss))
+
+    @property
+    def coef(self):
+        """The coefficients, of shape (n_features, n_targets)."""
+        if self._coef is None:
+            self._coef = self._fold.coefficients(self.alpha)[0]
+        return self._coef
 
     def hypergradient(self, names):
         if list(names) not in ([], ["alpha"]):
@@ -239,22 +262,38 @@ class _RidgeFold(Fold):
             )
             return
 
+        if sparse.issparse(X_train):
+            matrix = design.gram() if self.method == "gram" else design.kernel()
+        else:
+            # The products of X itself, centered by a rank-one correction:
+            # no centered copy of X (see DenseDesign).
+            design, matrix = DenseDesign.with_matrix(
+                X_train, self.X_offset, root_weights, kernel=self.method == "kernel"
+            )
+        spectrum = Spectrum(matrix)
+        del matrix
+        vectors = spectrum.eigenvectors[:, spectrum.kept]
         if self.method == "gram":
-            spectrum = Spectrum(design.gram())
-            vectors = spectrum.eigenvectors[:, spectrum.kept]
             basis = vectors
             projected_target = vectors.T @ design.rdot(target)
-            projected_val = centered_product(X_val, self.X_offset, vectors)
+            # The validation predictions are X_val @ coef - xbar @ coef: a
+            # product with X_val itself costs what one with its projection on
+            # the eigenvectors (n_val x rank, with rank up to n_features)
+            # would, without forming that projection.
+            if sparse.issparse(X_val):
+                val_rows, val_offset = X_val, self.X_offset
+            else:
+                val_rows, val_offset = design.validation_rows(X_val)
         else:
-            spectrum = Spectrum(design.kernel())
-            vectors = spectrum.eigenvectors[:, spectrum.kept]
             projected_target = vectors.T @ target
             # D^T U (n_features, rank) would cost n_features * n_samples * rank
             # to form (0.8 s a fold on 800 x 50,000) and as much memory as D:
-            # keep D and U, and apply D^T to the few coefficients asked for.
+            # keep the design and U, and apply D^T to the few coefficients
+            # asked for.
             basis = None
             self._design = design
-            projected_val = design.cross(X_val) @ vectors
+            val_rows = design.cross(X_val) @ vectors
+            val_offset = np.zeros(val_rows.shape[1])
         self._basis, self._vectors = basis, vectors
         # Only the directions outside the null space of the design: the
         # solution has no component along the others (see Spectrum).
@@ -263,8 +302,10 @@ class _RidgeFold(Fold):
         # Everything the validation loss needs besides alpha.
         self.loss_args = (
             self.eigenvalues,
-            projected_val,
+            basis,
             projected_target,
+            val_rows,
+            val_offset,
             residual_offset,
             data.val_weights,
         )
