@@ -278,6 +278,7 @@ class DenseDesign:
         self.offset = offset
         self.root_weights = root_weights
         self.implicit = implicit
+        self._training_rows = None
 
     @classmethod
     def with_matrix(cls, X, offset, root_weights, *, kernel=False):
@@ -332,21 +333,38 @@ class DenseDesign:
         rows = self._rows
         return rows @ rows.T if kernel else rows.T @ rows
 
+    def release(self, training_rows):
+        """Drop the design's rows; ``training_rows()`` gives ``X`` again
+        when they are needed (see ``FoldData.training_rows``)."""
+        self._rows = None
+        self._training_rows = training_rows
+
+    def _current_rows(self):
+        if self._rows is not None:
+            return self._rows
+        X = np.asarray(self._training_rows(), dtype=np.float64)
+        r = self.root_weights[:, None]
+        if not self.implicit:
+            return (X - self.offset) * r
+        return X * r if np.any(r != 1.0) else X
+
     def rdot(self, U):
         """``D.T @ U`` for ``U`` of shape (n_samples, k)."""
+        rows = self._current_rows()
         if not self.implicit:
-            return self._rows.T @ U
-        return self._rows.T @ U - np.outer(self.offset, self.root_weights @ U)
+            return rows.T @ U
+        return rows.T @ U - np.outer(self.offset, self.root_weights @ U)
 
     def cross(self, A):
         """``(A - 1 xbar^T) @ D.T`` for dense data rows ``A``."""
+        rows = self._current_rows()
         if not self.implicit:
-            return centered_product(A, self.offset, self._rows.T)
+            return centered_product(A, self.offset, rows.T)
         r = self.root_weights
         # A X^T R - (A xbar - ||xbar||^2) r^T - 1 (R X xbar)^T
-        product = A @ self._rows.T
+        product = A @ rows.T
         product -= np.outer(A @ self.offset - self.offset @ self.offset, r)
-        product -= self._rows @ self.offset
+        product -= rows @ self.offset
         return product
 
     def validation_rows(self, A):

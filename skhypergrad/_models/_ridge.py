@@ -294,6 +294,10 @@ class _RidgeFold(Fold):
             self._design = design
             val_rows = design.cross(X_val) @ vectors
             val_offset = np.zeros(val_rows.shape[1])
+            if data.training_rows is not None and not sparse.issparse(X_train):
+                # Coefficients are not expected to be asked: the design is
+                # indexed again if they are, instead of being kept.
+                design.release(data.training_rows)
         self._basis, self._vectors = basis, vectors
         # Only the directions outside the null space of the design: the
         # solution has no component along the others (see Spectrum).
