@@ -39,4 +39,3 @@ class Spectrum:
         cutoff = len(eigenvalues) * np.finfo(float).eps * max(eigenvalues.max(), 0.0)
         self.kept = eigenvalues > cutoff
         self.eigenvalues = np.where(self.kept, eigenvalues, 0.0)
-
