@@ -28,7 +28,7 @@ import time
 import traceback
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
@@ -164,6 +164,9 @@ class SplitSetting:
     # Whether the scorer is scikit-learn's for the model's loss_scoring (see
     # Solution.loss_is_score).
     scores_loss: bool = False
+    # What the models' folds compute once for all the splits (see
+    # FoldData.source).
+    shared: dict = field(default_factory=dict)
 
 
 class Split:
@@ -292,6 +295,12 @@ class Split:
                     _training_rows, X, self.train, setting.model, X_train.dtype
                 )
                 if scores_are_loss and preprocessing is None
+                else None,
+                source=(X, self.train, self.test, setting.shared)
+                if preprocessing is None
+                and isinstance(X, np.ndarray)
+                and X.dtype == np.float64
+                and X.ndim == 2
                 else None,
             )
             if self.feature_weights is not None:

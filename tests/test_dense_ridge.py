@@ -210,6 +210,51 @@ def test_wide_fold_drops_its_design_and_indexes_it_again(shift, weighted):
     assert calls == [1]
 
 
+@pytest.mark.parametrize("shape", [(60, 8), (20, 30)])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("shift", ["centered", "large"])
+@pytest.mark.parametrize("partition", [True, False])
+def test_fold_from_the_shared_products_equals_its_own(
+    shape, weighted, shift, partition
+):
+    n = shape[0] + 15
+    X, y = _data((n, shape[1]), SHIFTS[shift][0], n_targets=2)
+    rows = np.random.RandomState(5).permutation(n)
+    train, test = rows[: shape[0]], rows[shape[0] :]
+    if not partition:
+        # Rows left out (ShuffleSplit), and negative indices.
+        test = test[:10] - n
+    weights = np.random.RandomState(6).uniform(0.5, 2.0, shape[0]) if weighted else None
+    shared = {}
+
+    def fold(source):
+        data = FoldData(
+            X[train], y[train], X[test], y[test], sample_weight=weights, source=source
+        )
+        return RidgeModel().fold(Ridge(), data)
+
+    own, from_shared = fold(None), fold((X, train, test, shared))
+    kernel = shape[0] < shape[1]
+    assert set(shared) == (
+        {"ridge_kernel"}
+        if kernel
+        else {"ridge_gram"}
+        if partition and not weighted
+        else set()
+    )
+    for alpha in [1e-3, 1.0, 100.0]:
+        ours = from_shared.solve({"alpha": alpha}, differentiate=True)
+        reference = own.solve({"alpha": alpha}, differentiate=True)
+        np.testing.assert_allclose(ours.loss, reference.loss, rtol=1e-10)
+        np.testing.assert_allclose(
+            ours.hypergradient(["alpha"])["alpha"],
+            reference.hypergradient(["alpha"])["alpha"],
+            rtol=1e-7,
+            atol=1e-9 * reference.loss,
+        )
+        np.testing.assert_allclose(ours.coef, reference.coef, rtol=1e-9, atol=1e-11)
+
+
 def _objective(X, y, scoring):
     splits = list(KFold(3, shuffle=True, random_state=0).split(X))
     return CrossValObjective(

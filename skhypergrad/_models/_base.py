@@ -79,6 +79,12 @@ class FoldData:
         trained parameters after the fold is prepared (its scores are the
         loss): a model whose fold would keep ``X_train`` only to form them
         (Ridge on wide data) may then drop it, and index it again if asked.
+    source : tuple or None, default=None
+        ``(X, train, test, shared)`` when ``X_train`` and ``X_val`` are the
+        rows ``train`` and ``test`` of a float64 array ``X`` (no
+        preprocessing): a model may then form products of the whole ``X``
+        once for all the splits of a search, and keep them in ``shared``, a
+        dict that those splits share (Ridge's Gram and kernel matrices).
     """
 
     X_train: object
@@ -88,6 +94,7 @@ class FoldData:
     sample_weight: object = None
     val_sample_weight: object = None
     training_rows: object = None
+    source: object = None
 
     @property
     def val_weights(self):

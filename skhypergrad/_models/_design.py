@@ -281,7 +281,7 @@ class DenseDesign:
         self._training_rows = None
 
     @classmethod
-    def with_matrix(cls, X, offset, root_weights, *, kernel=False):
+    def with_matrix(cls, X, offset, root_weights, *, kernel=False, uncentered=None):
         """The design of ``X`` and its Gram matrix (or kernel matrix).
 
         Parameters
@@ -297,6 +297,9 @@ class DenseDesign:
         kernel : bool, default=False
             Whether to form the kernel matrix ``D @ D.T`` (n_samples squared)
             instead of the Gram matrix ``D.T @ D`` (n_features squared).
+        uncentered : ndarray or None, default=None
+            The product ``X.T @ S @ X`` (or ``S^(1/2) X X.T S^(1/2)``), if
+            already known: it is not formed again.
 
         Returns
         -------
@@ -306,11 +309,11 @@ class DenseDesign:
         """
         r = root_weights
         rows = X * r[:, None] if np.any(r != 1.0) else X
+        if uncentered is None:
+            uncentered = rows @ rows.T if kernel else rows.T @ rows
         if not np.any(offset):
-            design = cls(rows, offset, r, implicit=True)
-            return design, design._product(kernel)
+            return cls(rows, offset, r, implicit=True), uncentered
         if kernel:
-            uncentered = rows @ rows.T
             shift = rows @ offset
             matrix = (
                 uncentered
@@ -319,7 +322,6 @@ class DenseDesign:
                 + (offset @ offset) * np.outer(r, r)
             )
         else:
-            uncentered = rows.T @ rows
             matrix = uncentered - (r @ r) * np.outer(offset, offset)
         if np.all(np.diag(uncentered) <= CANCELLATION_LIMIT * np.diag(matrix)):
             return cls(rows, offset, r, implicit=True), matrix
@@ -355,14 +357,17 @@ class DenseDesign:
             return rows.T @ U
         return rows.T @ U - np.outer(self.offset, self.root_weights @ U)
 
-    def cross(self, A):
-        """``(A - 1 xbar^T) @ D.T`` for dense data rows ``A``."""
+    def cross(self, A, product=None):
+        """``(A - 1 xbar^T) @ D.T`` for dense data rows ``A``.
+
+        ``product`` is ``A @ X.T @ S^(1/2)``, if already known.
+        """
         rows = self._current_rows()
         if not self.implicit:
             return centered_product(A, self.offset, rows.T)
         r = self.root_weights
         # A X^T R - (A xbar - ||xbar||^2) r^T - 1 (R X xbar)^T
-        product = A @ rows.T
+        product = A @ rows.T if product is None else product.copy()
         product -= np.outer(A @ self.offset - self.offset @ self.offset, r)
         product -= rows @ self.offset
         return product

@@ -205,6 +205,50 @@ def _check_sparse_solver(estimator):
         raise TypeError("SVD solver does not support sparse inputs currently")
 
 
+def _shared_products(data, kernel, X_val, root_weights):
+    """The uncentered products of a dense fold, from those of the whole data.
+
+    With ``data.source`` (the fold's parts are rows of one array ``X``), the
+    kernel matrix ``X X^T`` of all the rows is formed once for all the
+    splits (``n`` squared entries, no more than ``X``): a fold's training
+    kernel ``R X_t X_t^T R`` and cross product ``X_v X_t^T R`` are blocks of
+    it, where each fold would form them anew (five folds: five times the
+    multiply-adds). For the Gram matrix, without sample weights and when
+    the training and validation rows partition ``X``, ``X^T X`` is formed
+    once and each fold's is ``X^T X - X_v^T X_v``. None where the fold
+    forms its own.
+
+    Returns
+    -------
+    products : tuple or None
+        ``(uncentered, cross)``: the fold's uncentered Gram or kernel matrix,
+        and for the kernel the validation rows' product ``X_v X_t^T R``.
+    """
+    if data.source is None:
+        return None
+    X, train, test, shared = data.source
+    train, test = _indices(train, len(X)), _indices(test, len(X))
+    if kernel:
+        if "ridge_kernel" not in shared:
+            shared["ridge_kernel"] = X @ X.T
+        full = shared["ridge_kernel"]
+        block = full[np.ix_(train, train)]
+        block *= np.multiply.outer(root_weights, root_weights)
+        return block, full[np.ix_(test, train)] * root_weights
+    counts = np.bincount(np.concatenate([train, test]), minlength=len(X))
+    if np.any(root_weights != 1.0) or np.any(counts != 1):
+        return None
+    if "ridge_gram" not in shared:
+        shared["ridge_gram"] = X.T @ X
+    return shared["ridge_gram"] - X_val.T @ X_val, None
+
+
+def _indices(rows, n_samples):
+    """Row indices, from indices or a boolean mask."""
+    rows = np.asarray(rows)
+    return np.flatnonzero(rows) if rows.dtype == bool else rows % n_samples
+
+
 class _RidgeFold(Fold):
     def __init__(self, estimator, data):
         self.estimator = estimator
@@ -262,13 +306,21 @@ class _RidgeFold(Fold):
             )
             return
 
+        kernel = self.method == "kernel"
+        shared = None
         if sparse.issparse(X_train):
             matrix = design.gram() if self.method == "gram" else design.kernel()
         else:
             # The products of X itself, centered by a rank-one correction:
-            # no centered copy of X (see DenseDesign).
+            # no centered copy of X (see DenseDesign), and taken from those of
+            # the whole data when the splits share them.
+            shared = _shared_products(data, kernel, X_val, root_weights)
             design, matrix = DenseDesign.with_matrix(
-                X_train, self.X_offset, root_weights, kernel=self.method == "kernel"
+                X_train,
+                self.X_offset,
+                root_weights,
+                kernel=kernel,
+                uncentered=None if shared is None else shared[0],
             )
         spectrum = Spectrum(matrix)
         del matrix
@@ -292,7 +344,10 @@ class _RidgeFold(Fold):
             # asked for.
             basis = None
             self._design = design
-            val_rows = design.cross(X_val) @ vectors
+            val_rows = (
+                design.cross(X_val, product=None if shared is None else shared[1])
+                @ vectors
+            )
             val_offset = np.zeros(val_rows.shape[1])
             if data.training_rows is not None and not sparse.issparse(X_train):
                 # Coefficients are not expected to be asked: the design is
