@@ -242,12 +242,13 @@ class Split:
         # With scores that are the loss, the scorer is called only where a
         # solution's loss is not its score (rare: a diverged training):
         # the validation part is then indexed again from the data, instead
-        # of being kept for the whole search.
-        scores_are_loss = self._scores_are_loss()
-        if scores_are_loss:
-            self._data = (X, y)
-        else:
+        # of being kept for the whole search. Without a scorer, it is not
+        # needed (nor are the trained parameters).
+        unscored = setting.scorer is None or self._scores_are_loss()
+        if not unscored:
             self.X_test, self.y_test = X_test, y_test
+        elif setting.scorer is not None:
+            self._data = (X, y)
         if setting.return_train_score:
             self.X_train, self.y_train = X_train, y_train
         try:
@@ -294,7 +295,7 @@ class Split:
                 training_rows=partial(
                     _training_rows, X, self.train, setting.model, X_train.dtype
                 )
-                if scores_are_loss and preprocessing is None
+                if unscored and preprocessing is None
                 else None,
                 source=(X, self.train, self.test, setting.shared)
                 if preprocessing is None

@@ -289,6 +289,17 @@ def test_splits_keep_the_validation_part_only_for_a_scorer(shape, scoring, kept)
     objective.close()
 
 
+def test_without_a_scorer_splits_keep_neither_part():
+    X, y = _data((30, 50), 2.0)
+    splits = list(KFold(3, shuffle=True, random_state=0).split(X))
+    objective = CrossValObjective(Ridge(), X, y, splits, ["alpha"])
+    objective.evaluate({"alpha": 2.0}, differentiate=True)
+    for split in objective._pool._splits:
+        assert split.X_test is None and split._data is None
+        assert split.model_fold._design._rows is None
+    objective.close()
+
+
 def test_a_loss_that_is_not_the_score_indexes_the_validation_part_again(
     monkeypatch,
 ):
