@@ -344,10 +344,11 @@ class _RidgeFold(Fold):
             # asked for.
             basis = None
             self._design = design
-            val_rows = (
-                design.cross(X_val, product=None if shared is None else shared[1])
-                @ vectors
-            )
+            if shared is None:
+                cross = design.cross(X_val)
+            else:
+                cross = design.cross(X_val, product=shared[1])
+            val_rows = cross @ vectors
             val_offset = np.zeros(val_rows.shape[1])
             if data.training_rows is not None and not sparse.issparse(X_train):
                 # Coefficients are not expected to be asked: the design is
