@@ -36,10 +36,14 @@ n`), and the number of stored entries of ``X``:
   \\theta` with :math:`H u = \\nabla_\\theta L`, :math:`\\theta` the solved
   variables (:math:`w` or :math:`c`) and :math:`H` their system's matrix.
 
-In the spectral ways the decomposition, the projected target and the
-projected validation design do not depend on :math:`\\alpha`: they are
-computed once per fold, and each solve costs a product with an
-``(n_val, rank)`` matrix; only :func:`_validation_loss` is traced.
+In the spectral ways the decomposition and the projected target do not
+depend on :math:`\\alpha`: they are computed once per fold, and each solve
+costs a product of the validation part with the coefficients (``"gram"``)
+or of an ``(n_val, rank)`` matrix with the solution in the eigenbasis
+(``"kernel"``); only :func:`_validation_loss` is traced. A dense fold's
+Gram or kernel matrix is formed without a centered copy of ``X``
+(:class:`~._design.DenseDesign`), from products of the whole data shared by
+the splits when they are rows of one array (:func:`_shared_products`).
 """
 
 import numbers
