@@ -664,6 +664,7 @@ class CrossValObjective:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+        self._setting.shared.clear()
 
     def _split(self, train, test, first):
         """One split, with its parameters indexed here, to be prepared."""
