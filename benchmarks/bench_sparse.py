@@ -38,10 +38,12 @@ Usage::
 
     python benchmarks/bench_sparse.py [--rows ridge-sparse mlp ...]
         [--size quick|full] [--repeat 2] [--output results.json]
+        [--baseline /path/to/a/checkout/of/main]
 """
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -350,18 +352,27 @@ def worker(row, method, size):
 # --------------------------------------------------------------------------
 
 
-def run(rows, size, repeat):
+def run(rows, size, repeat, baseline=None):
     runs = {}
     for _ in range(repeat):
         for row in rows:
-            for method in METHODS[row]:
+            methods = [(method, None) for method in METHODS[row]]
+            if baseline is not None:
+                methods.insert(1, ("HypergradSearchCV", baseline))
+            for method, path in methods:
+                env = None
+                if path is not None:
+                    env = dict(os.environ, PYTHONPATH=path)
                 out = subprocess.run(
                     [sys.executable, __file__, "--worker", row, method, size],
                     check=True,
                     capture_output=True,
                     text=True,
+                    env=env,
                 )
                 result = json.loads(out.stdout.strip().splitlines()[-1])
+                if path is not None:
+                    method = result["method"] = "HypergradSearchCV (baseline)"
                 print(
                     f"  {row} {method}: {result['seconds']:.1f} s, "
                     f"{result['peak_mb']:.0f} MB",
@@ -438,6 +449,11 @@ def main():
     parser.add_argument("--size", choices=["quick", "medium", "full"], default="quick")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--output", help="also write the rows as JSON to this path")
+    parser.add_argument(
+        "--baseline",
+        help="also time HypergradSearchCV from the skhypergrad of this source "
+        "tree (a checkout of main), interleaved with the others",
+    )
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -446,7 +462,7 @@ def main():
     missing = [row for row in args.rows if args.size not in SIZES[row]]
     if missing:
         parser.error(f"--size {args.size} is not defined for {', '.join(missing)}")
-    table = run(args.rows, args.size, args.repeat)
+    table = run(args.rows, args.size, args.repeat, args.baseline)
     print(
         f"size={args.size}, repeat={args.repeat}, single-threaded, each run in "
         "its own process"
