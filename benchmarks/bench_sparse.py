@@ -319,7 +319,7 @@ def worker(row, method, size):
     search = make(method, splits)
     # Imports (the search's module included) and data: what the search adds
     # to the process is its peak RSS minus this.
-    baseline_mb = rss_mb()
+    imports_mb = rss_mb()
     with threadpool_limits(limits=1):
         start = time.perf_counter()
         search.fit(X, y)
@@ -336,7 +336,7 @@ def worker(row, method, size):
         size=size,
         seconds=seconds,
         peak_mb=peak_mb,
-        baseline_mb=baseline_mb,
+        imports_mb=imports_mb,
         data_mb=data_nbytes(X) / 2**20,
         params=params,
         cv_loss=float(loss),
@@ -390,7 +390,7 @@ def run(rows, size, repeat, baseline=None):
         )
         # Memory: the run of highest peak.
         highest = max(results, key=lambda r: r["peak_mb"])
-        first.update(peak_mb=highest["peak_mb"], baseline_mb=highest["baseline_mb"])
+        first.update(peak_mb=highest["peak_mb"], imports_mb=highest["imports_mb"])
         table.append(first)
     return table
 
@@ -432,10 +432,10 @@ def print_memory_table(table):
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in table:
         goal = r["data_mb"] + r["checkpoints_mb"]
-        added = r["peak_mb"] - r["baseline_mb"]
+        added = r["peak_mb"] - r["imports_mb"]
         print(
             f"| {r['row']} ({r['size']}) | {r['method']} | {r['peak_mb']:.0f} | "
-            f"{r['baseline_mb']:.0f} | {added:.0f} | "
+            f"{r['imports_mb']:.0f} | {added:.0f} | "
             f"{r['data_mb']:.1f} | {r['checkpoints_mb']:.0f} | "
             f"{added / goal:.2f} | {r['peak_mb'] / goal:.2f} |"
         )
