@@ -61,6 +61,7 @@ from ._design import (
     transpose_product,
 )
 from ._implicit import conjugate_gradient, implicit_hypergradient
+from ._krylov import RidgeRuns, lanczos_budget
 from ._losses import squared_error, weighted_mean
 from ._spectral import Spectrum, shrunk_predictions
 from ._threads import blas_threads_limited
@@ -76,6 +77,9 @@ _EXPECTED_ITERATIONS = 10_000
 # The conjugate gradient's relative residual, and its iteration budget.
 CG_RTOL = 1e-12
 CG_MAX_ITER = 10_000
+# The memory a fold's Lanczos runs may hold: n_val floats a step (a run per
+# target). 256 MB is 1,600 steps with 20,000 validation rows.
+KRYLOV_MAX_BYTES = 256 * 2**20
 
 
 def ridge_method(n_samples, n_features, n_stored):
@@ -146,7 +150,10 @@ class _RidgeSolution(Solution):
             raise RuntimeError(
                 "An inexact solution has no hypergradient: solve it exactly."
             )
-        return {"alpha": self._fold.hypergradient(self.alpha, self._variables)}
+        return {"alpha": self._alpha_derivative()}
+
+    def _alpha_derivative(self):
+        return self._fold.hypergradient(self.alpha, self._variables)
 
     def fitted_estimator(self):
         fold = self._fold
@@ -161,6 +168,35 @@ class _RidgeSolution(Solution):
         ridge.n_iter_ = self.n_iter
         ridge.solver_ = "sparse_cg" if fold.method == "iterative" else "cholesky"
         return ridge
+
+
+class _KrylovSolution(_RidgeSolution):
+    """A solution read off the fold's Lanczos runs (see ``_krylov``): the
+    loss and its derivative from the runs' steps, the coefficients (for
+    ``fitted_estimator`` only) by a second pass of the recurrence."""
+
+    def __init__(self, fold, alpha, steps, exact):
+        self._fold = fold
+        self.alpha = float(alpha)
+        self.params = {"alpha": self.alpha}
+        self.exact = exact
+        self._steps = steps
+        self.n_iter = max(steps)
+        with blas_threads_limited():
+            self.loss = fold.runs.loss(self.alpha, steps)
+        self.loss_is_score = bool(np.isfinite(self.loss))
+        self._coef = None
+
+    @property
+    def coef(self):
+        if self._coef is None:
+            with blas_threads_limited():
+                self._coef = self._fold.runs.coefficients(self.alpha, self._steps)
+        return self._coef
+
+    def _alpha_derivative(self):
+        with blas_threads_limited():
+            return self._fold.runs.loss_derivative(self.alpha, self._steps)
 
 
 def _check_sparse_solver(estimator):
@@ -231,6 +267,19 @@ class _RidgeFold(Fold):
                 self._rhs = design.rdot(target)
                 self._diagonal = design.squared_column_norms()
             self._warm_starts = {}
+            # One Lanczos run per target serves every alpha; conjugate
+            # gradient only an alpha the runs cannot reach in their budget.
+            self.runs = RidgeRuns(
+                design,
+                self._rhs,
+                X_val,
+                self._dual,
+                residual_offset,
+                data.val_weights,
+                lanczos_budget(
+                    KRYLOV_MAX_BYTES, X_val.shape[0], self._rhs.shape[1], CG_MAX_ITER
+                ),
+            )
             self._coef_loss_args = (
                 X_val,
                 self.X_offset,
@@ -369,9 +418,14 @@ class _RidgeFold(Fold):
     def solve(self, params, *, differentiate=False, exact=True):
         """Solve at ``alpha``; with ``exact=False``, conjugate gradient stops
         at the estimator's ``tol``, as scikit-learn's ``sparse_cg`` does."""
-        return _RidgeSolution(
-            self, params.get("alpha", self.estimator.alpha), exact=exact
-        )
+        alpha = params.get("alpha", self.estimator.alpha)
+        if self.method == "iterative":
+            rtol = CG_RTOL if exact else max(self.estimator.tol, CG_RTOL)
+            with blas_threads_limited():
+                steps = self.runs.steps_for(alpha, rtol)
+            if steps is not None:
+                return _KrylovSolution(self, alpha, steps, exact)
+        return _RidgeSolution(self, alpha, exact=exact)
 
 
 # Iterative solutions a fold keeps as warm starts for the next solve.
