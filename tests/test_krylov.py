@@ -1,6 +1,5 @@
 """Ridge by one Lanczos run per fold: every alpha from the same Krylov space."""
 
-import copy
 import pickle
 
 import numpy as np
@@ -42,25 +41,27 @@ def _spd(n, low, high, seed=0):
 
 
 @pytest.mark.parametrize("shift", [1e-2, 1.0, 1e2])
-def test_shifted_runs_equal_the_closed_form_beyond_orthogonality(shift):
+@pytest.mark.parametrize("stored", [1000, 20], ids=["stored", "beyond"])
+def test_shifted_runs_equal_the_closed_form_beyond_orthogonality(shift, stored):
     # Eigenvalues over four decades: at the smallest shift the run takes
     # more steps than the dimension, which only a basis that lost its
     # orthogonality can, and still gives conjugate gradient's solution.
+    # With 20 stored steps, the larger runs go on past them.
     n = 60
     A = _spd(n, 1e-2, 1e2)
     rng = np.random.RandomState(1)
     b, M = rng.randn(n), rng.randn(7, n)
     operator = _MatrixOperator(A, M)
-    run = ShiftedLanczos(operator, b, max_steps=1000)
-    k = run.steps_for(shift, 1e-12)
+    run = ShiftedLanczos(operator, b, max_steps=1000, stored_steps=stored)
+    k, observed, derivative = run.solve(shift, 1e-12)
     if shift == 1e-2:
         assert k > n
+    assert run.nbytes <= stored * 7 * 8
     exact = np.linalg.solve(A + shift * np.eye(n), b)
     x = run.solution(shift, k, b)
     residual = b - (A @ x + shift * x)
     assert np.linalg.norm(residual) <= 10 * 1e-12 * np.linalg.norm(b)
     np.testing.assert_allclose(x, exact, rtol=1e-8, atol=1e-10 * np.abs(exact).max())
-    observed, derivative = run.observed(shift, k)
     np.testing.assert_allclose(observed, M @ exact, rtol=1e-8)
     # d/dshift (A + shift I)^-1 b = -(A + shift I)^-2 b
     np.testing.assert_allclose(
@@ -68,41 +69,55 @@ def test_shifted_runs_equal_the_closed_form_beyond_orthogonality(shift):
         -M @ np.linalg.solve(A + shift * np.eye(n), exact),
         rtol=1e-7,
     )
-    # The run is shared: asking again costs no product.
+    # The run is shared: asking again costs no product within the stored
+    # steps, and those past them again.
     products = operator.products
-    assert run.steps_for(shift, 1e-12) == k
-    assert run.steps_for(10 * shift, 1e-12) <= k
-    assert operator.products == products
+    assert run.solve(shift, 1e-12)[0] == k
+    assert operator.products == products + max(k - stored, 0)
 
 
-def test_steps_are_the_fewest_whatever_the_order_of_the_shifts():
+def test_steps_are_the_fewest_whatever_the_order_and_the_storage():
     A = _spd(40, 1e-1, 1e2, seed=3)
-    b = np.random.RandomState(2).randn(40)
-    first = ShiftedLanczos(_MatrixOperator(A, np.eye(40)), b, max_steps=500)
-    second = copy.deepcopy(first)
-    large, small = first.steps_for(10.0, 1e-10), first.steps_for(0.1, 1e-10)
-    assert second.steps_for(0.1, 1e-10) == small
-    assert second.steps_for(10.0, 1e-10) == large < small
+    rng = np.random.RandomState(2)
+    b, M = rng.randn(40), rng.randn(5, 40)
+    runs = [
+        ShiftedLanczos(_MatrixOperator(A, M), b, max_steps=500, stored_steps=stored)
+        for stored in (500, 500, 8)
+    ]
+    large, small = runs[0].solve(10.0, 1e-10), runs[0].solve(0.1, 1e-10)
+    assert large[0] < small[0]
+    for run in runs[1:]:
+        for expected, shift in ((small, 0.1), (large, 10.0)):
+            k, observed, derivative = run.solve(shift, 1e-10)
+            assert k == expected[0]
+            np.testing.assert_allclose(observed, expected[1], rtol=1e-10)
+            np.testing.assert_allclose(derivative, expected[2], rtol=1e-8)
 
 
-def test_a_run_stops_at_its_budget_and_at_an_invariant_space():
+def test_a_run_stops_at_max_steps_and_at_an_invariant_space():
     A = _spd(30, 1e-1, 1e1)
     b = np.random.RandomState(0).randn(30)
-    run = ShiftedLanczos(_MatrixOperator(A, np.eye(30)), b, max_steps=5)
-    assert run.steps_for(1e-3, 1e-12) is None
-    assert run.n_steps == 5
+    for stored in (5, 2):
+        run = ShiftedLanczos(_MatrixOperator(A, np.eye(30)), b, 5, stored)
+        assert run.solve(1e-3, 1e-12) is None
+        assert run.n_steps == 5 and run.n_stored == stored
     # b in a 3-dimensional invariant subspace: the third step is exact.
     vectors = np.linalg.eigh(A)[1][:, [0, 15, 29]]
-    run = ShiftedLanczos(_MatrixOperator(A, np.eye(30)), vectors @ [1, 2, 3], 100)
-    assert run.steps_for(1e-3, 1e-13) == 3
+    run = ShiftedLanczos(_MatrixOperator(A, np.eye(30)), vectors @ [1, 2, 3], 100, 100)
+    assert run.solve(1e-3, 1e-13)[0] == 3
     # The whole space: the recurrence breaks down, every shift is solved.
-    run = ShiftedLanczos(_MatrixOperator(2 * np.eye(30), np.eye(30)), b, 100)
-    assert run.steps_for(1.0, 1e-14) == 1 and run.exhausted
-    assert run.steps_for(1e-6, 1e-20) == 1 == run.n_steps
-    np.testing.assert_allclose(run.solution(1e-6, 1, b), b / (2 + 1e-6), rtol=1e-14)
-    zero = ShiftedLanczos(_MatrixOperator(A, np.eye(30)), np.zeros(30), 100)
-    assert zero.steps_for(1.0, 1e-12) == 0
-    assert not zero.observed(1.0, 0)[0].any()
+    for stored in (100, 0):
+        run = ShiftedLanczos(
+            _MatrixOperator(2 * np.eye(30), np.eye(30)), b, 100, stored
+        )
+        assert run.solve(1.0, 1e-14)[0] == 1 and run.exhausted
+        k, observed, _ = run.solve(1e-6, 1e-20)
+        assert k == 1 == run.n_steps
+        np.testing.assert_allclose(observed, b / (2 + 1e-6), rtol=1e-14)
+        np.testing.assert_allclose(run.solution(1e-6, 1, b), b / (2 + 1e-6))
+    zero = ShiftedLanczos(_MatrixOperator(A, np.eye(30)), np.zeros(30), 100, 100)
+    k, observed, _ = zero.solve(1.0, 1e-12)
+    assert k == 0 and not observed.any()
 
 
 def _sparse_regression(n, p, seed=0):
@@ -191,23 +206,54 @@ def test_lanczos_hypergradient_matches_finite_differences_and_implicit(
         )
 
 
-def test_beyond_the_memory_budget_conjugate_gradient_takes_over(monkeypatch):
+def test_beyond_the_memory_budget_the_runs_go_on(monkeypatch):
     # 30 validation rows: room for 12 steps, enough at a large alpha only.
     monkeypatch.setattr(_ridge, "KRYLOV_MAX_BYTES", 12 * 30 * 8)
     exact, fold, _, _ = _folds(monkeypatch, (45, 70), dense=False)
     large = fold.solve({"alpha": 1e3}, differentiate=True)
     small = fold.solve({"alpha": 1e-3}, differentiate=True)
-    assert isinstance(large, _ridge._KrylovSolution)
-    assert not isinstance(small, _ridge._KrylovSolution)
+    assert large._steps[0] <= 12 < small._steps[0]
     assert fold.runs.nbytes <= _ridge.KRYLOV_MAX_BYTES
     for solution in (large, small):
+        assert isinstance(solution, _ridge._KrylovSolution)
         reference = exact.solve({"alpha": solution.alpha}, differentiate=True)
         np.testing.assert_allclose(solution.loss, reference.loss, rtol=1e-8)
         np.testing.assert_allclose(
             solution.hypergradient(["alpha"])["alpha"],
             reference.hypergradient(["alpha"])["alpha"],
-            rtol=1e-7,
+            rtol=1e-8,
         )
+        np.testing.assert_allclose(
+            solution.fitted_estimator().coef_,
+            reference.fitted_estimator().coef_,
+            rtol=1e-8,
+            atol=1e-12,
+        )
+
+
+def test_conjugate_gradient_takes_over_where_the_runs_cannot(monkeypatch):
+    # Columns scaled over four decades: the diagonal preconditioner of
+    # conjugate gradient needs 12 iterations, the unpreconditioned Lanczos
+    # runs about 30.
+    rng = np.random.RandomState(0)
+    scales = np.logspace(-2, 2, 12)
+    X = rng.randn(120, 12) * scales
+    y = X @ (rng.randn(12) / scales) + rng.randn(120)
+    split = X[:90], y[:90], X[90:], y[90:]
+    exact = make_fold(RidgeModel(), Ridge(), *split)
+    monkeypatch.setattr(_ridge, "_EXPECTED_ITERATIONS", 0)
+    monkeypatch.setattr(_ridge, "CG_MAX_ITER", 20)
+    fold = make_fold(RidgeModel(), Ridge(), *split)
+    assert fold.method == "iterative"
+    solution = fold.solve({"alpha": 1e-3}, differentiate=True)
+    assert not isinstance(solution, _ridge._KrylovSolution)
+    reference = exact.solve({"alpha": 1e-3}, differentiate=True)
+    np.testing.assert_allclose(solution.loss, reference.loss, rtol=1e-8)
+    np.testing.assert_allclose(
+        solution.hypergradient(["alpha"])["alpha"],
+        reference.hypergradient(["alpha"])["alpha"],
+        rtol=1e-7,
+    )
 
 
 def test_inexact_solves_stop_at_tol_on_the_shared_run(monkeypatch):

@@ -42,13 +42,7 @@ from scipy.linalg import solve_banded
 
 from ._losses import squared_error, weighted_mean
 
-__all__ = ["DesignOperator", "RidgeRuns", "ShiftedLanczos", "lanczos_budget"]
-
-
-def lanczos_budget(max_bytes, n_observed, n_runs, max_steps):
-    """Steps each of ``n_runs`` runs may take within ``max_bytes`` of observations."""
-    per_step = 8 * max(n_observed, 1) * max(n_runs, 1)
-    return int(min(max_steps, max_bytes // per_step))
+__all__ = ["DesignOperator", "RidgeRuns", "ShiftedLanczos"]
 
 
 class DesignOperator:
@@ -103,6 +97,15 @@ class DesignOperator:
 class ShiftedLanczos:
     """The Lanczos run of ``A`` from ``b``, extended on demand.
 
+    The first ``stored_steps`` steps keep their observations: a shift they
+    serve costs a tridiagonal solve and a product with them. A shift that
+    needs more steps replays the recurrence of conjugate gradient at that
+    shift over the stored observations and goes on from the last stored
+    vectors, observing the new steps as they come without keeping them
+    (only the entries of :math:`T` are kept): memory stays within
+    ``stored_steps`` observations, at the cost of the steps past them again
+    for each such shift.
+
     Parameters
     ----------
     operator : object
@@ -113,20 +116,26 @@ class ShiftedLanczos:
     b : ndarray of shape (n,)
         The right-hand side.
     max_steps : int
-        The most steps the run may take (its observations take ``8 *
-        n_observed`` bytes a step).
+        The most steps a shift may take.
+    stored_steps : int
+        The most steps whose observations are kept (``8 * n_observed``
+        bytes a step).
     """
 
-    def __init__(self, operator, b, max_steps):
+    def __init__(self, operator, b, max_steps, stored_steps):
         self.operator = operator
         self.b_norm = float(np.linalg.norm(b))
         self.max_steps = max_steps
+        self.stored_steps = min(stored_steps, max_steps)
         self.diagonal = []
         # beta_j, the norm of the residual vector after step j.
         self.off_diagonal = []
         self._observed = np.empty((0, operator.n_observed))
-        # Krylov space exhausted: the solutions are exact for every shift.
-        self.exhausted = self.b_norm == 0
+        self.n_stored = 0
+        # The step after which the Krylov space is invariant (a breakdown:
+        # the solutions are then exact for every shift), if reached.
+        self.exhausted_at = 0 if self.b_norm == 0 else None
+        # The Lanczos vectors after the stored steps.
         self._q = b / self.b_norm if self.b_norm else b
         self._q_previous = np.zeros_like(b)
         # The largest entry of T so far, an estimate of ||A||, and the
@@ -136,54 +145,75 @@ class ShiftedLanczos:
 
     @property
     def n_steps(self):
+        """The steps whose entries of ``T`` are known."""
         return len(self.diagonal)
+
+    @property
+    def exhausted(self):
+        return self.exhausted_at is not None
 
     @property
     def nbytes(self):
         """Memory held by the observations."""
-        return self._observed[: self.n_steps].nbytes
+        return self._observed[: self.n_stored].nbytes
 
-    def _step(self):
-        k = self.n_steps
-        product, observed = self.operator.apply(self._q)
-        beta_previous = self.off_diagonal[-1] if k else 0.0
+    def _advance(self, q_previous, q, j):
+        """Step ``j`` from the Lanczos vectors ``q_previous``, ``q``.
+
+        Returns the observation of ``q`` and the next vector (None at a
+        breakdown); records the step's entries of ``T`` the first time.
+        """
+        product, observed = self.operator.apply(q)
+        beta_previous = self.off_diagonal[j - 1] if j else 0.0
         # The same operations as the second pass (solution).
-        w = product - beta_previous * self._q_previous
-        diagonal = float(self._q @ w)
-        w = w - diagonal * self._q
+        w = product - beta_previous * q_previous
+        diagonal = float(q @ w)
+        w = w - diagonal * q
         beta = float(np.linalg.norm(w))
-        self._scale = max(self._scale, abs(diagonal), beta)
+        if j == self.n_steps:
+            self.diagonal.append(diagonal)
+            self.off_diagonal.append(beta)
+            self._scale = max(self._scale, abs(diagonal), beta)
+            # A q_j lies in the Krylov space, which is then invariant.
+            if not beta > self._breakdown * self._scale:
+                self.exhausted_at = j + 1
+        if self.exhausted_at == j + 1:
+            return observed, None
+        return observed, w / beta
+
+    def _store_step(self):
+        k = self.n_stored
+        observed, q_next = self._advance(self._q_previous, self._q, k)
         if k == len(self._observed):
-            grown = np.empty((max(16, 2 * k), self.operator.n_observed))
+            grown = np.empty(
+                (min(max(16, 2 * k), self.stored_steps), self.operator.n_observed)
+            )
             grown[:k] = self._observed[:k]
             self._observed = grown
         self._observed[k] = observed
-        self.diagonal.append(diagonal)
-        self.off_diagonal.append(beta)
-        # A breakdown: A q_k lies in the Krylov space, which is invariant.
-        if not beta > self._breakdown * self._scale:
-            self.exhausted = True
-            return
-        self._q_previous, self._q = self._q, w / beta
+        self.n_stored += 1
+        if q_next is not None:
+            self._q_previous, self._q = self._q, q_next
 
-    def steps_for(self, shift, rtol):
-        """The fewest steps whose residual at ``shift`` is at most ``rtol``.
+    def solve(self, shift, rtol):
+        """``M x_k(shift)`` and its derivative, at the fewest steps ``k``
+        whose residual is at most ``rtol`` relative to ``||b||``.
 
-        Relative to ``||b||``; the run is extended as needed. None when the
-        run would exceed ``max_steps`` (or ``T_k + shift I`` is not positive
-        definite in floating point).
+        Returns ``k`` and both, or None when more than ``max_steps`` steps
+        would be needed (or ``T_k + shift I`` is not positive definite in
+        floating point).
         """
         if self.b_norm == 0:
-            return 0
+            zeros = np.zeros(self.operator.n_observed)
+            return 0, zeros, zeros
         # The pivots p_j of T + shift I = L diag(p) L^T give
         # |e_k^T y_k| = beta_1 ... beta_{k-1} / (p_1 ... p_k).
         pivot, last = None, 1.0
-        k = 0
-        while True:
-            if k == self.n_steps:
-                if self.exhausted or k >= self.max_steps:
-                    return k if self.exhausted else None
-                self._step()
+        for k in range(self.stored_steps):
+            if k == self.n_stored:
+                if self.exhausted_at == k:
+                    return k, *self._banded(shift, k)
+                self._store_step()
             a = self.diagonal[k] + shift
             if k:
                 beta = self.off_diagonal[k - 1]
@@ -194,11 +224,55 @@ class ShiftedLanczos:
                 last = 1.0 / pivot
             if not pivot > 0:
                 return None
-            k += 1
-            if self.off_diagonal[k - 1] * last <= rtol or (
-                self.exhausted and k == self.n_steps
-            ):
-                return k
+            if self.off_diagonal[k] * last <= rtol or self.exhausted_at == k + 1:
+                return k + 1, *self._banded(shift, k + 1)
+        return self._beyond_stored(shift, rtol)
+
+    def _banded(self, shift, k):
+        y, dy = self._coordinates(shift, k)
+        observed = self._observed[:k]
+        return self.b_norm * (y @ observed), self.b_norm * (dy @ observed)
+
+    def _beyond_stored(self, shift, rtol):
+        """:meth:`solve` past the stored steps: conjugate gradient at
+        ``shift`` on the observations, from the Lanczos recurrence.
+
+        With the pivots ``eta_j`` of ``T + shift I``, ``lambda_j = beta_{j-1}
+        / eta_{j-1}``, the directions ``p_j = (q_j - beta_{j-1} p_{j-1}) /
+        eta_j`` and ``zeta_j = -lambda_j zeta_{j-1}`` (``zeta_1 = ||b||``),
+        ``x_k = sum_j zeta_j p_j`` (Saad's D-Lanczos); only their
+        observations, and derivatives in the shift, are carried.
+        """
+        q_previous, q = self._q_previous, self._q
+        zeros = np.zeros(self.operator.n_observed)
+        observed_x, derivative_x = zeros, zeros
+        direction, d_direction = zeros, zeros
+        eta = d_eta = None
+        zeta, d_zeta = self.b_norm, 0.0
+        for j in range(self.max_steps):
+            if j < self.n_stored:
+                observed = self._observed[j]
+            else:
+                observed, q_next = self._advance(q_previous, q, j)
+                q_previous, q = q, q_next
+            a = self.diagonal[j] + shift
+            if j:
+                beta = self.off_diagonal[j - 1]
+                lam, d_lam = beta / eta, -beta * d_eta / eta**2
+                eta, d_eta = a - lam * beta, 1.0 - d_lam * beta
+                zeta, d_zeta = -lam * zeta, -(d_lam * zeta + lam * d_zeta)
+            else:
+                beta, eta, d_eta = 0.0, a, 1.0
+            if not eta > 0:
+                return None
+            direction = (observed - beta * direction) / eta
+            d_direction = -(beta * d_direction + d_eta * direction) / eta
+            observed_x = observed_x + zeta * direction
+            derivative_x = derivative_x + d_zeta * direction + zeta * d_direction
+            residual = self.off_diagonal[j] * abs(zeta) / eta
+            if residual <= rtol * self.b_norm or self.exhausted_at == j + 1:
+                return j + 1, observed_x, derivative_x
+        return None
 
     def _coordinates(self, shift, k):
         """``y_k`` and ``dy_k / dshift``."""
@@ -211,19 +285,11 @@ class ShiftedLanczos:
         y = solve_banded((1, 1), bands, e1, check_finite=False)
         return y, -solve_banded((1, 1), bands, y, check_finite=False)
 
-    def observed(self, shift, k):
-        """``M x_k(shift)`` and its derivative in ``shift``."""
-        if k == 0:
-            zeros = np.zeros(self.operator.n_observed)
-            return zeros, zeros
-        y, dy = self._coordinates(shift, k)
-        observed = self._observed[:k]
-        return self.b_norm * (y @ observed), self.b_norm * (dy @ observed)
-
     def solution(self, shift, k, b):
         """``x_k(shift)``, lifted by ``operator.lift``, by a second pass.
 
-        ``b`` is the right-hand side the run started from.
+        ``b`` is the right-hand side the run started from, ``k`` steps
+        that :meth:`solve` took.
         """
         if k == 0:
             return self.operator.lift(np.zeros_like(b))[1]
@@ -258,15 +324,21 @@ class RidgeRuns:
     weights : ndarray of shape (n_val,)
         The validation weights, summing to one.
     max_steps : int
-        The most steps a run may take (see :func:`lanczos_budget`).
+        The most steps of a run for one alpha.
+    max_bytes : int
+        The memory the runs' stored observations may take together.
     """
 
-    def __init__(self, design, rhs, X_val, dual, residual_offset, weights, max_steps):
+    def __init__(
+        self, design, rhs, X_val, dual, residual_offset, weights, max_steps, max_bytes
+    ):
         self._operator = DesignOperator(design, X_val, dual)
         self._rhs = rhs
+        n_targets = rhs.shape[1]
+        stored = max_bytes // (8 * X_val.shape[0] * n_targets)
         self.runs = [
-            ShiftedLanczos(self._operator, rhs[:, j], max_steps)
-            for j in range(rhs.shape[1])
+            ShiftedLanczos(self._operator, rhs[:, j], max_steps, stored)
+            for j in range(n_targets)
         ]
         self._residual_offset = residual_offset
         self._weights = weights
@@ -276,42 +348,32 @@ class RidgeRuns:
         """Memory held by the runs' observations."""
         return sum(run.nbytes for run in self.runs)
 
-    def steps_for(self, alpha, rtol):
-        """Each run's fewest steps to the relative residual ``rtol`` at
-        ``alpha``, or None when one of them cannot reach it."""
-        steps = []
+    def solve(self, alpha, rtol):
+        """Solve every run at ``alpha`` to the relative residual ``rtol``.
+
+        Returns each run's steps, the validation mean squared error of the
+        solution and its exact derivative in ``alpha``; None when a run
+        cannot reach ``rtol`` (see :meth:`ShiftedLanczos.solve`).
+        """
+        steps, predictions, derivatives = [], [], []
         for run in self.runs:
-            k = run.steps_for(alpha, rtol)
-            if k is None:
+            solved = run.solve(alpha, rtol)
+            if solved is None:
                 return None
-            steps.append(k)
-        return tuple(steps)
-
-    def _predictions(self, alpha, steps):
-        """The centered validation predictions and their derivatives."""
-        pairs = [
-            run.observed(alpha, k) for run, k in zip(self.runs, steps, strict=True)
-        ]
-        predictions = np.stack([p for p, _ in pairs], axis=1)
-        return predictions, np.stack([d for _, d in pairs], axis=1)
-
-    def loss(self, alpha, steps):
-        """The validation mean squared error after ``steps``."""
-        predictions, _ = self._predictions(alpha, steps)
-        return float(
-            weighted_mean(
-                squared_error(predictions, -self._residual_offset), self._weights
-            )
+            steps.append(solved[0])
+            predictions.append(solved[1])
+            derivatives.append(solved[2])
+        predictions = np.stack(predictions, axis=1)
+        derivatives = np.stack(derivatives, axis=1)
+        loss = weighted_mean(
+            squared_error(predictions, -self._residual_offset), self._weights
         )
-
-    def loss_derivative(self, alpha, steps):
-        """The exact derivative in ``alpha`` of :meth:`loss`."""
-        predictions, derivatives = self._predictions(alpha, steps)
         residuals = predictions + self._residual_offset
-        return float(self._weights @ np.mean(2 * residuals * derivatives, axis=1))
+        derivative = self._weights @ np.mean(2 * residuals * derivatives, axis=1)
+        return tuple(steps), float(loss), float(derivative)
 
     def coefficients(self, alpha, steps):
-        """The coefficients (n_features, n_targets) whose loss is :meth:`loss`."""
+        """The coefficients (n_features, n_targets) of :meth:`solve`'s solution."""
         return np.stack(
             [
                 run.solution(alpha, k, self._rhs[:, j])

@@ -61,7 +61,7 @@ from ._design import (
     transpose_product,
 )
 from ._implicit import conjugate_gradient, implicit_hypergradient
-from ._krylov import RidgeRuns, lanczos_budget
+from ._krylov import RidgeRuns
 from ._losses import squared_error, weighted_mean
 from ._spectral import Spectrum, shrunk_predictions
 from ._threads import blas_threads_limited
@@ -77,9 +77,10 @@ _EXPECTED_ITERATIONS = 10_000
 # The conjugate gradient's relative residual, and its iteration budget.
 CG_RTOL = 1e-12
 CG_MAX_ITER = 10_000
-# The memory a fold's Lanczos runs may hold: n_val floats a step (a run per
-# target). 256 MB is 1,600 steps with 20,000 validation rows.
-KRYLOV_MAX_BYTES = 256 * 2**20
+# The memory a fold's Lanczos runs may keep: n_val floats a step (a run per
+# target). 128 MB is 800 steps with 20,000 validation rows; an alpha that
+# needs more steps goes on past them, again for each such alpha.
+KRYLOV_MAX_BYTES = 128 * 2**20
 
 
 def ridge_method(n_samples, n_features, n_stored):
@@ -175,15 +176,13 @@ class _KrylovSolution(_RidgeSolution):
     loss and its derivative from the runs' steps, the coefficients (for
     ``fitted_estimator`` only) by a second pass of the recurrence."""
 
-    def __init__(self, fold, alpha, steps, exact):
+    def __init__(self, fold, alpha, solved, exact):
         self._fold = fold
         self.alpha = float(alpha)
         self.params = {"alpha": self.alpha}
         self.exact = exact
-        self._steps = steps
-        self.n_iter = max(steps)
-        with blas_threads_limited():
-            self.loss = fold.runs.loss(self.alpha, steps)
+        self._steps, self.loss, self._derivative = solved
+        self.n_iter = max(self._steps)
         self.loss_is_score = bool(np.isfinite(self.loss))
         self._coef = None
 
@@ -195,8 +194,7 @@ class _KrylovSolution(_RidgeSolution):
         return self._coef
 
     def _alpha_derivative(self):
-        with blas_threads_limited():
-            return self._fold.runs.loss_derivative(self.alpha, self._steps)
+        return self._derivative
 
 
 def _check_sparse_solver(estimator):
@@ -276,9 +274,8 @@ class _RidgeFold(Fold):
                 self._dual,
                 residual_offset,
                 data.val_weights,
-                lanczos_budget(
-                    KRYLOV_MAX_BYTES, X_val.shape[0], self._rhs.shape[1], CG_MAX_ITER
-                ),
+                CG_MAX_ITER,
+                KRYLOV_MAX_BYTES,
             )
             self._coef_loss_args = (
                 X_val,
@@ -422,9 +419,9 @@ class _RidgeFold(Fold):
         if self.method == "iterative":
             rtol = CG_RTOL if exact else max(self.estimator.tol, CG_RTOL)
             with blas_threads_limited():
-                steps = self.runs.steps_for(alpha, rtol)
-            if steps is not None:
-                return _KrylovSolution(self, alpha, steps, exact)
+                solved = self.runs.solve(alpha, rtol)
+            if solved is not None:
+                return _KrylovSolution(self, alpha, solved, exact)
         return _RidgeSolution(self, alpha, exact=exact)
 
 
