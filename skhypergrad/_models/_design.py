@@ -150,26 +150,28 @@ class CenteredDesign:
     def kernel_dot_split(self, v):
         """``D @ (D.T @ v)``, and ``D.T @ v`` as ``u - s * offset``.
 
-        Returns the product, ``u`` and ``s``: other rows can then be applied
-        to ``D.T @ v`` as ``A @ u - s * (A @ offset)``, without a pass over
-        a vector of ``n_features`` (for a dense ``X``, ``s`` is zero).
+        Returns the product, ``u``, ``s`` and ``offset @ u``: other rows can
+        then be applied to ``D.T @ v`` as ``A @ u - s * (A @ offset)``, and
+        centered ones, without a pass over a vector of ``n_features`` (for a
+        dense ``X``, ``s`` is zero).
         """
         if not self.is_sparse:
             u = self._dense.T @ v
-            return self._dense @ u, u, 0.0
+            return self._dense @ u, u, 0.0, self.offset @ u
         if self._kernel_shift is None:
             self._kernel_shift = self._scaled @ self.offset
             self._offset_norm2 = self.offset @ self.offset
         r = self.root_weights
         u = self._scaled_t @ v
         total = r @ v
+        shift = self.offset @ u
         product = (
             self._scaled @ u
-            - r * (self.offset @ u)
+            - r * shift
             - self._kernel_shift * total
             + self._offset_norm2 * total * r
         )
-        return product, u, float(total)
+        return product, u, float(total), float(shift)
 
     def gram(self):
         """``D.T @ D``, dense (n_features, n_features)."""

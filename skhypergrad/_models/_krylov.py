@@ -77,12 +77,10 @@ class DesignOperator:
         if not self.dual:
             product = self.design.gram_dot(v)
             return product, self.X_val @ v - self.design.offset @ v
-        product, u, s = self.design.kernel_dot_split(v)
+        product, u, s, offset_u = self.design.kernel_dot_split(v)
         # (X_val - 1 xbar^T)(u - s xbar), without a pass over n_features.
         observed = (
-            self.X_val @ u
-            - s * self._val_shift
-            - (self.design.offset @ u - s * self._offset_norm2)
+            self.X_val @ u - s * self._val_shift - (offset_u - s * self._offset_norm2)
         )
         return product, observed
 
@@ -90,7 +88,7 @@ class DesignOperator:
         """``A @ v`` and the coefficients of ``v`` (``D^T v`` in the dual)."""
         if not self.dual:
             return self.design.gram_dot(v), v
-        product, u, s = self.design.kernel_dot_split(v)
+        product, u, s, _ = self.design.kernel_dot_split(v)
         return product, u - s * self.design.offset
 
 
