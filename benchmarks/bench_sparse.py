@@ -33,7 +33,8 @@ ratio scales.
 Usage::
 
     python benchmarks/bench_sparse.py [--rows ridge-sparse mlp ...]
-        [--size quick|full] [--repeat 2] [--output results.json]
+        [--size quick|medium|full] [--repeat 2] [--output results.json]
+        [--methods GridSearchCV ...]
 """
 
 import argparse
@@ -326,11 +327,13 @@ def worker(row, method, size):
 # --------------------------------------------------------------------------
 
 
-def run(rows, size, repeat):
+def run(rows, size, repeat, methods=None):
     runs = {}
     for _ in range(repeat):
         for row in rows:
             for method in METHODS[row]:
+                if methods and method not in methods:
+                    continue
                 out = subprocess.run(
                     [sys.executable, __file__, "--worker", row, method, size],
                     check=True,
@@ -393,6 +396,12 @@ def main():
     parser.add_argument("--size", choices=["quick", "medium", "full"], default="quick")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--output", help="also write the rows as JSON to this path")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        help="run only these methods (HypergradSearchCV is always run: the "
+        "ratios are to it)",
+    )
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -401,7 +410,8 @@ def main():
     missing = [row for row in args.rows if args.size not in SIZES[row]]
     if missing:
         parser.error(f"--size {args.size} is not defined for {', '.join(missing)}")
-    table = run(args.rows, args.size, args.repeat)
+    methods = None if not args.methods else {"HypergradSearchCV", *args.methods}
+    table = run(args.rows, args.size, args.repeat, methods)
     print(
         f"size={args.size}, repeat={args.repeat}, single-threaded, each run in "
         "its own process"
