@@ -23,18 +23,25 @@ n`), and the number of stored entries of ``X``:
   :math:`D D^T = U \\operatorname{diag}(e) U^T` and the basis :math:`D^T U`
   (scikit-learn's cholesky solver switches between the two forms the same
   way);
-- ``"iterative"`` (the decomposition too large or too slow): conjugate
-  gradient, preconditioned by the diagonal, on the normal equations
-  :math:`(D^T D + \\alpha I) w = D^T t` when :math:`p \\le n`, or on the dual
-  system :math:`(D D^T + \\alpha I) c = t`, :math:`w = D^T c`, when
-  :math:`n < p` (vectors of the smaller size), warm-started from the nearest
-  solution found before, to a relative residual of ``CG_RTOL`` (the
+- ``"iterative"`` (the decomposition too large or too slow): the normal
+  equations :math:`(D^T D + \\alpha I) w = D^T t` when :math:`p \\le n`, or
+  the dual system :math:`(D D^T + \\alpha I) c = t`, :math:`w = D^T c`, when
+  :math:`n < p` (vectors of the smaller size), solved for every
+  :math:`\\alpha` by one Lanczos run per target (:mod:`._krylov`): the
+  validation predictions of conjugate gradient's solution at any
+  :math:`\\alpha`, and their exact derivative, from the run's tridiagonal
+  matrix and its steps observed on the validation rows. Each
+  :math:`\\alpha` is solved to a relative residual of ``CG_RTOL`` (the
   coarse pass: to the estimator's ``tol``, where scikit-learn's
-  ``sparse_cg`` stops, see ``DifferentiableModel.inexact_solves``). The
-  hypergradient is by implicit differentiation with one adjoint solve
-  (:func:`~._implicit.implicit_hypergradient`): :math:`dL/d\\alpha = -u^T
-  \\theta` with :math:`H u = \\nabla_\\theta L`, :math:`\\theta` the solved
-  variables (:math:`w` or :math:`c`) and :math:`H` their system's matrix.
+  ``sparse_cg`` stops, see ``DifferentiableModel.inexact_solves``), the
+  run extended as far as that needs. Where the runs cannot converge in
+  ``CG_MAX_ITER`` steps, conjugate gradient preconditioned by the diagonal
+  solves that :math:`\\alpha`, warm-started from the nearest solution found
+  before, and the hypergradient is by implicit differentiation with one
+  adjoint solve (:func:`~._implicit.implicit_hypergradient`):
+  :math:`dL/d\\alpha = -u^T \\theta` with :math:`H u = \\nabla_\\theta L`,
+  :math:`\\theta` the solved variables (:math:`w` or :math:`c`) and
+  :math:`H` their system's matrix.
 
 In the spectral ways the decomposition, the projected target and the
 projected validation design do not depend on :math:`\\alpha`: they are
@@ -71,8 +78,10 @@ __all__ = ["RidgeModel", "ridge_method"]
 # The largest Gram or kernel matrix decomposed: 4,096 x 4,096 takes 128 MB
 # (twice that with its eigenvectors).
 EIGEN_MAX_SIZE = 4096
-# Conjugate-gradient iterations a search is expected to cost a fold, for the
-# choice of method: about 30 solves (losses and adjoints) of 300 iterations.
+# Iterations a search is expected to cost a fold, for the choice of method:
+# about 30 conjugate-gradient solves (losses and adjoints) of 300 iterations.
+# The Lanczos runs take fewer (one run of a few thousand steps at most); the
+# figure is kept so that the choice of method stays as it was.
 _EXPECTED_ITERATIONS = 10_000
 # The conjugate gradient's relative residual, and its iteration budget.
 CG_RTOL = 1e-12
