@@ -430,6 +430,40 @@ def test_cholesky_preconditioner_is_reused_across_calls(monkeypatch):
     assert 1 <= len(factorizations) <= 4
 
 
+@pytest.mark.parametrize("C, jacobi", [(1e-4, True), (10.0, False)])
+def test_jacobi_preconditioner_only_under_a_dominant_penalty(monkeypatch, C, jacobi):
+    """A strong penalty needs no factorization; a weak one factorizes at once."""
+    X, y = load_digits(n_class=5, return_X_y=True)
+    X_train, X_val, y_train, y_val = train_test_split(
+        _standardized(X), y, test_size=0.3, stratify=y, random_state=0
+    )
+    fold = make_fold(
+        LogisticRegressionModel(), LogisticRegression(), X_train, y_train, X_val, y_val
+    )
+    calls = {"jacobi": 0, "cholesky": 0}
+    diagonal, dpotrf = fold.hessian_solver._diagonal, _logistic_solver.lapack.dpotrf
+
+    def counted_diagonal(*args, **kwargs):
+        calls["jacobi"] += 1
+        return diagonal(*args, **kwargs)
+
+    def counted_dpotrf(*args, **kwargs):
+        calls["cholesky"] += 1
+        return dpotrf(*args, **kwargs)
+
+    monkeypatch.setattr(fold.hessian_solver, "_diagonal", counted_diagonal)
+    monkeypatch.setattr(_logistic_solver.lapack, "dpotrf", counted_dpotrf)
+    solution = fold.solve({"C": C})
+    solution.hypergradient(["C"])
+    assert (calls["jacobi"] > 0, calls["cholesky"] > 0) == (jacobi, not jacobi)
+    reference = LogisticRegression(C=C, solver="newton-cholesky", tol=1e-12).fit(
+        X_train, y_train
+    )
+    np.testing.assert_allclose(
+        solution.fitted_estimator().coef_, reference.coef_, rtol=1e-5, atol=1e-7
+    )
+
+
 def test_multinomial_intercepts_stay_centered():
     """Shifting every intercept changes nothing; lbfgs and we keep them centered."""
     X_train, y_train, X_val, y_val = _dataset("iris")
