@@ -165,12 +165,9 @@ class CenteredDesign:
         u = self._scaled_t @ v
         total = r @ v
         shift = self.offset @ u
-        product = (
-            self._scaled @ u
-            - r * shift
-            - self._kernel_shift * total
-            + self._offset_norm2 * total * r
-        )
+        product = self._scaled @ u
+        product -= (shift - self._offset_norm2 * total) * r
+        product -= total * self._kernel_shift
         return product, u, float(total), float(shift)
 
     def gram(self):

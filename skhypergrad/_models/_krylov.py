@@ -162,12 +162,8 @@ class ShiftedLanczos:
         breakdown); records the step's entries of ``T`` the first time.
         """
         product, observed = self.operator.apply(q)
-        beta_previous = self.off_diagonal[j - 1] if j else 0.0
-        # The same operations as the second pass (solution).
-        w = product - beta_previous * q_previous
-        diagonal = float(q @ w)
-        w = w - diagonal * q
-        beta = float(np.linalg.norm(w))
+        w, diagonal = self._residual_vector(product, q, q_previous, j)
+        beta = float(np.sqrt(w @ w))
         if j == self.n_steps:
             self.diagonal.append(diagonal)
             self.off_diagonal.append(beta)
@@ -178,6 +174,17 @@ class ShiftedLanczos:
         if self.exhausted_at == j + 1:
             return observed, None
         return observed, w / beta
+
+    def _residual_vector(self, product, q, q_previous, j, diagonal=None):
+        """``A q_j - beta_{j-1} q_{j-1} - a_j q_j``, in ``product``'s memory,
+        and ``a_j``: the same operations in both passes (``solution``)."""
+        w = product
+        if j:
+            w -= self.off_diagonal[j - 1] * q_previous
+        if diagonal is None:
+            diagonal = float(q @ w)
+        w -= diagonal * q
+        return w, diagonal
 
     def _store_step(self):
         k = self.n_stored
@@ -298,9 +305,9 @@ class ShiftedLanczos:
             product, lifted = self.operator.lift(q)
             total = total + y[j] * lifted
             if j + 1 < k:
-                beta_previous = self.off_diagonal[j - 1] if j else 0.0
-                w = product - beta_previous * q_previous
-                w = w - self.diagonal[j] * q
+                w, _ = self._residual_vector(
+                    product, q, q_previous, j, self.diagonal[j]
+                )
                 q_previous, q = q, w / self.off_diagonal[j]
         return self.b_norm * total
 
