@@ -247,6 +247,10 @@ def test_conjugate_gradient_takes_over_where_the_runs_cannot(monkeypatch):
     assert fold.method == "iterative"
     solution = fold.solve({"alpha": 1e-3}, differentiate=True)
     assert not isinstance(solution, _ridge._KrylovSolution)
+    # A smaller alpha is not tried on the runs again.
+    run = fold.runs.runs[0]
+    monkeypatch.setattr(run, "solve", lambda *args: pytest.fail("tried again"))
+    assert fold.runs.solve(1e-4, 1e-12) is None
     reference = exact.solve({"alpha": 1e-3}, differentiate=True)
     np.testing.assert_allclose(solution.loss, reference.loss, rtol=1e-8)
     np.testing.assert_allclose(

@@ -347,6 +347,8 @@ class RidgeRuns:
         ]
         self._residual_offset = residual_offset
         self._weights = weights
+        # The (alpha, rtol) the runs could not reach.
+        self._failed = []
 
     @property
     def nbytes(self):
@@ -360,10 +362,15 @@ class RidgeRuns:
         solution and its exact derivative in ``alpha``; None when a run
         cannot reach ``rtol`` (see :meth:`ShiftedLanczos.solve`).
         """
+        # A larger alpha converges in fewer steps: one that failed at a
+        # larger alpha and a looser rtol is not tried again.
+        if any(alpha <= a and rtol <= r for a, r in self._failed):
+            return None
         steps, predictions, derivatives = [], [], []
         for run in self.runs:
             solved = run.solve(alpha, rtol)
             if solved is None:
+                self._failed.append((alpha, rtol))
                 return None
             steps.append(solved[0])
             predictions.append(solved[1])

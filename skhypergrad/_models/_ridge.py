@@ -87,7 +87,7 @@ _EXPECTED_ITERATIONS = 10_000
 CG_RTOL = 1e-12
 CG_MAX_ITER = 10_000
 # The memory a fold's Lanczos runs may keep: n_val floats a step (a run per
-# target). 128 MB is 800 steps with 20,000 validation rows; an alpha that
+# target). 128 MB is 838 steps with 20,000 validation rows; an alpha that
 # needs more steps goes on past them, again for each such alpha.
 KRYLOV_MAX_BYTES = 128 * 2**20
 
@@ -275,7 +275,8 @@ class _RidgeFold(Fold):
                 self._diagonal = design.squared_column_norms()
             self._warm_starts = {}
             # One Lanczos run per target serves every alpha; conjugate
-            # gradient only an alpha the runs cannot reach in their budget.
+            # gradient only an alpha the runs cannot reach in CG_MAX_ITER
+            # steps.
             self.runs = RidgeRuns(
                 design,
                 self._rhs,
@@ -422,8 +423,9 @@ class _RidgeFold(Fold):
         return np.stack(columns, axis=1), n_iter
 
     def solve(self, params, *, differentiate=False, exact=True):
-        """Solve at ``alpha``; with ``exact=False``, conjugate gradient stops
-        at the estimator's ``tol``, as scikit-learn's ``sparse_cg`` does."""
+        """Solve at ``alpha``; with ``exact=False``, the Lanczos run (or
+        conjugate gradient) stops at the estimator's ``tol``, as
+        scikit-learn's ``sparse_cg`` does."""
         alpha = params.get("alpha", self.estimator.alpha)
         if self.method == "iterative":
             rtol = CG_RTOL if exact else max(self.estimator.tol, CG_RTOL)
