@@ -29,7 +29,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skhypergrad import HypergradSearchCV, cross_val_hypergrad
-from skhypergrad._models import _logistic_solver
+from skhypergrad._models import _logistic, _logistic_solver
 from skhypergrad._models._implicit import conjugate_gradient, implicit_hypergradient
 from skhypergrad._models._logistic import (
     LogisticRegressionModel,
@@ -378,6 +378,30 @@ def test_adjoint_solve_matches_autograd_hessian_vector_products(data):
     np.testing.assert_allclose(reference["C"], grads["C"], rtol=1e-7)
 
 
+@pytest.mark.parametrize("C", [30.0, 1e3])
+def test_adjoint_tolerance_leaves_the_hypergradient_exact(monkeypatch, C):
+    """The adjoint's residual of 1e-8 moves the hypergradient by far less than
+    finite differences can see (conjugate gradient on sparse multinomial data,
+    with a weak penalty: the slowest solves)."""
+    monkeypatch.setattr(_logistic_solver, "_MAX_DIRECT_PARAMS", 0)
+    X_train, y_train, X_val, y_val = _as_input(_dataset("multiclass"), "sparse")
+
+    def hypergradient(adjoint_rtol):
+        monkeypatch.setattr(_logistic, "_ADJOINT_RTOL", adjoint_rtol)
+        fold = make_fold(
+            LogisticRegressionModel(),
+            LogisticRegression(tol=1e-15),
+            X_train,
+            y_train,
+            X_val,
+            y_val,
+        )
+        return value_and_grad(fold, {"C": C})[1]["C"]
+
+    assert _logistic._ADJOINT_RTOL == 1e-8
+    assert hypergradient(1e-8) == pytest.approx(hypergradient(1e-14), rel=1e-6)
+
+
 def test_warm_start_uses_fewer_newton_iterations():
     X_train, y_train, X_val, y_val = _dataset("digits")
     model, estimator = LogisticRegressionModel(), LogisticRegression()
@@ -441,7 +465,8 @@ def test_jacobi_preconditioner_only_under_a_dominant_penalty(monkeypatch, C, jac
         LogisticRegressionModel(), LogisticRegression(), X_train, y_train, X_val, y_val
     )
     calls = {"jacobi": 0, "cholesky": 0}
-    diagonal, dpotrf = fold.hessian_solver._diagonal, _logistic_solver.lapack.dpotrf
+    diagonal = _logistic_solver._diagonal_preconditioner
+    dpotrf = _logistic_solver.lapack.dpotrf
 
     def counted_diagonal(*args, **kwargs):
         calls["jacobi"] += 1
@@ -451,7 +476,7 @@ def test_jacobi_preconditioner_only_under_a_dominant_penalty(monkeypatch, C, jac
         calls["cholesky"] += 1
         return dpotrf(*args, **kwargs)
 
-    monkeypatch.setattr(fold.hessian_solver, "_diagonal", counted_diagonal)
+    monkeypatch.setattr(_logistic_solver, "_diagonal_preconditioner", counted_diagonal)
     monkeypatch.setattr(_logistic_solver.lapack, "dpotrf", counted_dpotrf)
     solution = fold.solve({"C": C})
     solution.hypergradient(["C"])

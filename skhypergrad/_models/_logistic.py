@@ -92,7 +92,10 @@ from ._threads import blas_threads_limited
 _GTOL_RELATIVE = 1e-9
 
 # Relative residual of the conjugate-gradient solve of the adjoint system.
-_ADJOINT_RTOL = 1e-10
+# The hypergradient's relative error is about this: 3e-9 to 1.9e-8 on a fold
+# of 5,000 20-class tf-idf documents at C = 100 to 4,000 (3e-11 to 8e-11 at
+# 1e-10, for 22% more iterations).
+_ADJOINT_RTOL = 1e-8
 # Solutions kept per fold for warm starts.
 _WARM_STARTS = 32
 # Below this many multiply-adds to form the Hessian (n_samples * n_params**2),

@@ -251,43 +251,34 @@ class HessianSolver:
                 b,
                 rtol=rtol,
                 max_iter=10 * len(b),
-                precondition=self._diagonal(l2, proba, power),
+                precondition=_diagonal_preconditioner(
+                    self.objective.hessian_diagonal(l2, proba), power
+                ),
             )
             if converged and n_iter > 0 and rtol <= _RECORDED_RTOL:
                 self._records[power].append((n_iter, -np.log10(rtol)))
             return self.objective.project(x), converged
+        converged = False
         if self._factors:
             x, converged = preconditioned(self._nearest_factor(l2), self.refresh_after)
-        elif self._penalty_dominates(l2, proba):
-            x, converged = preconditioned(self._diagonal(l2, proba), self.refresh_after)
         else:
-            converged = False
+            # Before the first factorization, the Hessian's diagonal where the
+            # penalty outweighs the data on it: the Hessian is then near its
+            # diagonal, which is all conjugate gradient needs. Otherwise the
+            # diagonal was no help: the first exact solve of digits (650
+            # parameters) at C = 1 spent 150 of its 606 Hessian-vector
+            # products on it before factorizing anyway.
+            diagonal = self.objective.hessian_diagonal(l2, proba)
+            penalty = l2 * self.objective.penalty
+            penalized = penalty > 0
+            if np.all(penalty[penalized] >= (diagonal - penalty)[penalized]):
+                x, converged = preconditioned(
+                    _diagonal_preconditioner(diagonal), self.refresh_after
+                )
         if converged:
             return x, True
         # The Hessian here: CG converges in a few iterations, rounding aside.
         return preconditioned(self._refresh(l2, proba), self.refresh_after)
-
-    def _penalty_dominates(self, l2, proba):
-        """Whether the penalty outweighs the data on the Hessian's diagonal.
-
-        Then the Hessian is near its diagonal (the penalty's) and Jacobi's
-        preconditioner is all conjugate gradient needs; otherwise it needed
-        tens of iterations on the Newton steps of a weak penalty before
-        the first factorization was made anyway (digits, 650 parameters:
-        150 products of 606).
-        """
-        penalty = l2 * self.objective.penalty
-        data = self.objective.hessian_diagonal(l2, proba) - penalty
-        penalized = penalty > 0
-        return bool(np.all(penalty[penalized] >= data[penalized]))
-
-    def _diagonal(self, l2, proba, power=1.0):
-        """The Hessian's diagonal to ``power`` as a preconditioner (Jacobi: 1)."""
-        diagonal = self.objective.hessian_diagonal(l2, proba)
-        diagonal = np.maximum(diagonal, _EPS * max(diagonal.max(), 1.0))
-        if power != 1.0:
-            diagonal = diagonal**power
-        return lambda r: r / diagonal
 
     def _diagonal_power(self):
         """The power of the diagonal preconditioner for the next CG solve.
@@ -310,6 +301,14 @@ class HessianSolver:
                 / sum(decades for _, decades in self._records[power])
             ),
         )
+
+
+def _diagonal_preconditioner(diagonal, power=1.0):
+    """The Hessian's ``diagonal`` to ``power`` as a preconditioner (Jacobi: 1)."""
+    diagonal = np.maximum(diagonal, _EPS * max(diagonal.max(), 1.0))
+    if power != 1.0:
+        diagonal = diagonal**power
+    return lambda r: r / diagonal
 
 
 def _apply_factor(factor, b):
