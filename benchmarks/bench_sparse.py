@@ -7,7 +7,11 @@ Rows (select with ``--rows``):
 - ``ridge-wide`` and ``ridge-tall``: dense 1,000 x 50,000 and 200,000 x 500,
   the same methods;
 - ``mlp``: MLPClassifier on a sparse 5,000 x 100,000 bag of words, alpha and
-  learning_rate_init, against GridSearchCV 5 x 5;
+  learning_rate_init, against GridSearchCV 5 x 5. The goal is memory: what
+  the search adds to the process (its peak RSS minus the RSS after the
+  imports and the data) at most twice the sparse input plus the weights'
+  checkpoints (one fold's Adam state, weights and two moments, at the start
+  of each of ``max_iter`` epochs). A second table gives these numbers;
 - ``text-logistic``: a synthetic news-like corpus (20 classes, 20,000
   documents, a Zipfian vocabulary of about 50,000 terms), TfidfVectorizer +
   LogisticRegression, C, against LogisticRegressionCV(Cs=20) and
@@ -34,11 +38,12 @@ Usage::
 
     python benchmarks/bench_sparse.py [--rows ridge-sparse mlp ...]
         [--size quick|medium|full] [--repeat 2] [--output results.json]
-        [--methods GridSearchCV ...]
+        [--baseline /path/to/a/checkout/of/main] [--methods GridSearchCV ...]
 """
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -151,6 +156,24 @@ def make_data(row, size):
     if row == "mlp":
         return bag_of_words(*shape)
     return news_corpus(*shape)
+
+
+def rss_mb():
+    """The process's resident memory now, in MB (Linux; else its peak so far)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * resource.getpagesize() / 2**20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def mlp_checkpoints_nbytes(X, y):
+    """One fold's Adam state (weights and two moments) at each epoch's start."""
+    estimator = mlp_estimator()
+    units = [X.shape[1], *estimator.hidden_layer_sizes, len(np.unique(y))]
+    n_params = sum(a * b + b for a, b in zip(units[:-1], units[1:], strict=True))
+    return 3 * n_params * 8 * estimator.max_iter
 
 
 def data_nbytes(X):
@@ -294,6 +317,9 @@ def worker(row, method, size):
     splits = splits_of(len(y))
     make = {"mlp": mlp_search, "text-logistic": text_search}.get(row, ridge_search)
     search = make(method, splits)
+    # Imports (the search's module included) and data: what the search adds
+    # to the process is its peak RSS minus this.
+    imports_mb = rss_mb()
     with threadpool_limits(limits=1):
         start = time.perf_counter()
         search.fit(X, y)
@@ -310,15 +336,14 @@ def worker(row, method, size):
         size=size,
         seconds=seconds,
         peak_mb=peak_mb,
+        imports_mb=imports_mb,
         data_mb=data_nbytes(X) / 2**20,
         params=params,
         cv_loss=float(loss),
         points=n_points,
     )
-    if row == "mlp" and method == "HypergradSearchCV":
-        n_params = X.shape[1] * 32 + 32 + 32 * 5 + 5
-        # The Adam state (weights and two moments) at the start of each epoch.
-        result["checkpoints_mb"] = 3 * n_params * 8 * mlp_estimator().max_iter / 2**20
+    if row == "mlp":
+        result["checkpoints_mb"] = mlp_checkpoints_nbytes(X, y) / 2**20
     print(json.dumps(result))
 
 
@@ -327,20 +352,29 @@ def worker(row, method, size):
 # --------------------------------------------------------------------------
 
 
-def run(rows, size, repeat, methods=None):
+def run(rows, size, repeat, baseline=None, only=None):
     runs = {}
     for _ in range(repeat):
         for row in rows:
-            for method in METHODS[row]:
-                if methods and method not in methods:
-                    continue
+            methods = [
+                (method, None) for method in METHODS[row] if not only or method in only
+            ]
+            if baseline is not None:
+                methods.insert(1, ("HypergradSearchCV", baseline))
+            for method, path in methods:
+                env = None
+                if path is not None:
+                    env = dict(os.environ, PYTHONPATH=path)
                 out = subprocess.run(
                     [sys.executable, __file__, "--worker", row, method, size],
                     check=True,
                     capture_output=True,
                     text=True,
+                    env=env,
                 )
                 result = json.loads(out.stdout.strip().splitlines()[-1])
+                if path is not None:
+                    method = result["method"] = "HypergradSearchCV (baseline)"
                 print(
                     f"  {row} {method}: {result['seconds']:.1f} s, "
                     f"{result['peak_mb']:.0f} MB",
@@ -354,9 +388,11 @@ def run(rows, size, repeat, methods=None):
         first.update(
             seconds=min(times),
             spread=max(times) - min(times),
-            peak_mb=max(r["peak_mb"] for r in results),
             repeats=len(results),
         )
+        # Memory: the run of highest peak.
+        highest = max(results, key=lambda r: r["peak_mb"])
+        first.update(peak_mb=highest["peak_mb"], imports_mb=highest["imports_mb"])
         table.append(first)
     return table
 
@@ -382,10 +418,29 @@ def print_table(table):
             f"{params} | {r['cv_loss']:.6g} | {r['peak_mb']:.0f} | "
             f"{r['data_mb']:.1f} |"
         )
-        if "checkpoints_mb" in r:
-            print(
-                f"|  | (weights' checkpoints: {r['checkpoints_mb']:.0f} MB) |||||||||"
-            )
+    print_memory_table([r for r in table if r["row"] == "mlp"])
+
+
+def print_memory_table(table):
+    """The MLP row's goal: added memory <= 2 x (sparse input + checkpoints)."""
+    if not table:
+        return
+    print()
+    print(
+        "| row | method | peak RSS (MB) | imports + data (MB) | added (MB) "
+        "| sparse input (MB) | checkpoints (MB) | added / (input + checkpoints) "
+        "| peak / (input + checkpoints) |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in table:
+        goal = r["data_mb"] + r["checkpoints_mb"]
+        added = r["peak_mb"] - r["imports_mb"]
+        print(
+            f"| {r['row']} ({r['size']}) | {r['method']} | {r['peak_mb']:.0f} | "
+            f"{r['imports_mb']:.0f} | {added:.0f} | "
+            f"{r['data_mb']:.1f} | {r['checkpoints_mb']:.0f} | "
+            f"{added / goal:.2f} | {r['peak_mb'] / goal:.2f} |"
+        )
 
 
 def main():
@@ -396,6 +451,11 @@ def main():
     parser.add_argument("--size", choices=["quick", "medium", "full"], default="quick")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--output", help="also write the rows as JSON to this path")
+    parser.add_argument(
+        "--baseline",
+        help="also time HypergradSearchCV from the skhypergrad of this source "
+        "tree (a checkout of main), interleaved with the others",
+    )
     parser.add_argument(
         "--methods",
         nargs="+",
@@ -410,8 +470,8 @@ def main():
     missing = [row for row in args.rows if args.size not in SIZES[row]]
     if missing:
         parser.error(f"--size {args.size} is not defined for {', '.join(missing)}")
-    methods = None if not args.methods else {"HypergradSearchCV", *args.methods}
-    table = run(args.rows, args.size, args.repeat, methods)
+    only = None if not args.methods else {"HypergradSearchCV", *args.methods}
+    table = run(args.rows, args.size, args.repeat, args.baseline, only)
     print(
         f"size={args.size}, repeat={args.repeat}, single-threaded, each run in "
         "its own process"

@@ -28,7 +28,8 @@ import time
 import traceback
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from scipy.sparse import issparse
@@ -163,6 +164,9 @@ class SplitSetting:
     # Whether the scorer is scikit-learn's for the model's loss_scoring (see
     # Solution.loss_is_score).
     scores_loss: bool = False
+    # What the models' folds compute once for all the splits (see
+    # FoldData.source).
+    shared: dict = field(default_factory=dict)
 
 
 class Split:
@@ -212,6 +216,9 @@ class Split:
         self.train_score_params = train_score_params
         self.first = first
         self.X_test = self.y_test = None
+        # The data, kept (not copied) instead of the validation part when the
+        # scores are expected to be the loss.
+        self._data = None
         # The raw training part, kept only to score it (return_train_score).
         self.X_train = self.y_train = None
         self.preprocessing = None
@@ -232,7 +239,16 @@ class Split:
         X_train = safe_indexing(X, self.train)
         y_train = safe_indexing(y, self.train)
         X_test, y_test = safe_indexing(X, self.test), safe_indexing(y, self.test)
-        self.X_test, self.y_test = X_test, y_test
+        # With scores that are the loss, the scorer is called only where a
+        # solution's loss is not its score (rare: a diverged training):
+        # the validation part is then indexed again from the data, instead
+        # of being kept for the whole search. Without a scorer, it is not
+        # needed (nor are the trained parameters).
+        unscored = setting.scorer is None or self._scores_are_loss()
+        if not unscored:
+            self.X_test, self.y_test = X_test, y_test
+        elif setting.scorer is not None:
+            self._data = (X, y)
         if setting.return_train_score:
             self.X_train, self.y_train = X_train, y_train
         try:
@@ -276,6 +292,17 @@ class Split:
                 y_val=np.asarray(y_test),
                 sample_weight=self.sample_weight,
                 val_sample_weight=self.test_score_params.get("sample_weight"),
+                training_rows=partial(
+                    _training_rows, X, self.train, setting.model, X_train.dtype
+                )
+                if unscored and preprocessing is None
+                else None,
+                source=(X, self.train, self.test, setting.shared)
+                if preprocessing is None
+                and isinstance(X, np.ndarray)
+                and X.dtype == np.float64
+                and X.ndim == 2
+                else None,
             )
             if self.feature_weights is not None:
                 fitted = self.feature_weights
@@ -394,21 +421,34 @@ class Split:
         pipeline_params["steps"] = [*steps, (name, final)]
         return Pipeline(**pipeline_params)
 
-    def _loss_is_score(self, params):
-        """Whether the test score is ``-loss`` (see ``Solution.loss_is_score``).
-
-        Only for the scorer of the model's own loss, on a finite validation
-        part, with no score parameter but the sample weights (which the loss
-        weighs with), and without training scores to compute.
-        """
+    def _scores_are_loss(self):
+        """Whether the test scores are expected to be ``-loss``: the scorer
+        of the model's own loss, with no score parameter but the sample
+        weights (which the loss weighs with), and without training scores
+        to compute."""
         setting = self.setting
         return (
             setting.scores_loss
             and not setting.return_train_score
-            and self.finite_validation
             and set(self.test_score_params) <= {"sample_weight"}
+        )
+
+    def _loss_is_score(self, params):
+        """Whether the test score is ``-loss`` (see ``Solution.loss_is_score``):
+        scores expected to be the loss, on a finite validation part, of a
+        solution whose loss is its score."""
+        return (
+            self._scores_are_loss()
+            and self.finite_validation
             and self.solution(params, False, False).loss_is_score
         )
+
+    def _validation_part(self):
+        """The raw validation part ``(X_test, y_test)``, kept or indexed again."""
+        if self.X_test is not None:
+            return self.X_test, self.y_test
+        X, y = self._data
+        return safe_indexing(X, self.test), safe_indexing(y, self.test)
 
     def _score(self, result, params):
         """Score at ``params``, as GridSearchCV's _fit_and_score."""
@@ -430,11 +470,12 @@ class Split:
             out["score_time"] = time.time() - start
         else:
             estimator = self.fitted_estimator(params)
+            X_test, y_test = self._validation_part()
             start = time.time()
             out["test_scores"] = score(
                 estimator,
-                self.X_test,
-                self.y_test,
+                X_test,
+                y_test,
                 scorer=setting.scorer,
                 score_params=self.test_score_params,
                 error_score=setting.error_score,
@@ -623,6 +664,7 @@ class CrossValObjective:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+        self._setting.shared.clear()
 
     def _split(self, train, test, first):
         """One split, with its parameters indexed here, to be prepared."""
@@ -890,6 +932,18 @@ def _warn_densifying(final, X_train, X_test):
         UserWarning,
         stacklevel=5,
     )
+
+
+def _training_rows(X, train, model, dtype):
+    """A split's training part as its model received it, indexed again from
+    ``X`` (a split without preprocessing, whose input was checked)."""
+    X_train = check_array(
+        safe_indexing(X, train),
+        accept_sparse=True,
+        dtype=dtype,
+        ensure_all_finite=False,
+    )
+    return model_input(model, X_train)
 
 
 def model_input(model, X):

@@ -73,6 +73,18 @@ class FoldData:
         Weights of the validation samples in the validation loss: those the
         scorer receives (scikit-learn forwards ``sample_weight`` to scorers
         that accept it). ``None`` weighs them equally.
+    training_rows : callable or None, default=None
+        ``training_rows()`` returns ``X_train`` again (equal values, a new
+        array). Given when the search expects not to need the model's
+        trained parameters after the fold is prepared (its scores are the
+        loss): a model whose fold would keep ``X_train`` only to form them
+        (Ridge on wide data) may then drop it, and index it again if asked.
+    source : tuple or None, default=None
+        ``(X, train, test, shared)`` when ``X_train`` and ``X_val`` are the
+        rows ``train`` and ``test`` of a float64 array ``X`` (no
+        preprocessing): a model may then form products of the whole ``X``
+        once for all the splits of a search, and keep them in ``shared``, a
+        dict that those splits share (Ridge's Gram and kernel matrices).
     """
 
     X_train: object
@@ -81,6 +93,8 @@ class FoldData:
     y_val: object
     sample_weight: object = None
     val_sample_weight: object = None
+    training_rows: object = None
+    source: object = None
 
     @property
     def val_weights(self):

@@ -15,19 +15,26 @@ where :math:`S` holds the sample weights and :math:`\\bar x` the weighted
 column means (zero without an intercept). Its Gram matrix :math:`D^T D` and
 kernel matrix :math:`D D^T` are formed from products of ``X`` with itself,
 with a rank-one correction for the centering, so that a sparse ``X`` is never
-densified. A dense ``X`` is centered explicitly, as before.
+densified. A dense ``X`` is centered explicitly by :class:`CenteredDesign`,
+on first use. :class:`DenseDesign` forms the Gram or kernel matrix of a dense
+``X`` with the same rank-one correction, without a centered copy, where the
+correction keeps the digits (see ``CANCELLATION_LIMIT``).
 
 :func:`data_product` is ``X @ W`` as an autograd primitive: the product of a
 data matrix (sparse or dense, never differentiated) with traced weights;
 :func:`transpose_product` is :math:`D^T U` likewise.
 """
 
+from functools import cached_property
+
 import numpy as np
 from autograd.extend import defjvp_argnums, defvjp_argnums, primitive
 from scipy import sparse
 
 __all__ = [
+    "CANCELLATION_LIMIT",
     "CenteredDesign",
+    "DenseDesign",
     "centered_product",
     "data_product",
     "transpose_product",
@@ -104,11 +111,17 @@ class CenteredDesign:
             self._kernel_shift = None
         else:
             self._scaled = None
-            # One pass over X without sample weights (their roots are ones).
-            self._dense = X - offset
-            if np.any(root_weights != 1.0):
-                self._dense *= root_weights[:, None]
+            self._X = X
         self.shape = X.shape
+
+    @cached_property
+    def _dense(self):
+        """The centered, weighted copy of a dense ``X``, made on first use."""
+        # One pass over X without sample weights (their roots are ones).
+        dense = self._X - self.offset
+        if np.any(self.root_weights != 1.0):
+            dense *= self.root_weights[:, None]
+        return dense
 
     @property
     def nbytes(self):
@@ -232,3 +245,147 @@ class CenteredDesign:
         total_weight = self.root_weights @ self.root_weights
         # sum_i s_i (x_ij - xbar_j)^2 = sum s x^2 - 2 xbar sum s x + W xbar^2
         return squares - 2 * self.offset * column_sums + total_weight * self.offset**2
+
+
+# A dense design is centered implicitly, by a rank-one correction of the
+# products of X, unless some column (Gram matrix) or row (kernel matrix) of
+# X has a sum of squares more than this many times its centered one (a column
+# whose mean is 30 times its standard deviation): the correction would then
+# cancel that many times the rounding error of the products, and the design
+# is centered explicitly instead, at the cost of a copy of X.
+CANCELLATION_LIMIT = 1e3
+
+
+class DenseDesign:
+    """:math:`D = S^{1/2} (X - \\mathbf{1} \\bar x^T)` for a dense ``X``, with
+    its Gram or kernel matrix, formed without a centered copy of ``X``.
+
+    With ``r`` the square roots of the sample weights, ``R = diag(r)`` and
+    ``W = r^T r``:
+
+    .. math::
+
+        D^T D = X^T S X - W \\bar x \\bar x^T, \\qquad
+        D D^T = R X X^T R - a r^T - r a^T + \\|\\bar x\\|^2 r r^T,
+
+    with :math:`a = R X \\bar x`, from one symmetric product of ``R X`` (a copy
+    of ``X`` only with sample weights). Where the correction would cancel
+    more than ``CANCELLATION_LIMIT`` times the rounding error of the product
+    (a column, or for the kernel a row, dominated by the mean), the design is
+    centered explicitly instead, as :class:`CenteredDesign` does.
+
+    Build it with :meth:`with_matrix`.
+
+    Attributes
+    ----------
+    implicit : bool
+        Whether the centering is the rank-one correction (no centered copy).
+    """
+
+    def __init__(self, rows, offset, root_weights, implicit):
+        # S^(1/2) X (implicit), or the centered design D itself.
+        self._rows = rows
+        self.offset = offset
+        self.root_weights = root_weights
+        self.implicit = implicit
+        self._training_rows = None
+
+    @classmethod
+    def with_matrix(cls, X, offset, root_weights, *, kernel=False, uncentered=None):
+        """The design of ``X`` and its Gram matrix (or kernel matrix).
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features), float64
+            Not modified; kept by reference (not copied) without sample
+            weights.
+        offset : ndarray of shape (n_features,)
+            The weighted column means subtracted (zeros without an
+            intercept).
+        root_weights : ndarray of shape (n_samples,)
+            Square roots of the sample weights.
+        kernel : bool, default=False
+            Whether to form the kernel matrix ``D @ D.T`` (n_samples squared)
+            instead of the Gram matrix ``D.T @ D`` (n_features squared).
+        uncentered : ndarray or None, default=None
+            The product ``X.T @ S @ X`` (or ``S^(1/2) X X.T S^(1/2)``), if
+            already known: it is not formed again.
+
+        Returns
+        -------
+        design : DenseDesign
+        matrix : ndarray
+            ``D.T @ D``, or ``D @ D.T`` with ``kernel=True``.
+        """
+        r = root_weights
+        rows = X * r[:, None] if np.any(r != 1.0) else X
+        if uncentered is None:
+            uncentered = rows @ rows.T if kernel else rows.T @ rows
+        if not np.any(offset):
+            return cls(rows, offset, r, implicit=True), uncentered
+        if kernel:
+            shift = rows @ offset
+            matrix = (
+                uncentered
+                - np.outer(shift, r)
+                - np.outer(r, shift)
+                + (offset @ offset) * np.outer(r, r)
+            )
+        else:
+            matrix = uncentered - (r @ r) * np.outer(offset, offset)
+        if np.all(np.diag(uncentered) <= CANCELLATION_LIMIT * np.diag(matrix)):
+            return cls(rows, offset, r, implicit=True), matrix
+        centered = X - offset
+        if rows is not X:
+            centered *= r[:, None]
+        design = cls(centered, offset, r, implicit=False)
+        return design, design._product(kernel)
+
+    def _product(self, kernel):
+        rows = self._rows
+        return rows @ rows.T if kernel else rows.T @ rows
+
+    def release(self, training_rows):
+        """Drop the design's rows; ``training_rows()`` gives ``X`` again
+        when they are needed (see ``FoldData.training_rows``)."""
+        self._rows = None
+        self._training_rows = training_rows
+
+    def _current_rows(self):
+        if self._rows is not None:
+            return self._rows
+        X = np.asarray(self._training_rows(), dtype=np.float64)
+        r = self.root_weights[:, None]
+        if not self.implicit:
+            return (X - self.offset) * r
+        return X * r if np.any(r != 1.0) else X
+
+    def rdot(self, U):
+        """``D.T @ U`` for ``U`` of shape (n_samples, k)."""
+        rows = self._current_rows()
+        if not self.implicit:
+            return rows.T @ U
+        return rows.T @ U - np.outer(self.offset, self.root_weights @ U)
+
+    def cross(self, A, product=None):
+        """``(A - 1 xbar^T) @ D.T`` for dense data rows ``A``.
+
+        ``product`` is ``A @ X.T @ S^(1/2)``, if already known.
+        """
+        rows = self._current_rows()
+        if not self.implicit:
+            return centered_product(A, self.offset, rows.T)
+        r = self.root_weights
+        # A X^T R - (A xbar - ||xbar||^2) r^T - 1 (R X xbar)^T
+        product = A @ rows.T if product is None else product.copy()
+        product -= np.outer(A @ self.offset - self.offset @ self.offset, r)
+        product -= rows @ self.offset
+        return product
+
+    def validation_rows(self, A):
+        """``(rows, offset)`` whose ``rows @ w - offset @ w`` are the centered
+        predictions ``(A - 1 xbar^T) @ w`` of data rows ``A`` (not copied
+        when the centering is implicit)."""
+        if self.implicit:
+            return A, self.offset
+        return A - self.offset, np.zeros_like(self.offset)

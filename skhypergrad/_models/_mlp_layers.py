@@ -7,7 +7,10 @@ layer or of an optimizer update. Their values are computed with the same
 floating-point operations, in the same order, as
 ``sklearn.neural_network._multilayer_perceptron`` and
 ``sklearn.neural_network._stochastic_optimizers`` (written out of place:
-``z = a @ W; z += b`` there is ``a @ W + b`` here, with the same rounding);
+``z = a @ W; z += b`` there is ``a @ W + b`` here, with the same rounding;
+the functions whose arrays have the size of the weights, the optimizer
+updates and the layer gradient, compute into their own output buffer with
+one temporary, never into their arguments);
 their vector-Jacobian (reverse mode) and Jacobian-vector (forward mode)
 products are written out below and checked against finite differences by
 autograd's ``check_grads`` in the tests. The vector-Jacobian product makers
@@ -288,11 +291,18 @@ def layer_gradient(a, delta, params, alpha, n_samples, layer):
     """Raveled ``[(a.T @ delta + alpha * W) / n, delta.sum(0) / n]``.
 
     The gradient of the regularized loss with respect to one layer's
-    coefficients and intercept, ``_compute_loss_grad``.
+    coefficients and intercept, ``_compute_loss_grad``. Computed in its
+    output buffer (the same operations in the same order), so that a layer
+    with many weights needs one temporary of their size, not four.
     """
-    coef_grad = (a.T @ delta + alpha * _coef(params, layer)) / n_samples
-    intercept_grad = np.sum(delta, axis=0) / n_samples
-    return np.concatenate([coef_grad.ravel(), intercept_grad])
+    n_coef = layer.shape[0] * layer.shape[1]
+    out = np.empty(n_coef + layer.shape[1])
+    coef_grad = out[:n_coef].reshape(layer.shape)
+    np.multiply(alpha, _coef(params, layer), out=coef_grad)
+    np.add(np.asarray(a.T @ delta), coef_grad, out=coef_grad)
+    coef_grad /= n_samples
+    np.divide(np.sum(delta, axis=0), n_samples, out=out[n_coef:])
+    return out
 
 
 def _split_gradient(g, layer):
@@ -307,17 +317,18 @@ def layer_gradient_vjp(argnums, ans, args, kwargs):
         # Divided by n once, on the (small) cotangent of the gradient rather
         # than on each (batch-sized) product.
         g_coef, g_intercept = _split_gradient(g / n_samples, layer)
-        grads = []
+        grads = {}
+        if 3 in argnums:
+            # First: its temporary is gone before argnum 2's is made.
+            grads[3] = np.sum(g_coef * _coef(params, layer))
         for argnum in argnums:
             if argnum == 0:
-                grads.append(delta @ g_coef.T)
+                grads[0] = delta @ g_coef.T
             elif argnum == 1:
-                grads.append(a @ g_coef + g_intercept)
+                grads[1] = a @ g_coef + g_intercept
             elif argnum == 2:
-                grads.append(_scatter(params, [(layer.coef, alpha * g_coef)]))
-            else:  # argnum == 3
-                grads.append(np.sum(g_coef * _coef(params, layer)))
-        return grads
+                grads[2] = _scatter(params, [(layer.coef, alpha * g_coef)])
+        return [grads[argnum] for argnum in argnums]
 
     return vjp
 
@@ -364,24 +375,41 @@ def _halves(x):
 def adam_update(state, grad, rates, step, beta_1, beta_2, epsilon):
     """One ``AdamOptimizer`` update of ``state = [weights, m, v]``.
 
-    ``rates[step]`` is the (negative) bias-corrected step size.
+    ``rates[step]`` is the (negative) bias-corrected step size. The new state
+    is computed in its output buffer with one temporary of the weights' size
+    (the same operations in the same order as out of place)::
+
+        m = beta_1 * m + (1 - beta_1) * grad
+        v = beta_2 * v + (1 - beta_2) * grad**2
+        theta = theta + rates[step] * m / (sqrt(v) + epsilon)
     """
     theta, m, v = _thirds(state)
-    m = beta_1 * m + (1 - beta_1) * grad
-    v = beta_2 * v + (1 - beta_2) * (grad**2)
-    update = rates[step] * m / (np.sqrt(v) + epsilon)
-    return np.concatenate([theta + update, m, v])
+    out = np.empty_like(state)
+    theta_new, m_new, v_new = _thirds(out)
+    work = np.multiply(1 - beta_1, grad)
+    np.multiply(beta_1, m, out=m_new)
+    np.add(m_new, work, out=m_new)
+    np.square(grad, out=work)
+    np.multiply(1 - beta_2, work, out=work)
+    np.multiply(beta_2, v, out=v_new)
+    np.add(v_new, work, out=v_new)
+    np.sqrt(v_new, out=work)
+    np.add(work, epsilon, out=work)
+    np.multiply(rates[step], m_new, out=theta_new)
+    np.divide(theta_new, work, out=theta_new)
+    np.add(theta, theta_new, out=theta_new)
+    return out
 
 
 def _adam_parts(ans, args):
     state, grad, rates, step, beta_1, beta_2, epsilon = args
     _, m_new, v_new = _thirds(ans)
     root = np.sqrt(v_new)
-    denominator = root + epsilon
     # sqrt'(v) where v > 0. v is exactly 0 only where every gradient so far
     # was exactly 0 (a dead ReLU unit): it stays 0 under a perturbation of
     # the hyperparameters, so its sensitivity is 0, not 0 * inf.
-    d_root = np.where(root > 0, 0.5 / np.where(root > 0, root, 1.0), 0.0)
+    d_root = np.divide(0.5, root, out=np.zeros_like(root), where=root > 0)
+    denominator = np.add(root, epsilon, out=root)
     return m_new, v_new, denominator, d_root
 
 
@@ -391,29 +419,57 @@ def adam_vjp(argnums, ans, args, kwargs):
     rate = rates[step]
 
     def vjp(g):
+        # The out-of-place formulas in the comments, computed in the buffer
+        # of the state's cotangent with one temporary of the weights' size
+        # (``work``), in the same order.
+        if not set(argnums) <= {0, 1, 2, 4, 5}:
+            raise NotImplementedError("adam_update is not differentiable in epsilon.")
         g_theta, g_m, g_v = _thirds(g)
         g_update = g_theta
-        g_m = g_m + g_update * rate / denominator
-        g_v = g_v - g_update * rate * m_new / denominator**2 * d_root
         _, m, v = _thirds(state)
-        grads = []
-        for argnum in argnums:
-            if argnum == 0:
-                grads.append(np.concatenate([g_theta, beta_1 * g_m, beta_2 * g_v]))
-            elif argnum == 1:
-                grads.append((1 - beta_1) * g_m + (1 - beta_2) * 2 * grad * g_v)
-            elif argnum == 2:
-                one_hot = np.arange(len(rates)) == step
-                grads.append(one_hot * np.sum(g_update * m_new / denominator))
-            elif argnum == 4:
-                grads.append(np.sum(g_m * (m - grad)))
-            elif argnum == 5:
-                grads.append(np.sum(g_v * (v - grad**2)))
-            else:
-                raise NotImplementedError(
-                    "adam_update is not differentiable in epsilon."
-                )
-        return grads
+        state_bar = np.empty_like(g)
+        theta_bar, m_bar, v_bar = _thirds(state_bar)
+        # m_bar: g_m = g_m + g_update * rate / denominator
+        work = np.multiply(g_update, rate)
+        np.divide(work, denominator, out=work)
+        np.add(g_m, work, out=m_bar)
+        g_m = m_bar
+        # v_bar: g_v = g_v - g_update * rate * m_new / denominator**2 * d_root
+        np.multiply(g_update, rate, out=work)
+        np.multiply(work, m_new, out=work)
+        np.divide(work, np.square(denominator, out=theta_bar), out=work)
+        np.multiply(work, d_root, out=work)
+        np.subtract(g_v, work, out=v_bar)
+        g_v = v_bar
+        theta_bar[...] = g_theta
+        grads = {}
+        if 1 in argnums:
+            # (1 - beta_1) * g_m + (1 - beta_2) * 2 * grad * g_v
+            np.multiply((1 - beta_2) * 2, grad, out=work)
+            np.multiply(work, g_v, out=work)
+            grad_bar = np.multiply(1 - beta_1, g_m)
+            grads[1] = np.add(grad_bar, work, out=grad_bar)
+        if 2 in argnums:
+            # one_hot * sum(g_update * m_new / denominator)
+            np.multiply(g_update, m_new, out=work)
+            np.divide(work, denominator, out=work)
+            grads[2] = (np.arange(len(rates)) == step) * np.sum(work)
+        if 4 in argnums:
+            # sum(g_m * (m - grad))
+            np.subtract(m, grad, out=work)
+            np.multiply(g_m, work, out=work)
+            grads[4] = np.sum(work)
+        if 5 in argnums:
+            # sum(g_v * (v - grad**2))
+            np.square(grad, out=work)
+            np.subtract(v, work, out=work)
+            np.multiply(g_v, work, out=work)
+            grads[5] = np.sum(work)
+        # [g_theta, beta_1 * g_m, beta_2 * g_v], in place of g_m and g_v.
+        m_bar *= beta_1
+        v_bar *= beta_2
+        grads[0] = state_bar
+        return [grads[argnum] for argnum in argnums]
 
     return vjp
 

@@ -28,11 +28,15 @@ are taken by a plain forward run, :func:`train`, and recorded in a
 validation loss of the weights this fixed schedule produces:
 
 - :func:`hypergradient_reverse` checkpoints the optimizer state at the start
-  of every epoch during :func:`train` and sweeps the epochs backwards: each
-  epoch is run again from its checkpoint, recording what each minibatch
-  step computed (memory: one epoch's record), and its steps are reversed by
-  calling the layers' vector-Jacobian products directly (:func:`_step_vjp`),
-  without autograd's tracing, which cost as much as the products;
+  of every epoch (or of every k-th one, past a memory budget) during
+  :func:`train` and sweeps the minibatch steps backwards: a stretch of steps
+  is run again from its checkpoint, recording what each step computed, and
+  its steps are reversed by calling the layers' vector-Jacobian products
+  directly (:func:`_step_vjp`), without autograd's tracing, which cost as
+  much as the products. A stretch whose record would exceed a memory budget
+  is cut into parts whose first states are recomputed (:func:`_sweep_steps`):
+  the memory stays a small multiple of one state, at the cost of more plain
+  runs of the steps;
 - :func:`hypergradient_forward` pushes one tangent per hyperparameter through
   the whole training with :func:`autograd.make_jvp` (memory independent of
   the number of steps).
@@ -92,7 +96,14 @@ def solver_hyperparameters(solver):
 
 # Checkpoints of the optimizer state kept in memory for the reverse sweep. Past
 # this budget only every k-th epoch is kept and the others are recomputed.
-_CHECKPOINT_BYTES = 256 * 2**20
+_CHECKPOINT_BYTES = 64 * 2**20
+
+# The record of the minibatch steps that the reverse sweep replays at once
+# (each step's state and gradient). A longer stretch of steps is cut into
+# _FANOUT parts, whose first states are recomputed and kept while the parts
+# are swept, last to first, the same way (see _sweep_steps).
+_TAPE_BYTES = 64 * 2**20
+_FANOUT = 3
 
 
 # --------------------------------------------------------------------------
@@ -355,6 +366,17 @@ class TrainingProblem:
         state_size = self.layout.n_params + self.n_moments
         return self.settings["max_iter"] * state_size * self.initial_theta.itemsize
 
+    @property
+    def step_record_nbytes(self):
+        """Memory of the record of one minibatch step (see :class:`_StepTape`).
+
+        Its state after the step and its gradient, plus the layers' outputs
+        and errors on the batch.
+        """
+        n_params = self.layout.n_params
+        units = sum(self.layout.layer_units[1:])
+        return 8 * (2 * n_params + self.n_moments + 2 * self.batch_size * units)
+
     def initial_state(self):
         """Weights, then the optimizer's moments (all zeros)."""
         return np.concatenate([self.initial_theta, np.zeros(self.n_moments)])
@@ -391,13 +413,15 @@ def _update_arguments(problem, hp, sizes, k):
     return (sizes, hp["momentum"], problem.settings["nesterovs_momentum"])
 
 
-# What the reverse sweep needs of one minibatch step: its input state, the
-# network's layer outputs (hidden[0] is the batch), the output, each layer's
-# error, the gradient, the optimizer update's other arguments and the state
-# after it.
+# What the reverse sweep needs of one minibatch step: its place (epoch and
+# minibatch), its input state, the network's layer outputs (hidden[0] is the
+# batch), the output, each layer's error, the gradient, the optimizer update's
+# other arguments and the state after it.
 _StepTape = namedtuple(
     "_StepTape",
     [
+        "epoch",
+        "step",
         "state",
         "hidden",
         "output",
@@ -411,7 +435,9 @@ _StepTape = namedtuple(
 )
 
 
-def _run_epoch(state, hp, problem, epoch, divisions, record=None, tapes=None):
+def _run_epoch(
+    state, hp, problem, epoch, divisions, record=None, tapes=None, steps=None
+):
     """One pass over the training data, ``state -> state`` (traced).
 
     Parameters
@@ -431,14 +457,18 @@ def _run_epoch(state, hp, problem, epoch, divisions, record=None, tapes=None):
         appended to it (plain values).
     tapes : list or None
         If a list, a :class:`_StepTape` of each minibatch step is appended to
-        it, for :func:`_epoch_vjp` (plain runs only).
+        it, for :func:`_sweep_steps` (plain runs only).
+    steps : range or None
+        Run only these minibatch steps of the epoch (all by default), from
+        ``state``, the state before the first of them.
     """
     order = problem.batch_orders(epoch)
     alpha = hp["alpha"]
     sizes = _step_sizes(hp, problem, epoch, divisions)
     update = layers.adam_update if problem.solver == "adam" else layers.sgd_update
 
-    for k, batch in enumerate(problem.batches):
+    for k in range(len(problem.batches)) if steps is None else steps:
+        batch = problem.batches[k]
         idx = order[batch]
         X_batch, y_batch = problem.X[idx], problem.y[idx]
         weight_batch = None
@@ -466,6 +496,8 @@ def _run_epoch(state, hp, problem, epoch, divisions, record=None, tapes=None):
         if tapes is not None:
             tapes.append(
                 _StepTape(
+                    epoch,
+                    k,
                     state,
                     hidden,
                     output,
@@ -509,8 +541,9 @@ class Trajectory:
     diverged : bool
         The weights became non-finite (training stopped there).
     reached_max_iter : bool
-    checkpoints : dict of int -> ndarray
-        State at the start of the kept epochs (reverse mode only).
+    checkpoints : dict of int -> ndarray or None
+        State at the start of the kept epochs (reverse mode only); None for
+        the first epoch, whose state is ``problem.initial_state()``.
     checkpoint_stride : int
         Every how many epochs a checkpoint is kept.
     """
@@ -566,7 +599,8 @@ def train(problem, hp, keep_checkpoints=False):
     t = 0
     for epoch in range(max_iter):
         if keep_checkpoints and epoch % stride == 0:
-            run.checkpoints[epoch] = state
+            # The first state is made again when needed: not kept.
+            run.checkpoints[epoch] = state if epoch > 0 else None
         run.divisions.append(divisions)
         batch_losses = []
         state = _run_epoch(state, hp, problem, epoch, divisions, record=batch_losses)
@@ -617,7 +651,9 @@ def train(problem, hp, keep_checkpoints=False):
         run.reached_max_iter = True
 
     run.t = t
-    run.theta = best_theta
+    # A copy: the weights are a view of a whole state (with the optimizer's
+    # moments), which the solutions a search keeps would otherwise hold.
+    run.theta = best_theta.copy()
     return run
 
 
@@ -662,12 +698,23 @@ def _with_tuned(hp, names, h):
     return tuned
 
 
-def _states(problem, run, hp, start, stop, first_state):
-    """States at the start of epochs ``start..stop-1``, recomputed plainly."""
-    states = [first_state]
-    for epoch in range(start, stop - 1):
-        states.append(_run_epoch(states[-1], hp, problem, epoch, run.divisions[epoch]))
-    return states
+def _run_steps(problem, hp, run, state, first, stop, tapes=None):
+    """The state after steps ``first..stop-1`` from ``state``, run plainly.
+
+    Steps are numbered across the epochs: step ``g`` is minibatch
+    ``g % n_batches`` of epoch ``g // n_batches``. ``tapes``, if a list,
+    receives the record of each step (see :func:`_run_epoch`).
+    """
+    n_batches = len(problem.batches)
+    while first < stop:
+        epoch, k = divmod(first, n_batches)
+        last = min(stop, (epoch + 1) * n_batches)
+        steps = range(k, last - epoch * n_batches)
+        state = _run_epoch(
+            state, hp, problem, epoch, run.divisions[epoch], tapes=tapes, steps=steps
+        )
+        first = last
+    return state
 
 
 def _step_vjp(problem, tape, state_bar, alpha, on_first_layer=None):
@@ -702,12 +749,15 @@ def _step_vjp(problem, tape, state_bar, alpha, on_first_layer=None):
     """
     args = (tape.state, tape.grad, *tape.update_arguments)
     if problem.solver == "adam":
-        vjp = layers.adam_vjp((0, 1, 2, 4, 5), tape.new_state, args, {})
+        update_vjp, argnums = layers.adam_vjp, (0, 1, 2, 4, 5)
     else:
-        vjp = layers.sgd_vjp((0, 1, 2, 3), tape.new_state, args, {})
+        update_vjp, argnums = layers.sgd_vjp, (0, 1, 2, 3)
     # The vector-Jacobian products return new arrays: accumulating the
-    # cotangent of the state (weights and moments) in place is safe.
-    state_bar, grad_bar, *decay_bar = vjp(state_bar)
+    # cotangent of the state (weights and moments) in place is safe. (The
+    # product is not kept: what it holds is freed once it has run.)
+    state_bar, grad_bar, *decay_bar = update_vjp(argnums, tape.new_state, args, {})(
+        state_bar
+    )
     sizes_bar = decay_bar.pop(0)
     alpha_bar = 0.0
 
@@ -764,27 +814,60 @@ def _step_vjp(problem, tape, state_bar, alpha, on_first_layer=None):
     return state_bar, [alpha_bar, sizes_bar, *decay_bar]
 
 
-def _epoch_vjp(problem, hp, epoch, divisions, state, state_bar, on_step=None):
-    """Cotangents of one epoch of :func:`_run_epoch`, from its first state.
+def _sweep_steps(problem, hp, run, first, stop, state, state_bar, inputs_bar, on_step):
+    """Cotangent of the state before step ``first``, from that after ``stop - 1``.
 
-    The epoch is run again plainly, recording each step, and its steps are
-    swept backwards by :func:`_step_vjp`. Returns the cotangent of ``state``
-    and those of the epoch's inputs, summed over its steps. ``on_step``, if
-    given, is called as ``on_step(epoch, k, tape, z_bar, coef_bar)`` for step
-    ``k`` (see :func:`_step_vjp`).
+    ``state`` is the state before step ``first`` (steps are numbered as in
+    :func:`_run_steps`). A stretch whose record fits in ``_TAPE_BYTES``, or
+    a single step, is run again recording each step, and its steps are swept
+    backwards by :func:`_step_vjp`, each record dropped once swept. A longer
+    stretch is cut into ``_FANOUT`` parts: a plain run computes their first
+    states, and the parts are swept from the last to the first, each in the
+    same way. The memory is a few states per level of cutting; each level
+    costs one more plain run of its steps.
+
+    ``inputs_bar`` (a dict, updated) receives, for each epoch, the
+    cotangents of its inputs summed over its steps (see :func:`_step_vjp`);
+    ``on_step``, if given, is called as ``on_step(epoch, k, tape, z_bar,
+    coef_bar)`` for each step ``k`` of ``epoch``, last to first.
     """
-    tapes = []
-    _run_epoch(state, hp, problem, epoch, divisions, tapes=tapes)
-    inputs_bar = [0.0] * (2 + len(_decays(problem)))
-    for k in range(len(tapes) - 1, -1, -1):
-        on_first_layer = None if on_step is None else partial(on_step, epoch, k)
-        state_bar, step_bar = _step_vjp(
-            problem, tapes[k], state_bar, hp["alpha"], on_first_layer
+    n = stop - first
+    if n == 1 or n * problem.step_record_nbytes <= _TAPE_BYTES:
+        tapes = []
+        _run_steps(problem, hp, run, state, first, stop, tapes)
+        while tapes:
+            tape = tapes.pop()
+            on_first_layer = (
+                None if on_step is None else partial(on_step, tape.epoch, tape.step)
+            )
+            state_bar, step_bar = _step_vjp(
+                problem, tape, state_bar, hp["alpha"], on_first_layer
+            )
+            total = inputs_bar.get(tape.epoch)
+            inputs_bar[tape.epoch] = (
+                step_bar
+                if total is None
+                else [t + bar for t, bar in zip(total, step_bar, strict=True)]
+            )
+        return state_bar
+    length = -(-n // _FANOUT)
+    starts = list(range(first, stop, length))
+    states = [state]
+    for start, end in pairwise(starts):
+        states.append(_run_steps(problem, hp, run, states[-1], start, end))
+    for start in reversed(starts):
+        state_bar = _sweep_steps(
+            problem,
+            hp,
+            run,
+            start,
+            min(start + length, stop),
+            states.pop(),
+            state_bar,
+            inputs_bar,
+            on_step,
         )
-        inputs_bar = [
-            total + bar for total, bar in zip(inputs_bar, step_bar, strict=True)
-        ]
-    return state_bar, inputs_bar
+    return state_bar
 
 
 def _decays(problem):
@@ -794,20 +877,21 @@ def _decays(problem):
 
 
 def hypergradient_reverse(problem, run, hp, names, loss, on_step=None):
-    """Derivative of ``loss(run.theta)`` by a backward sweep over epochs.
+    """Derivative of ``loss(run.theta)`` by a backward sweep over the steps.
 
-    Each epoch is run again from its state (kept, or recomputed from the
-    nearest checkpoint) and swept backwards step by step by
-    :func:`_epoch_vjp`. The cotangents of each epoch's inputs (``alpha``,
-    its step sizes and the optimizer's decays) are collected, and autograd
-    carries them to the hyperparameters once at the end, through
-    :func:`_step_sizes`.
+    The epochs between two checkpoints are swept backwards step by step by
+    :func:`_sweep_steps`, from the later checkpoints to the earlier, with
+    the states it needs recomputed from the checkpoint. The cotangents of
+    each epoch's inputs (``alpha``, its step sizes and the optimizer's
+    decays) are collected, and autograd carries them to the hyperparameters
+    once at the end, through :func:`_step_sizes`.
 
     Parameters
     ----------
     problem : TrainingProblem
     run : Trajectory
-        From :func:`train` with ``keep_checkpoints=True``.
+        From :func:`train` with ``keep_checkpoints=True``. Its checkpoints
+        are consumed: each is dropped once the epochs it starts are swept.
     hp : dict of str -> float
         The values ``run`` was trained with.
     names : list of str
@@ -822,23 +906,26 @@ def hypergradient_reverse(problem, run, hp, names, loss, on_step=None):
     -------
     grad : ndarray of shape (len(names),)
     """
-    theta_bar = make_vjp(loss)(run.theta)[0](1.0)
-    state_bar = np.concatenate([theta_bar, np.zeros(problem.n_moments)])
+    state_bar = np.concatenate(
+        [make_vjp(loss)(run.theta)[0](1.0), np.zeros(problem.n_moments)]
+    )
     inputs_bar = {}
     stride = run.checkpoint_stride
+    n_batches = len(problem.batches)
     for start in range(stride * ((run.snapshot - 1) // stride), -1, -stride):
         stop = min(start + stride, run.snapshot)
-        states = _states(problem, run, hp, start, stop, run.checkpoints[start])
-        for epoch in range(stop - 1, start - 1, -1):
-            state_bar, inputs_bar[epoch] = _epoch_vjp(
-                problem,
-                hp,
-                epoch,
-                run.divisions[epoch],
-                states[epoch - start],
-                state_bar,
-                on_step,
-            )
+        state = run.checkpoints.pop(start)
+        state_bar = _sweep_steps(
+            problem,
+            hp,
+            run,
+            start * n_batches,
+            stop * n_batches,
+            problem.initial_state() if state is None else state,
+            state_bar,
+            inputs_bar,
+            on_step,
+        )
 
     def inputs_dot_bar(h):
         """The inputs of the epochs, dotted with their cotangents (traced)."""

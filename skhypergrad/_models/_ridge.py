@@ -43,10 +43,14 @@ n`), and the number of stored entries of ``X``:
   :math:`\\theta` the solved variables (:math:`w` or :math:`c`) and
   :math:`H` their system's matrix.
 
-In the spectral ways the decomposition, the projected target and the
-projected validation design do not depend on :math:`\\alpha`: they are
-computed once per fold, and each solve costs a product with an
-``(n_val, rank)`` matrix; only :func:`_validation_loss` is traced.
+In the spectral ways the decomposition and the projected target do not
+depend on :math:`\\alpha`: they are computed once per fold, and each solve
+costs a product of the validation part with the coefficients (``"gram"``)
+or of an ``(n_val, rank)`` matrix with the solution in the eigenbasis
+(``"kernel"``); only :func:`_validation_loss` is traced. A dense fold's
+Gram or kernel matrix is formed without a centered copy of ``X``
+(:class:`~._design.DenseDesign`), from products of the whole data shared by
+the splits when they are rows of one array (:func:`_shared_products`).
 """
 
 import numbers
@@ -63,14 +67,14 @@ from sklearn.linear_model import Ridge
 from ._base import DifferentiableModel, Fold, Solution
 from ._design import (
     CenteredDesign,
-    centered_product,
+    DenseDesign,
     data_product,
     transpose_product,
 )
 from ._implicit import conjugate_gradient, implicit_hypergradient
 from ._krylov import RidgeRuns
 from ._losses import squared_error, weighted_mean
-from ._spectral import Spectrum, shrunk_predictions
+from ._spectral import Spectrum
 from ._threads import blas_threads_limited
 
 __all__ = ["RidgeModel", "ridge_method"]
@@ -114,17 +118,27 @@ def ridge_method(n_samples, n_features, n_stored):
 
 
 def _validation_loss(
-    alpha, eigenvalues, projected_val, projected_target, residual_offset, weights
+    alpha,
+    eigenvalues,
+    basis,
+    projected_target,
+    val_rows,
+    val_offset,
+    residual_offset,
+    weights,
 ):
     """Validation mean squared error of ridge at ``alpha`` (traced).
 
-    ``projected_val @ diag(1 / (eigenvalues + alpha)) @ projected_target``
-    are the centered validation predictions; ``residual_offset`` is
-    ``y_mean - y_val``; ``weights`` (summing to one) weigh the samples, the
-    targets count equally.
+    The solution in the eigenbasis is
+    ``diag(1 / (eigenvalues + alpha)) @ projected_target``, its coefficients
+    ``basis`` times that (the solution itself when ``basis`` is None), and
+    ``val_rows @ coef - val_offset @ coef`` the centered validation
+    predictions; ``residual_offset`` is ``y_mean - y_val``; ``weights``
+    (summing to one) weigh the samples, the targets count equally.
     """
-    centered = shrunk_predictions(alpha, eigenvalues, projected_val, projected_target)
-    return weighted_mean(squared_error(centered, -residual_offset), weights)
+    shrunk = (1.0 / (eigenvalues + alpha))[:, None] * projected_target
+    coef = shrunk if basis is None else anp.dot(basis, shrunk)
+    return _coef_loss(coef, val_rows, val_offset, residual_offset, weights)
 
 
 def _coef_loss(coef, X_val, X_offset, residual_offset, weights):
@@ -143,13 +157,26 @@ class _RidgeSolution(Solution):
         self.params = {"alpha": self.alpha}
         # Only conjugate gradient can stop early, at the estimator's tol.
         self.exact = exact or fold.method != "iterative"
-        self.coef, self.n_iter, self._variables = fold.coefficients(
-            self.alpha, rtol=CG_RTOL if self.exact else max(fold.estimator.tol, CG_RTOL)
-        )
-        self.loss = fold.loss(self.alpha, self.coef)
+        if fold.method == "iterative":
+            self._coef, self.n_iter, self._variables = fold.coefficients(
+                self.alpha,
+                rtol=CG_RTOL if self.exact else max(fold.estimator.tol, CG_RTOL),
+            )
+        else:
+            # The spectral loss needs no coefficients: they are formed when
+            # asked (on a wide fold, a product with the whole design).
+            self._coef, self.n_iter, self._variables = None, None, None
+        self.loss = fold.loss(self.alpha, self._coef)
         # The mean squared error, weighted and averaged over the targets as
         # mean_squared_error does.
         self.loss_is_score = bool(np.isfinite(self.loss))
+
+    @property
+    def coef(self):
+        """The coefficients, of shape (n_features, n_targets)."""
+        if self._coef is None:
+            self._coef = self._fold.coefficients(self.alpha)[0]
+        return self._coef
 
     def hypergradient(self, names):
         if list(names) not in ([], ["alpha"]):
@@ -225,6 +252,50 @@ def _check_sparse_solver(estimator):
         raise TypeError("SVD solver does not support sparse inputs currently")
 
 
+def _shared_products(data, kernel, X_val, root_weights):
+    """The uncentered products of a dense fold, from those of the whole data.
+
+    With ``data.source`` (the fold's parts are rows of one array ``X``), the
+    kernel matrix ``X X^T`` of all the rows is formed once for all the
+    splits (``n`` squared entries, no more than ``X``): a fold's training
+    kernel ``R X_t X_t^T R`` and cross product ``X_v X_t^T R`` are blocks of
+    it, where each fold would form them anew (five folds: five times the
+    multiply-adds). For the Gram matrix, without sample weights and when
+    the training and validation rows partition ``X``, ``X^T X`` is formed
+    once and each fold's is ``X^T X - X_v^T X_v``. None where the fold
+    forms its own.
+
+    Returns
+    -------
+    products : tuple or None
+        ``(uncentered, cross)``: the fold's uncentered Gram or kernel matrix,
+        and for the kernel the validation rows' product ``X_v X_t^T R``.
+    """
+    if data.source is None:
+        return None
+    X, train, test, shared = data.source
+    train, test = _indices(train, len(X)), _indices(test, len(X))
+    if kernel:
+        if "ridge_kernel" not in shared:
+            shared["ridge_kernel"] = X @ X.T
+        full = shared["ridge_kernel"]
+        block = full[np.ix_(train, train)]
+        block *= np.multiply.outer(root_weights, root_weights)
+        return block, full[np.ix_(test, train)] * root_weights
+    counts = np.bincount(np.concatenate([train, test]), minlength=len(X))
+    if np.any(root_weights != 1.0) or np.any(counts != 1):
+        return None
+    if "ridge_gram" not in shared:
+        shared["ridge_gram"] = X.T @ X
+    return shared["ridge_gram"] - X_val.T @ X_val, None
+
+
+def _indices(rows, n_samples):
+    """Row indices, from indices or a boolean mask."""
+    rows = np.asarray(rows)
+    return np.flatnonzero(rows) if rows.dtype == bool else rows % n_samples
+
+
 class _RidgeFold(Fold):
     def __init__(self, estimator, data):
         self.estimator = estimator
@@ -295,22 +366,54 @@ class _RidgeFold(Fold):
             )
             return
 
+        kernel = self.method == "kernel"
+        shared = None
+        if sparse.issparse(X_train):
+            matrix = design.gram() if self.method == "gram" else design.kernel()
+        else:
+            # The products of X itself, centered by a rank-one correction:
+            # no centered copy of X (see DenseDesign), and taken from those of
+            # the whole data when the splits share them.
+            shared = _shared_products(data, kernel, X_val, root_weights)
+            design, matrix = DenseDesign.with_matrix(
+                X_train,
+                self.X_offset,
+                root_weights,
+                kernel=kernel,
+                uncentered=None if shared is None else shared[0],
+            )
+        spectrum = Spectrum(matrix)
+        del matrix
+        vectors = spectrum.eigenvectors[:, spectrum.kept]
         if self.method == "gram":
-            spectrum = Spectrum(design.gram())
-            vectors = spectrum.eigenvectors[:, spectrum.kept]
             basis = vectors
             projected_target = vectors.T @ design.rdot(target)
-            projected_val = centered_product(X_val, self.X_offset, vectors)
+            # The validation predictions are X_val @ coef - xbar @ coef: a
+            # product with X_val itself costs what one with its projection on
+            # the eigenvectors (n_val x rank, with rank up to n_features)
+            # would, without forming that projection.
+            if sparse.issparse(X_val):
+                val_rows, val_offset = X_val, self.X_offset
+            else:
+                val_rows, val_offset = design.validation_rows(X_val)
         else:
-            spectrum = Spectrum(design.kernel())
-            vectors = spectrum.eigenvectors[:, spectrum.kept]
             projected_target = vectors.T @ target
             # D^T U (n_features, rank) would cost n_features * n_samples * rank
             # to form (0.8 s a fold on 800 x 50,000) and as much memory as D:
-            # keep D and U, and apply D^T to the few coefficients asked for.
+            # keep the design and U, and apply D^T to the few coefficients
+            # asked for.
             basis = None
             self._design = design
-            projected_val = design.cross(X_val) @ vectors
+            if shared is None:
+                cross = design.cross(X_val)
+            else:
+                cross = design.cross(X_val, product=shared[1])
+            val_rows = cross @ vectors
+            val_offset = np.zeros(val_rows.shape[1])
+            if data.training_rows is not None and not sparse.issparse(X_train):
+                # Coefficients are not expected to be asked: the design is
+                # indexed again if they are, instead of being kept.
+                design.release(data.training_rows)
         self._basis, self._vectors = basis, vectors
         # Only the directions outside the null space of the design: the
         # solution has no component along the others (see Spectrum).
@@ -319,8 +422,10 @@ class _RidgeFold(Fold):
         # Everything the validation loss needs besides alpha.
         self.loss_args = (
             self.eigenvalues,
-            projected_val,
+            basis,
             projected_target,
+            val_rows,
+            val_offset,
             residual_offset,
             data.val_weights,
         )

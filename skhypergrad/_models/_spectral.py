@@ -3,17 +3,14 @@
 A ridge-type solution :math:`(G + \\alpha I)^{-1} b` with a positive
 semi-definite :math:`G = U \\operatorname{diag}(e) U^T` is
 :math:`U \\operatorname{diag}(1 / (e + \\alpha)) U^T b`. After one
-eigendecomposition, the predictions of any linear map :math:`P` of the
-solution cost a product with an ``(n, rank)`` matrix for each
-:math:`\\alpha`, and :func:`shrunk_predictions` is traced by autograd. Ridge
-uses it with :math:`G = D^T D` (or :math:`D D^T` for wide designs); kernel
-ridge with :math:`G` the kernel matrix.
+eigendecomposition, the solution at any :math:`\\alpha` costs a scaling of
+:math:`U^T b` and a product with :math:`U`. Ridge uses it with
+:math:`G = D^T D` (or :math:`D D^T` for wide designs).
 """
 
-import autograd.numpy as anp
 import numpy as np
 
-__all__ = ["Spectrum", "shrunk_predictions"]
+__all__ = ["Spectrum"]
 
 
 class Spectrum:
@@ -42,13 +39,3 @@ class Spectrum:
         cutoff = len(eigenvalues) * np.finfo(float).eps * max(eigenvalues.max(), 0.0)
         self.kept = eigenvalues > cutoff
         self.eigenvalues = np.where(self.kept, eigenvalues, 0.0)
-
-
-def shrunk_predictions(alpha, eigenvalues, projected, projected_target):
-    """``projected @ diag(1 / (eigenvalues + alpha)) @ projected_target`` (traced).
-
-    ``projected`` is the linear map of the predictions expressed in the
-    eigenbasis, ``projected_target`` the right-hand side in it.
-    """
-    shrink = 1.0 / (eigenvalues + alpha)
-    return anp.dot(projected, shrink[:, None] * projected_target)
