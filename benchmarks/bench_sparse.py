@@ -37,8 +37,8 @@ ratio scales.
 Usage::
 
     python benchmarks/bench_sparse.py [--rows ridge-sparse mlp ...]
-        [--size quick|full] [--repeat 2] [--output results.json]
-        [--baseline /path/to/a/checkout/of/main]
+        [--size quick|medium|full] [--repeat 2] [--output results.json]
+        [--baseline /path/to/a/checkout/of/main] [--methods GridSearchCV ...]
 """
 
 import argparse
@@ -352,11 +352,13 @@ def worker(row, method, size):
 # --------------------------------------------------------------------------
 
 
-def run(rows, size, repeat, baseline=None):
+def run(rows, size, repeat, baseline=None, only=None):
     runs = {}
     for _ in range(repeat):
         for row in rows:
-            methods = [(method, None) for method in METHODS[row]]
+            methods = [
+                (method, None) for method in METHODS[row] if not only or method in only
+            ]
             if baseline is not None:
                 methods.insert(1, ("HypergradSearchCV", baseline))
             for method, path in methods:
@@ -454,6 +456,12 @@ def main():
         help="also time HypergradSearchCV from the skhypergrad of this source "
         "tree (a checkout of main), interleaved with the others",
     )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        help="run only these methods (HypergradSearchCV is always run: the "
+        "ratios are to it)",
+    )
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -462,7 +470,8 @@ def main():
     missing = [row for row in args.rows if args.size not in SIZES[row]]
     if missing:
         parser.error(f"--size {args.size} is not defined for {', '.join(missing)}")
-    table = run(args.rows, args.size, args.repeat, args.baseline)
+    only = None if not args.methods else {"HypergradSearchCV", *args.methods}
+    table = run(args.rows, args.size, args.repeat, args.baseline, only)
     print(
         f"size={args.size}, repeat={args.repeat}, single-threaded, each run in "
         "its own process"

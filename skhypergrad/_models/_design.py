@@ -158,20 +158,30 @@ class CenteredDesign:
         ``S^(1/2) X u - r (xbar^T u) - (S^(1/2) X xbar)(r^T v)
         + ||xbar||^2 r (r^T v)`` with ``u = X^T S^(1/2) v``.
         """
+        return self.kernel_dot_split(v)[0]
+
+    def kernel_dot_split(self, v):
+        """``D @ (D.T @ v)``, and ``D.T @ v`` as ``u - s * offset``.
+
+        Returns the product, ``u``, ``s`` and ``offset @ u``: other rows can
+        then be applied to ``D.T @ v`` as ``A @ u - s * (A @ offset)``, and
+        centered ones, without a pass over a vector of ``n_features`` (for a
+        dense ``X``, ``s`` is zero).
+        """
         if not self.is_sparse:
-            return self._dense @ (self._dense.T @ v)
+            u = self._dense.T @ v
+            return self._dense @ u, u, 0.0, self.offset @ u
         if self._kernel_shift is None:
             self._kernel_shift = self._scaled @ self.offset
             self._offset_norm2 = self.offset @ self.offset
         r = self.root_weights
         u = self._scaled_t @ v
         total = r @ v
-        return (
-            self._scaled @ u
-            - r * (self.offset @ u)
-            - self._kernel_shift * total
-            + self._offset_norm2 * total * r
-        )
+        shift = self.offset @ u
+        product = self._scaled @ u
+        product -= (shift - self._offset_norm2 * total) * r
+        product -= total * self._kernel_shift
+        return product, u, float(total), float(shift)
 
     def gram(self):
         """``D.T @ D``, dense (n_features, n_features)."""

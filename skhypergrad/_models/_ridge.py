@@ -23,18 +23,25 @@ n`), and the number of stored entries of ``X``:
   :math:`D D^T = U \\operatorname{diag}(e) U^T` and the basis :math:`D^T U`
   (scikit-learn's cholesky solver switches between the two forms the same
   way);
-- ``"iterative"`` (the decomposition too large or too slow): conjugate
-  gradient, preconditioned by the diagonal, on the normal equations
-  :math:`(D^T D + \\alpha I) w = D^T t` when :math:`p \\le n`, or on the dual
-  system :math:`(D D^T + \\alpha I) c = t`, :math:`w = D^T c`, when
-  :math:`n < p` (vectors of the smaller size), warm-started from the nearest
-  solution found before, to a relative residual of ``CG_RTOL`` (the
+- ``"iterative"`` (the decomposition too large or too slow): the normal
+  equations :math:`(D^T D + \\alpha I) w = D^T t` when :math:`p \\le n`, or
+  the dual system :math:`(D D^T + \\alpha I) c = t`, :math:`w = D^T c`, when
+  :math:`n < p` (vectors of the smaller size), solved for every
+  :math:`\\alpha` by one Lanczos run per target (:mod:`._krylov`): the
+  validation predictions of conjugate gradient's solution at any
+  :math:`\\alpha`, and their exact derivative, from the run's tridiagonal
+  matrix and its steps observed on the validation rows. Each
+  :math:`\\alpha` is solved to a relative residual of ``CG_RTOL`` (the
   coarse pass: to the estimator's ``tol``, where scikit-learn's
-  ``sparse_cg`` stops, see ``DifferentiableModel.inexact_solves``). The
-  hypergradient is by implicit differentiation with one adjoint solve
-  (:func:`~._implicit.implicit_hypergradient`): :math:`dL/d\\alpha = -u^T
-  \\theta` with :math:`H u = \\nabla_\\theta L`, :math:`\\theta` the solved
-  variables (:math:`w` or :math:`c`) and :math:`H` their system's matrix.
+  ``sparse_cg`` stops, see ``DifferentiableModel.inexact_solves``), the
+  run extended as far as that needs. Where the runs cannot converge in
+  ``CG_MAX_ITER`` steps, conjugate gradient preconditioned by the diagonal
+  solves that :math:`\\alpha`, warm-started from the nearest solution found
+  before, and the hypergradient is by implicit differentiation with one
+  adjoint solve (:func:`~._implicit.implicit_hypergradient`):
+  :math:`dL/d\\alpha = -u^T \\theta` with :math:`H u = \\nabla_\\theta L`,
+  :math:`\\theta` the solved variables (:math:`w` or :math:`c`) and
+  :math:`H` their system's matrix.
 
 In the spectral ways the decomposition and the projected target do not
 depend on :math:`\\alpha`: they are computed once per fold, and each solve
@@ -65,6 +72,7 @@ from ._design import (
     transpose_product,
 )
 from ._implicit import conjugate_gradient, implicit_hypergradient
+from ._krylov import RidgeRuns
 from ._losses import squared_error, weighted_mean
 from ._spectral import Spectrum
 from ._threads import blas_threads_limited
@@ -74,12 +82,18 @@ __all__ = ["RidgeModel", "ridge_method"]
 # The largest Gram or kernel matrix decomposed: 4,096 x 4,096 takes 128 MB
 # (twice that with its eigenvectors).
 EIGEN_MAX_SIZE = 4096
-# Conjugate-gradient iterations a search is expected to cost a fold, for the
-# choice of method: about 30 solves (losses and adjoints) of 300 iterations.
+# Iterations a search is expected to cost a fold, for the choice of method:
+# about 30 conjugate-gradient solves (losses and adjoints) of 300 iterations.
+# The Lanczos runs take fewer (one run of a few thousand steps at most); the
+# figure is kept so that the choice of method stays as it was.
 _EXPECTED_ITERATIONS = 10_000
 # The conjugate gradient's relative residual, and its iteration budget.
 CG_RTOL = 1e-12
 CG_MAX_ITER = 10_000
+# The memory a fold's Lanczos runs may keep: n_val floats a step (a run per
+# target). 128 MB is 838 steps with 20,000 validation rows; an alpha that
+# needs more steps goes on past them, again for each such alpha.
+KRYLOV_MAX_BYTES = 128 * 2**20
 
 
 def ridge_method(n_samples, n_features, n_stored):
@@ -173,7 +187,10 @@ class _RidgeSolution(Solution):
             raise RuntimeError(
                 "An inexact solution has no hypergradient: solve it exactly."
             )
-        return {"alpha": self._fold.hypergradient(self.alpha, self._variables)}
+        return {"alpha": self._alpha_derivative()}
+
+    def _alpha_derivative(self):
+        return self._fold.hypergradient(self.alpha, self._variables)
 
     def fitted_estimator(self):
         fold = self._fold
@@ -188,6 +205,32 @@ class _RidgeSolution(Solution):
         ridge.n_iter_ = self.n_iter
         ridge.solver_ = "sparse_cg" if fold.method == "iterative" else "cholesky"
         return ridge
+
+
+class _KrylovSolution(_RidgeSolution):
+    """A solution read off the fold's Lanczos runs (see ``_krylov``): the
+    loss and its derivative from the runs' steps, the coefficients (for
+    ``fitted_estimator`` only) by a second pass of the recurrence."""
+
+    def __init__(self, fold, alpha, solved, exact):
+        self._fold = fold
+        self.alpha = float(alpha)
+        self.params = {"alpha": self.alpha}
+        self.exact = exact
+        self._steps, self.loss, self._derivative = solved
+        self.n_iter = max(self._steps)
+        self.loss_is_score = bool(np.isfinite(self.loss))
+        self._coef = None
+
+    @property
+    def coef(self):
+        if self._coef is None:
+            with blas_threads_limited():
+                self._coef = self._fold.runs.coefficients(self.alpha, self._steps)
+        return self._coef
+
+    def _alpha_derivative(self):
+        return self._derivative
 
 
 def _check_sparse_solver(estimator):
@@ -302,6 +345,19 @@ class _RidgeFold(Fold):
                 self._rhs = design.rdot(target)
                 self._diagonal = design.squared_column_norms()
             self._warm_starts = {}
+            # One Lanczos run per target serves every alpha; conjugate
+            # gradient only an alpha the runs cannot reach in CG_MAX_ITER
+            # steps.
+            self.runs = RidgeRuns(
+                design,
+                self._rhs,
+                X_val,
+                self._dual,
+                residual_offset,
+                data.val_weights,
+                CG_MAX_ITER,
+                KRYLOV_MAX_BYTES,
+            )
             self._coef_loss_args = (
                 X_val,
                 self.X_offset,
@@ -472,11 +528,17 @@ class _RidgeFold(Fold):
         return np.stack(columns, axis=1), n_iter
 
     def solve(self, params, *, differentiate=False, exact=True):
-        """Solve at ``alpha``; with ``exact=False``, conjugate gradient stops
-        at the estimator's ``tol``, as scikit-learn's ``sparse_cg`` does."""
-        return _RidgeSolution(
-            self, params.get("alpha", self.estimator.alpha), exact=exact
-        )
+        """Solve at ``alpha``; with ``exact=False``, the Lanczos run (or
+        conjugate gradient) stops at the estimator's ``tol``, as
+        scikit-learn's ``sparse_cg`` does."""
+        alpha = params.get("alpha", self.estimator.alpha)
+        if self.method == "iterative":
+            rtol = CG_RTOL if exact else max(self.estimator.tol, CG_RTOL)
+            with blas_threads_limited():
+                solved = self.runs.solve(alpha, rtol)
+            if solved is not None:
+                return _KrylovSolution(self, alpha, solved, exact)
+        return _RidgeSolution(self, alpha, exact=exact)
 
 
 # Iterative solutions a fold keeps as warm starts for the next solve.
