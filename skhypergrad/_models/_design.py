@@ -123,14 +123,6 @@ class CenteredDesign:
             dense *= self.root_weights[:, None]
         return dense
 
-    @property
-    def nbytes(self):
-        """Memory held by the design."""
-        if self.is_sparse:
-            s = self._scaled
-            return s.data.nbytes + s.indices.nbytes + s.indptr.nbytes
-        return self._dense.nbytes
-
     def dot(self, V):
         """``D @ V`` for ``V`` of shape (n_features,) or (n_features, k)."""
         if not self.is_sparse:
