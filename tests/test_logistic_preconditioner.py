@@ -1,6 +1,8 @@
 """The Kronecker preconditioner of large logistic models: a valid preconditioner,
 the same solutions and hypergradients as the direct path, fewer iterations."""
 
+import pickle
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -184,3 +186,19 @@ def test_hypergradient_matches_central_differences(case):
 
     expected = central_difference(loss_at, np.log(C), 1e-4)
     assert C * grads["C"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_solver_pickles_with_its_preconditioner():
+    """Folds go to joblib workers: the kept approximation is arrays only."""
+    fold = _fold(5)
+    solution = fold.solve({"C": 100.0})
+    b = fold.objective.project(
+        np.random.default_rng(0).standard_normal(fold.objective.n_params)
+    )
+    solver = fold.hessian_solver
+    assert solver._curvature is not None
+    copy = pickle.loads(pickle.dumps(solver))
+    expected, _ = solver.solve(solution._l2, solution._proba, b, rtol=1e-10)
+    x, converged = copy.solve(solution._l2, solution._proba, b, rtol=1e-10)
+    assert converged
+    np.testing.assert_array_equal(x, expected)
