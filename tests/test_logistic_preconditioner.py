@@ -15,6 +15,7 @@ from skhypergrad._models import _logistic_solver
 from skhypergrad._models._implicit import conjugate_gradient
 from skhypergrad._models._logistic import LogisticRegressionModel
 from skhypergrad._models._logistic_preconditioner import KroneckerCurvature
+from skhypergrad._models._logistic_solver import LogisticObjective
 
 from ._numeric import central_difference, make_fold, value_and_grad
 
@@ -202,3 +203,30 @@ def test_solver_pickles_with_its_preconditioner():
     x, converged = copy.solve(solution._l2, solution._proba, b, rtol=1e-10)
     assert converged
     np.testing.assert_array_equal(x, expected)
+
+
+def test_a_new_objective_gets_a_new_approximation():
+    """Feature weights swap the solver's objective (rescaled columns) at the
+    same C: the approximation of the previous problem is not kept."""
+    fold = _fold(5)
+    solution = fold.solve({"C": 100.0})
+    solver = fold.hessian_solver
+    previous = solver._curvature
+    objective = fold.objective
+    scale = np.random.default_rng(0).uniform(0.5, 2.0, objective.X.shape[1])
+    rescaled = LogisticObjective(
+        objective.X @ sp.diags(scale),
+        objective.Y,
+        objective.sample_weight,
+        objective.penalty,
+        centered=True,
+    )
+    solver.objective = rescaled
+    assert solver._curvature is None
+    theta = solution.theta / np.tile(scale, objective.n_rows)
+    _, gradient, proba = rescaled.value_grad(theta, solution._l2)
+    x, converged = solver.solve(solution._l2, proba, gradient, rtol=1e-10)
+    assert converged
+    assert solver._curvature is not previous
+    residual = rescaled.hessp(solution._l2, proba)(x) - gradient
+    assert np.linalg.norm(residual) <= 1e-10 * np.linalg.norm(gradient)

@@ -200,7 +200,7 @@ class HessianSolver:
     """
 
     def __init__(self, objective):
-        self.objective = objective
+        self._objective = objective
         self.direct = objective.n_params <= _MAX_DIRECT_PARAMS
         self.refresh_after = int(np.clip(objective.n_params // 10, *_REFRESH_RANGE))
         # (log l2, factor), oldest first; a factor is ("cholesky", L) or
@@ -213,6 +213,19 @@ class HessianSolver:
         self._curvature = None
         self._curvature_l2 = None
         self._records = {1.0: [], 0.5: []}
+
+    @property
+    def objective(self):
+        """The training objective whose Hessian this solves with."""
+        return self._objective
+
+    @objective.setter
+    def objective(self, objective):
+        # A new problem (feature weights rescale the columns): the factors of
+        # small models still precondition it well; the Kronecker
+        # approximation is made again.
+        self._objective = objective
+        self._curvature = None
 
     def _refresh(self, l2, proba):
         objective = self.objective
