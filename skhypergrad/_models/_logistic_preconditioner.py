@@ -80,7 +80,7 @@ class KroneckerCurvature:
         row of coefficients.
     proba : ndarray of shape (n_samples,) or (n_samples, n_classes)
         The predicted probabilities at the point.
-    rank : int, default=_RANK
+    rank : int, default=1
         Eigenvectors of the feature matrix kept.
 
     Holds arrays only (it pickles); memory ``K**2 + (rank + 2) p`` floats.
