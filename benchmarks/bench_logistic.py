@@ -38,7 +38,8 @@ the data alone.
 Usage::
 
     python benchmarks/bench_logistic.py [--datasets digits ...] [--quick]
-        [--threads 1|default] [--repeat 3] [--memory] [--output results.json]
+        [--threads 1|default] [--repeat 3] [--memory] [--verbose]
+        [--output results.json]
 """
 
 import argparse
@@ -136,12 +137,13 @@ def splits_of(X, y):
     return list(cv.split(X, y))
 
 
-def run_hypergrad(X, y, splits):
+def run_hypergrad(X, y, splits, verbose=0):
     search = HypergradSearchCV(
         LogisticRegression(max_iter=MAX_ITER),
         {"C": (LOW, HIGH)},
         scoring="neg_log_loss",
         cv=splits,
+        verbose=verbose,
     ).fit(X, y)
     return search.best_params_["C"], len(search.cv_results_["params"])
 
@@ -310,10 +312,17 @@ def main():
     parser.add_argument(
         "--memory", action="store_true", help="peak memory, a process per method"
     )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="HypergradSearchCV prints each point it evaluates, with the time",
+    )
     parser.add_argument("--output", help="write the results as JSON to this path")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     threads = None if args.threads == "default" else int(args.threads)
+    if args.verbose:
+        METHODS["HypergradSearchCV"] = functools.partial(run_hypergrad, verbose=1)
     if args.child:
         child(*args.child, args.quick, threads)
         return
