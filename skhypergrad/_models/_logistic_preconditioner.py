@@ -52,7 +52,6 @@ iterations. The Kronecker diagonal alone (rank 0) did no better than Jacobi.
 import functools
 
 import numpy as np
-from scipy import sparse
 
 __all__ = ["KroneckerCurvature"]
 
@@ -105,8 +104,7 @@ class KroneckerCurvature:
         self.feature_vectors, self.feature_values = _top_eigenpairs(
             X, curvature, min(rank, n_columns)
         )
-        squared = X.multiply(X) if sparse.issparse(X) else X**2
-        diagonal = np.asarray(squared.T @ curvature).ravel()
+        diagonal = objective.gram_diagonal(curvature)
         captured = self.feature_vectors**2 @ self.feature_values
         self.rest = np.maximum(diagonal - captured, _MIN_REST * diagonal)
         self.penalty = objective.penalty.reshape(self.n_rows, n_columns)[0]

@@ -144,12 +144,21 @@ class LogisticObjective:
         hessian[np.diag_indices_from(hessian)] += l2 * self.penalty
         return hessian
 
+    def gram_diagonal(self, curvature):
+        """The diagonal of ``X^T diag(c) X`` for each column ``c`` of ``curvature``.
+
+        ``curvature`` of shape (n_samples,) or (n_samples, k); the result has
+        shape (n_columns,) or (k, n_columns).
+        """
+        X = self.X
+        squared = X.multiply(X) if sparse.issparse(X) else X**2
+        return np.asarray(squared.T @ curvature).T
+
     def hessian_diagonal(self, l2, proba):
         """Diagonal of the Hessian."""
         proba = proba.reshape(len(proba), -1)
         curvature = self.sample_weight[:, None] * proba * (1.0 - proba)
-        squared = self.X.multiply(self.X) if sparse.issparse(self.X) else self.X**2
-        return (squared.T @ curvature).T.ravel() + l2 * self.penalty
+        return self.gram_diagonal(curvature).ravel() + l2 * self.penalty
 
     def hessp(self, l2, proba):
         """Hessian-vector product at the point where ``proba`` was computed."""
