@@ -87,7 +87,7 @@ class KroneckerCurvature:
 
     def __init__(self, objective, proba, rank=_RANK):
         X, w = objective.X, objective.sample_weight
-        self.n_rows, n_columns = objective.n_rows, X.shape[1]
+        n_rows, n_columns = objective.n_rows, X.shape[1]
         if proba.ndim == 1:
             curvature = w * proba * (1.0 - proba)
             class_matrix = np.array([[curvature.sum()]])
@@ -107,7 +107,7 @@ class KroneckerCurvature:
         diagonal = objective.gram_diagonal(curvature)
         captured = self.feature_vectors**2 @ self.feature_values
         self.rest = np.maximum(diagonal - captured, _MIN_REST * diagonal)
-        self.penalty = objective.penalty.reshape(self.n_rows, n_columns)[0]
+        self.penalty = objective.penalty.reshape(n_rows, n_columns)[0]
 
     def preconditioner(self, l2, power=1.0):
         """The approximate inverse of the Hessian at ``l2``, as a function.
